@@ -458,6 +458,27 @@ def test_c_unknown_macros_and_error_regions_only_block_their_own_names():
             rename_identifiers(C_PROGRAM, "c", {"total": refused})
 
 
+C_INLINE_ASM = r"""int twice(int a)
+{
+    int t4, x = a;
+    __asm__ volatile("lea (%[x],%[x]), %[t4]\n\t" : [t4] "=&r"(t4) : [x] "r"(x));
+    return t4;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
+def test_c_inline_asm_operand_symbols_keep_their_template_names(tmp_path):
+    # Found on Devign: renaming [t4] with the local t4 left %[t4] in the template undefined.
+    out = rename_identifiers(C_INLINE_ASM, "c", {"t4": "doubled", "x": "value", "a": "n"})
+    assert '[t4] "=&r"(doubled)' in out and '[x] "r"(value)' in out
+    assert "%[t4]" in out and "return doubled;" in out
+    source = tmp_path / "asm.c"
+    source.write_text(out)
+    check = subprocess.run(["gcc", "-fsyntax-only", str(source)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
 def test_c_renamed_program_compiles_and_prints_the_same(tmp_path):
     rng = random.Random(5)

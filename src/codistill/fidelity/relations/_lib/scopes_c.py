@@ -21,6 +21,7 @@ _C_OPAQUE = frozenset(
         "attribute_specifier",
     }
 )
+_C_ASM_OPERANDS = frozenset({"gnu_asm_output_operand", "gnu_asm_input_operand"})
 _C_DECLARATOR_WRAPPERS = frozenset(
     {
         "pointer_declarator",
@@ -140,6 +141,10 @@ def _scan_c(root: Node) -> _Scan:
                 if fld in ("name", "condition"):
                     opaque |= _words(text(child))
             children = [c for c in children if c[1] not in ("name", "condition")]
+        elif t in _C_ASM_OPERANDS:
+            # [t4] "=r" (t4): the bracketed symbol is named by the asm template (%[t4]), not
+            # a reference to the local, so only the parenthesised value may be renamed.
+            children = [c for c in children if c[1] != "symbol"]
         _c_declarations(node, declare)
         stack.extend(child for child, _, _ in reversed(children))
     scan = _resolve_blocks(decls, refs, _C_FUNCTIONS)
