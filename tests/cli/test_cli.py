@@ -128,3 +128,18 @@ def test_distill_names_the_file_and_line_of_a_bad_record(tiny_setup, tmp_path, c
 def test_sweep_without_a_swept_key_is_a_usage_error(tmp_path, capsys):
     assert main(["sweep", "--out", str(tmp_path / "s"), "alpha=0.5"]) == 2
     assert "codistill sweep: error: nothing to sweep" in capsys.readouterr().err
+
+
+def test_teacher_convert_names_a_missing_or_non_gguf_file_and_leaves_nothing(tmp_path, capsys):
+    out = tmp_path / "converted"
+    assert (
+        main(["teacher", "convert", "--gguf", str(tmp_path / "none.gguf"), "--out", str(out)]) == 2
+    )
+    assert "none.gguf: no such GGUF file" in capsys.readouterr().err
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"PK\x03\x04 not a gguf")
+    assert main(["teacher", "convert", "--gguf", str(fake), "--out", str(out)]) == 2
+    assert "model.gguf: not a GGUF file" in capsys.readouterr().err
+    assert main(["teacher", "convert", "--gguf", str(fake)]) == 2
+    assert "--gguf needs --out" in capsys.readouterr().err
+    assert not out.exists()

@@ -16,6 +16,11 @@ import pytest
 
 from codistill.fidelity.code import parse, parses, walk
 from codistill.fidelity.relations import get_relation
+from codistill.fidelity.relations._lib.c_macros import (
+    CTextSensitivity,
+    c_macros,
+    c_text_sensitive,
+)
 
 LANGUAGES = ("java", "python", "c")
 INPUTS = (-2, 0, 1, 3, 7)
@@ -263,3 +268,26 @@ def test_c_stringified_and_asserted_arguments_keep_their_spelling():
     for seed in range(50):
         variant = get_relation("formatting").apply(code, "c", random.Random(seed)).code
         assert "assert(a<b);" in variant and "LOG(a,b);" in variant
+
+
+def test_c_text_sensitivity_of_a_whole_tree_matches_the_per_node_answer():
+    code = """#define LOG(x) puts(#x)
+#if LEVEL > 1 && defined(X)
+int g;
+#elif LEVEL<0
+int h;
+#endif
+void f(int a, int b) {
+    assert(a<b && f(a, b));
+    LOG(a,b);
+    FFMIN(a, g(b + 1));
+    printf("%d", a + b);
+    if (a) { LOG( (a) ); }
+}
+"""
+    root = parse(code, "c").root_node
+    functions = c_macros(root)[1]
+    sensitive = CTextSensitivity(root, functions)
+    answers = [(n.type, sensitive(n)) for n in walk(root)]
+    assert answers == [(n.type, c_text_sensitive(n, functions)) for n in walk(root)]
+    assert any(flag for _, flag in answers) and not all(flag for _, flag in answers)

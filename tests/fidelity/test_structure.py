@@ -15,8 +15,9 @@ from contextlib import redirect_stdout
 
 import pytest
 
-from codistill.fidelity.code import parses
+from codistill.fidelity.code import find, parse, parse_shared, parses, walk
 from codistill.fidelity.relations import get_relation
+from codistill.fidelity.relations._lib.spans import Spans
 
 LANGUAGES = ("java", "python", "c")
 INPUTS = (-2, 0, 1, 3, 7)
@@ -518,3 +519,44 @@ def test_relational_swap_parenthesizes_a_moved_same_level_comparison():
         get_relation("relational_swap").apply(code, "c", random.Random(s)).code for s in range(20)
     }
     assert "int f(){ return c == (a == b); }" in codes
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+_BROKEN = {  # error recovery: ERROR and MISSING nodes must be found like any other node
+    "java": "class A { void f() { int x = ; if (x > 1 { g(x, 2); } } }",
+    "python": "def f(n):\n    return n +\n    if n not in (1, 2): pass\n",
+    "c": '#define M(a) (a + \\\n  1)\nint f(int n) { return M(n) + "s" 1; }\n#if X > 1\n',
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_find_yields_what_a_walk_yields_in_the_same_order(language):
+    codes = [code for fixtures in FIXTURES.values() for code in fixtures.get(language, [])]
+    for code in [*codes, _BROKEN[language]]:
+        root = parse(code, language).root_node
+        nodes = list(walk(root))
+        kinds = {n.type for n in nodes}
+        for node in (root, *nodes[1::7]):  # the root and subtrees
+            for kind in kinds:
+                expected = [n.id for n in walk(node) if n.type == kind]
+                assert [n.id for n in find(node, frozenset({kind}), language)] == expected
+        mixed = frozenset(sorted(kinds)[::3]) | {"no_such_node_type"}
+        assert [n.id for n in find(root, mixed, language)] == [
+            n.id for n in nodes if n.type in mixed
+        ]
+    assert find(root, frozenset({"no_such_node_type"}), language) == []
+
+
+def test_parse_shared_parses_each_input_once():
+    code = "int f(int n) { return n + 1; }"
+    assert parse_shared(code, "c") is parse_shared(code, "c")
+    assert parse_shared(code, "c").root_node.text == parse(code, "c").root_node.text
+    assert parse_shared(code, "java") is not parse_shared(code, "c")
+
+
+def test_spans_hold_the_positions_strictly_inside_an_interval():
+    spans = Spans([(10, 20), (12, 15), (20, 25), (30, 30), (40, 50), (45, 60)])
+    inside = {pos for pos in range(70) if pos in spans}
+    assert inside == set(range(11, 20)) | set(range(21, 25)) | set(range(41, 60))
+    assert not Spans([]) and 0 not in Spans([])

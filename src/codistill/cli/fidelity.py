@@ -38,6 +38,11 @@ def register(sub) -> None:
         "the original (auto: reference for classifiers, self for generators)",
     )
     p.add_argument(
+        "--attack-mlm",
+        metavar="DIR",
+        help="masked LM directory for ALERT candidate names; default: the synonym table",
+    )
+    p.add_argument(
         "--verify",
         default="compile",
         choices=["compile", "parse"],
@@ -102,6 +107,7 @@ def run(args) -> int:
             attack_budget=args.attack_budget,
             attack_records=args.attack_records,
             attack_target=args.attack_target,
+            attack_mlm=args.attack_mlm,
             verify=args.verify,
             partial=args.partial,
             max_source_tokens=args.max_source_tokens,

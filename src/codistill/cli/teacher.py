@@ -10,9 +10,13 @@ def register(sub) -> None:
     p = sub.add_parser("teacher", help="prepare the teacher")
     tsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = tsub.add_parser(
-        "convert", help="convert the embedded Gemma 3 270M GGUF to a safetensors directory (cached)"
+        "convert",
+        help="convert the embedded Gemma 3 270M GGUF (or --gguf FILE) to a safetensors directory",
     )
-    c.add_argument("--out", help="target dir (default: the codistill cache)")
+    c.add_argument(
+        "--gguf", help="another causal-LM .gguf file to convert (needs --out), e.g. SmolLM2"
+    )
+    c.add_argument("--out", help="target dir (default for the embedded teacher: the cache)")
     c.add_argument("--force", action="store_true", help="convert again")
     c.set_defaults(func=run_convert)
 
@@ -48,9 +52,19 @@ def register(sub) -> None:
 
 
 def run_convert(args) -> int:
-    from codistill.models.gemma import ensure_gemma_teacher
+    from codistill.models.gemma import convert_gguf, ensure_gemma_teacher
 
-    print(ensure_gemma_teacher(args.out, force=args.force))
+    if args.gguf is None:
+        print(ensure_gemma_teacher(args.out, force=args.force))
+        return 0
+    if args.out is None:
+        print("codistill teacher convert: --gguf needs --out DIR", file=sys.stderr)
+        return 2
+    try:
+        print(convert_gguf(args.gguf, args.out))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"codistill teacher convert: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

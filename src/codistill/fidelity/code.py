@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
-from tree_sitter import Language, Node, Parser, Tree
+from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
 LANGUAGES = ("java", "python", "c")
 
@@ -39,6 +39,18 @@ def parse(code: str, language: str) -> Tree:
     return parser(language).parse(code.encode("utf-8"))
 
 
+@lru_cache(maxsize=32)
+def parse_shared(code: str, language: str) -> Tree:
+    """:func:`parse`, cached: the tree of an input that the relations applied to it share.
+
+    Every relation applied to one input (and every attempt of an attack on it) would otherwise
+    parse that same input again; parsing is most of a relation's cost. Sharing is safe because
+    nothing edits trees in place: callers must not call ``Tree.edit`` on the result. Variants are
+    parsed with :func:`parse`/:func:`parses`, never through this cache.
+    """
+    return parse(code, language)
+
+
 def parses(code: str, language: str) -> bool:
     """True when tree-sitter parses ``code`` with no ERROR or MISSING node."""
     return not parse(code, language).root_node.has_error
@@ -46,6 +58,38 @@ def parses(code: str, language: str) -> bool:
 
 def text(node: Node) -> str:
     return node.text.decode("utf-8")
+
+
+_QUERY_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+@cache
+def _type_query(language: str, types: frozenset[str]) -> Query | None:
+    """A query capturing every node whose type is in ``types``, named or anonymous (as
+    ``node.type`` does not tell them apart); None when the grammar has none of them."""
+    grammar = _language(language)
+    patterns = []
+    for kind in sorted(types):
+        if grammar.id_for_node_kind(kind, True) is not None:
+            patterns.append(f"({kind})")
+        if grammar.id_for_node_kind(kind, False) is not None:
+            patterns.append(f'"{kind.translate(_QUERY_ESCAPES)}"')
+    return Query(grammar, f"[{' '.join(patterns)}] @node") if patterns else None
+
+
+def find(node: Node, types: frozenset[str], language: str) -> list[Node]:
+    """The nodes under ``node`` (itself included) whose type is in ``types``, in the order
+    :func:`walk` yields them (source order, parents first).
+
+    Equivalent to ``[n for n in walk(node) if n.type in types]``, but the walk runs in C as a
+    tree-sitter query and only the matching nodes become Python objects: a whole-tree walk in
+    Python is what relations on long functions spend their time on. The query's matches of a
+    single-node pattern come in the walk's order.
+    """
+    query = _type_query(language, types)
+    if query is None:
+        return []
+    return [captures["node"][0] for _, captures in QueryCursor(query).matches(node)]
 
 
 def walk(node: Node) -> Iterator[Node]:

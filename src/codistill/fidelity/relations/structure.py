@@ -22,9 +22,9 @@ import random
 
 from tree_sitter import Node
 
-from codistill.fidelity.code import Edit, parse, text, walk
+from codistill.fidelity.code import Edit, find, parse_shared, text
 from codistill.fidelity.relations._lib.branches import _c_java_if_swap, _python_if_swap
-from codistill.fidelity.relations._lib.c_macros import _atomic_macro, c_macros, c_text_sensitive
+from codistill.fidelity.relations._lib.c_macros import CTextSensitivity, _atomic_macro, c_macros
 from codistill.fidelity.relations._lib.effects import (
     _PURE,
     _independent,
@@ -119,7 +119,7 @@ class DeadCode(Relation):
     def apply(
         self, code: str, language: str, rng: random.Random, target: str | None = None
     ) -> Variant | None:
-        root = parse(code, language).root_node
+        root = parse_shared(code, language).root_node
         data = code.encode("utf-8")
         sites = _dead_code_sites(root, data, language)
         if not sites:
@@ -147,6 +147,8 @@ class DeadCode(Relation):
 
 # --------------------------------------------------------------------------- loop_exchange
 
+_LOOPS = frozenset({"for_statement", "while_statement"})
+
 
 @register_relation
 class LoopExchange(Relation):
@@ -166,11 +168,11 @@ class LoopExchange(Relation):
     def apply(
         self, code: str, language: str, rng: random.Random, target: str | None = None
     ) -> Variant | None:
-        root = parse(code, language).root_node
+        root = parse_shared(code, language).root_node
         data = code.encode("utf-8")
         sites = []
-        for node in walk(root):
-            if node.has_error or node.type not in ("for_statement", "while_statement"):
+        for node in find(root, _LOOPS, language):
+            if node.has_error:
                 continue
             if language == "python":
                 if _scope(node, language) == "class":
@@ -191,6 +193,8 @@ class LoopExchange(Relation):
 
 # --------------------------------------------------------------------------- if_else_swap
 
+_IFS = frozenset({"if_statement"})
+
 
 @register_relation
 class IfElseSwap(Relation):
@@ -207,11 +211,11 @@ class IfElseSwap(Relation):
     def apply(
         self, code: str, language: str, rng: random.Random, target: str | None = None
     ) -> Variant | None:
-        root = parse(code, language).root_node
+        root = parse_shared(code, language).root_node
         data = code.encode("utf-8")
         sites = []
-        for node in walk(root):
-            if node.type != "if_statement" or node.has_error:
+        for node in find(root, _IFS, language):
+            if node.has_error:
                 continue
             if language == "python":
                 edits = _python_if_swap(node, data)
@@ -225,27 +229,29 @@ class IfElseSwap(Relation):
 # --------------------------------------------------------------------------- relational_swap
 
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_COMPARISONS = {
+    "java": frozenset({"binary_expression"}),
+    "c": frozenset({"binary_expression"}),
+    "python": frozenset({"comparison_operator"}),
+}
 
 
 def _comparison_sites(root: Node, language: str) -> list[tuple[Node, Node, Node]]:
     """(left, operator, right) of two-operand comparisons whose operands are safe to swap."""
     objects, functions = c_macros(root) if language == "c" else ({}, set())
     risky_macros = {name for name, value in objects.items() if not _atomic_macro(value)}
+    text_sensitive = CTextSensitivity(root, functions) if language == "c" else None
     sites = []
-    for node in walk(root):
+    for node in find(root, _COMPARISONS[language], language):
         if node.has_error:
             continue
         if language == "python":
-            if node.type != "comparison_operator":
-                continue
             operands = [c for c in node.named_children if c.type not in _COMMENTS]
             operators = node.children_by_field_name("operators")
             if len(operands) != 2 or len(operators) != 1:
                 continue  # chained `a < b < c` or a comment in the way
             left, operator, right = operands[0], operators[0], operands[1]
         else:
-            if node.type != "binary_expression":
-                continue
             left = node.child_by_field_name("left")
             operator = node.child_by_field_name("operator")
             right = node.child_by_field_name("right")
@@ -259,8 +265,8 @@ def _comparison_sites(root: Node, language: str) -> list[tuple[Node, Node, Node]
             continue
         if _may_raise(left, language) and _may_raise(right, language):
             continue  # both may throw: swapping would change which exception surfaces
-        if language == "c":
-            if c_text_sensitive(node, functions):
+        if text_sensitive is not None:
+            if text_sensitive(node):
                 continue
             if (_identifiers(left) | _identifiers(right)) & risky_macros:
                 continue
@@ -285,7 +291,7 @@ class RelationalSwap(Relation):
     def apply(
         self, code: str, language: str, rng: random.Random, target: str | None = None
     ) -> Variant | None:
-        root = parse(code, language).root_node
+        root = parse_shared(code, language).root_node
         sites = []
         for left, operator, right in _comparison_sites(root, language):
             moved = text(left)
@@ -326,7 +332,7 @@ class StatementSwap(Relation):
     def apply(
         self, code: str, language: str, rng: random.Random, target: str | None = None
     ) -> Variant | None:
-        root = parse(code, language).root_node
+        root = parse_shared(code, language).root_node
         sites = []
         scopes = ("function", "module") if language == "python" else ("function",)
         for container in _statement_lists(root, language, scopes):

@@ -6,7 +6,7 @@ import re
 
 from tree_sitter import Node
 
-from codistill.fidelity.code import Edit, text, walk
+from codistill.fidelity.code import Edit, find, text, walk
 from codistill.fidelity.relations._lib.sites import (
     _BLOCK_TYPES,
     _declared_names,
@@ -19,6 +19,7 @@ from codistill.fidelity.relations._lib.sites import (
 )
 
 _LOOPS = frozenset({"for_statement", "while_statement", "do_statement", "enhanced_for_statement"})
+_IDENTIFIER = frozenset({"identifier"})
 _JUMPS = frozenset(
     {"return_statement", "throw_statement", "break_statement", "continue_statement"}
     | {"yield_statement"}
@@ -159,8 +160,8 @@ def _while_to_for(node: Node, data: bytes) -> list[Edit]:
 
 def _python_builtins_unshadowed(root: Node, names: frozenset[str]) -> bool:
     """True when each of ``names`` appears only as the callee of a call (never bound, passed...)."""
-    for node in walk(root):
-        if node.type == "identifier" and text(node) in names:
+    for node in find(root, _IDENTIFIER, "python"):
+        if text(node) in names:
             parent = node.parent
             if parent is None or parent.type != "call":
                 return False

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from tree_sitter import Node, Tree
 
-from codistill.fidelity.code import parse, text
+from codistill.fidelity.code import parse, parse_shared, text
 from codistill.fidelity.relations._lib.names import _words
 
 # --- parsing the snippet --------------------------------------------------------------------
@@ -60,7 +60,7 @@ def _parse_snippet(code: str, language: str) -> tuple[Tree, int]:
     Java without a type or package declaration is tried inside a class too: a member list
     parses at top level without errors, but ``private int count;`` then reads as a local.
     """
-    tree = parse(code, language)
+    tree = parse_shared(code, language)
     if language == "java":
         top = {child.type for child in tree.root_node.named_children}
         if top & _JAVA_FILE_LEVEL:

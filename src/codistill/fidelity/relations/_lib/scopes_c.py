@@ -22,6 +22,12 @@ _C_OPAQUE = frozenset(
     }
 )
 _C_ASM_OPERANDS = frozenset({"gnu_asm_output_operand", "gnu_asm_input_operand"})
+_C_PREPROC_CONDITIONS = frozenset(
+    {"preproc_ifdef", "preproc_if", "preproc_elif", "preproc_elifdef"}
+)
+_C_DECLARING = frozenset(
+    {"function_definition", "declaration", "parameter_declaration", "enumerator"}
+)
 _C_DECLARATOR_WRAPPERS = frozenset(
     {
         "pointer_declarator",
@@ -93,6 +99,7 @@ def _c_function(node: Node, declare: Callable) -> None:
 
 
 def _c_declarations(node: Node, declare: Callable) -> None:
+    """Declare what a node of a type in ``_C_DECLARING`` declares."""
     t = node.type
     if t == "function_definition":
         _c_function(node, declare)
@@ -135,18 +142,24 @@ def _scan_c(root: Node) -> _Scan:
             if node.id not in declared:
                 refs.append(node)
             continue
-        children = list(_children(node))
-        if t in ("preproc_ifdef", "preproc_if", "preproc_elif", "preproc_elifdef"):
-            for child, fld, _ in children:
+        if t in _C_DECLARING:
+            _c_declarations(node, declare)
+        if t in _C_PREPROC_CONDITIONS:
+            children = []
+            for child, fld, _ in _children(node):
                 if fld in ("name", "condition"):
                     opaque |= _words(text(child))
-            children = [c for c in children if c[1] not in ("name", "condition")]
+                else:
+                    children.append(child)
         elif t in _C_ASM_OPERANDS:
             # [t4] "=r" (t4): the bracketed symbol is named by the asm template (%[t4]), not
             # a reference to the local, so only the parenthesised value may be renamed.
-            children = [c for c in children if c[1] != "symbol"]
-        _c_declarations(node, declare)
-        stack.extend(child for child, _, _ in reversed(children))
+            children = [child for child, fld, _ in _children(node) if fld != "symbol"]
+        else:
+            # Anonymous nodes are tokens (tree-sitter-c aliases no rule to an anonymous name),
+            # so they hold no name: skipping them spares a Python object per token.
+            children = node.named_children
+        stack.extend(reversed(children))
     scan = _resolve_blocks(decls, refs, _C_FUNCTIONS)
     scan.blocked |= opaque
     return scan

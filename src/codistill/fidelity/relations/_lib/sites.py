@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from tree_sitter import Node
 
-from codistill.fidelity.code import Edit, apply_edits, parses, text, walk
+from codistill.fidelity.code import Edit, apply_edits, find, parse_shared, parses, text, walk
 from codistill.fidelity.relations.base import Variant
 
 _COMMENTS = frozenset({"comment", "line_comment", "block_comment"})
@@ -73,8 +73,8 @@ def _statements(container: Node) -> list[Node]:
 def _statement_lists(root: Node, language: str, scopes: tuple[str, ...]) -> list[Node]:
     """Error-free statement containers whose code runs in one of ``scopes``."""
     found = []
-    for node in walk(root):
-        if node.type not in _STATEMENT_LISTS[language] or node.has_error:
+    for node in find(root, _STATEMENT_LISTS[language], language):
+        if node.has_error:
             continue
         if language == "c" and node.parent is not None and node.parent.type == "switch_statement":
             continue  # statements there hang off case labels; inserting before a label is odd C
@@ -137,9 +137,12 @@ def _finish(
     """The variant, or None when it is unchanged or breaks a snippet that parsed before.
 
     The parse check is a safety net, not the proof of correctness (the tests execute variants).
+    The original's tree is the one its relations share; the variant is parsed afresh.
     """
     new = apply_edits(code, edits)
-    if new == code or (parses(code, language) and not parses(new, language)):
+    if new == code:
+        return None
+    if not parse_shared(code, language).root_node.has_error and not parses(new, language):
         return None
     return Variant(relation=relation, language=language, code=new, target=target, detail=detail)
 
