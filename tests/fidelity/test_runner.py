@@ -181,9 +181,21 @@ SHARED = __import__("pathlib").Path(__file__).resolve().parents[2].parent / "sha
 
 
 @pytest.mark.skipif(not (SHARED / "humaneval-plus").is_dir(), reason="../shared/data absent")
-def test_codegen_variants_are_verified_by_tests_and_scored_the_recode_way(tiny_setup, tmp_path):
+def test_codegen_variants_are_verified_by_tests_and_scored_the_recode_way(
+    tiny_setup, tmp_path, monkeypatch
+):
     from codistill.data.benchmarks import load_humaneval_plus
     from codistill.data.jsonl import write_records
+    from codistill.fidelity import models
+
+    budgets = []
+    real_init = models.Generator.__init__
+
+    def spy(self, path, **kwargs):
+        budgets.append(kwargs["max_new_tokens"])
+        real_init(self, path, **kwargs)
+
+    monkeypatch.setattr(models.Generator, "__init__", spy)
 
     path = next((SHARED / "humaneval-plus").glob("*.jsonl.gz"))
     records = [r for r in load_humaneval_plus(path) if r.id in ("HumanEval/0", "HumanEval/4")]
@@ -204,6 +216,7 @@ def test_codegen_variants_are_verified_by_tests_and_scored_the_recode_way(tiny_s
     assert set(res["codegen"]) == {"teacher", "student"}
     assert res["codegen"]["student"]["inputs"] >= 1
     assert "pass@1" in res["originals"]["teacher"]
+    assert budgets == [12, 12]  # the given budget, not the codegen default
 
 
 def test_classifier_pair_on_c_defects_gives_distribution_metrics(tiny_setup, tmp_path):

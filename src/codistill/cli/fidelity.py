@@ -50,7 +50,11 @@ def register(sub) -> None:
     )
     p.add_argument("--partial", type=float, default=0.5, help="codegen: share of body given")
     p.add_argument("--max-source-tokens", type=int, default=256)
-    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="generation budget (default 48 for assertions, 256 for code generation)",
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--prompt-style", default="prefix", choices=["prefix", "placeholder"])
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
@@ -89,8 +93,9 @@ def run(args) -> int:
             ("--variants", args.variants),
             ("--max-records", args.max_records),
             ("--attack-budget", args.attack_budget),
+            ("--max-new-tokens", args.max_new_tokens),
         ):
-            if value < 1:
+            if value is not None and value < 1:
                 raise FidelityError(f"{flag} must be >= 1, got {value}")
         if not 0 <= args.partial <= 1:
             raise FidelityError(f"--partial must be in [0, 1], got {args.partial}")

@@ -71,7 +71,7 @@ class FidelityOptions:
     verify: str = "compile"
     partial: float = 0.5
     max_source_tokens: int = 256
-    max_new_tokens: int = 48
+    max_new_tokens: int | None = None  # None: 48 (one assertion line), 256 (a function body)
     batch_size: int = 8
     prompt_style: str = "prefix"
     cqs: bool = False
@@ -391,7 +391,7 @@ def run_fidelity(opts: FidelityOptions) -> dict:
         gen = {
             "mode": "code" if opts.task == "codegen" else "line",
             "max_source_tokens": opts.max_source_tokens,
-            "max_new_tokens": opts.max_new_tokens if opts.task != "codegen" else 256,
+            "max_new_tokens": opts.max_new_tokens or (256 if opts.task == "codegen" else 48),
             "batch_size": opts.batch_size,
             "cache_dir": cache_dir,
         }
