@@ -5,9 +5,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -23,7 +21,8 @@ from codistill.evaluation.backends import (
     truncate_at_stop,
 )
 from codistill.evaluation.generate import generate
-from codistill.models.tiny import CODE_CORPUS, make_tiny_causal_lm
+from codistill.models.tiny import make_tiny_causal_lm
+from tests.gguf_fixtures import make_tiny_llama_with_bytelevel_tokenizer, write_llama_gguf
 
 PROMPTS = ["def add(a, b):\n    return", "public int add(int a, int b) {\n", "for index in"]
 needs_llama_cpp = pytest.mark.skipif(
@@ -279,132 +278,11 @@ def test_llamacpp_server_refuses_non_loopback_hosts():
 # --- a real llama.cpp server on a tiny GGUF written here --------------------------------------
 
 
-def _make_tiny_llama_with_bytelevel_tokenizer(out_dir: Path) -> Path:
-    """A tiny random LlamaForCausalLM with a GPT-2-style byte-level BPE tokenizer.
-
-    Byte-level BPE is what llama.cpp's ``gpt2`` tokenizer implements, so the GGUF written from
-    this checkpoint tokenizes prompts exactly as the HF tokenizer does. Weights are drawn wider
-    than usual (std 0.3) so greedy choices are far apart and float rounding cannot flip them.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(
-        CODE_CORPUS, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"])
-    )
-    bpe.post_processor = processors.TemplateProcessing(
-        single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 0)]
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>",
-        clean_up_tokenization_spaces=False,
-    )
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        rms_norm_eps=1e-6,
-        initializer_range=0.3,
-        bos_token_id=0,
-        eos_token_id=0,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
-
-
-def _permute_for_llama_cpp(w: np.ndarray, n_head: int) -> np.ndarray:
-    # llama.cpp rotates interleaved pairs of each head's dimensions, HF rotates its two halves;
-    # reordering the rows of W_q and W_k makes one rotation equal the other (as llama.cpp's
-    # convert_hf_to_gguf.py does).
-    return (
-        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
-        .swapaxes(1, 2)
-        .reshape(w.shape)
-    )
-
-
-def _write_llama_gguf(hf_dir: Path, gguf_path: Path) -> Path:
-    gguf = pytest.importorskip("gguf")
-    from transformers import AutoConfig, AutoTokenizer
-
-    from codistill.models.loading import load_model
-
-    cfg = AutoConfig.from_pretrained(hf_dir)
-    tok = AutoTokenizer.from_pretrained(hf_dir)
-    state = {k: v.float().numpy() for k, v in load_model(hf_dir).state_dict().items()}
-    spec = json.loads((hf_dir / "tokenizer.json").read_text())["model"]
-    vocab = sorted(tok.get_vocab().items(), key=lambda item: item[1])
-    assert [i for _, i in vocab] == list(range(len(vocab)))
-
-    writer = gguf.GGUFWriter(str(gguf_path), "llama")
-    writer.add_context_length(cfg.max_position_embeddings)
-    writer.add_embedding_length(cfg.hidden_size)
-    writer.add_block_count(cfg.num_hidden_layers)
-    writer.add_feed_forward_length(cfg.intermediate_size)
-    writer.add_head_count(cfg.num_attention_heads)
-    writer.add_head_count_kv(cfg.num_key_value_heads)
-    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
-    writer.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
-    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    writer.add_vocab_size(len(vocab))
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("gpt-2")
-    writer.add_token_list([t for t, _ in vocab])
-    special = set(tok.all_special_ids)
-    writer.add_token_types(
-        [gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL for _, i in vocab]
-    )
-    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in spec["merges"]])
-    writer.add_bos_token_id(tok.bos_token_id)
-    writer.add_eos_token_id(tok.eos_token_id)
-    writer.add_add_bos_token(True)
-    writer.add_add_eos_token(False)
-
-    writer.add_tensor("token_embd.weight", state["model.embed_tokens.weight"])
-    writer.add_tensor("output_norm.weight", state["model.norm.weight"])
-    writer.add_tensor("output.weight", state["lm_head.weight"])
-    names = {
-        "input_layernorm": "attn_norm",
-        "self_attn.v_proj": "attn_v",
-        "self_attn.o_proj": "attn_output",
-        "post_attention_layernorm": "ffn_norm",
-        "mlp.gate_proj": "ffn_gate",
-        "mlp.up_proj": "ffn_up",
-        "mlp.down_proj": "ffn_down",
-    }
-    for layer in range(cfg.num_hidden_layers):
-        hf, out = f"model.layers.{layer}.", f"blk.{layer}."
-        q = _permute_for_llama_cpp(state[hf + "self_attn.q_proj.weight"], cfg.num_attention_heads)
-        k = _permute_for_llama_cpp(state[hf + "self_attn.k_proj.weight"], cfg.num_key_value_heads)
-        writer.add_tensor(out + "attn_q.weight", q)
-        writer.add_tensor(out + "attn_k.weight", k)
-        for src, dst in names.items():
-            writer.add_tensor(f"{out}{dst}.weight", state[f"{hf}{src}.weight"])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return gguf_path
-
-
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("tiny_llama")
-    hf_dir = _make_tiny_llama_with_bytelevel_tokenizer(root / "hf")
-    return {"hf": hf_dir, "gguf": _write_llama_gguf(hf_dir, root / "tiny.gguf")}
+    hf_dir = make_tiny_llama_with_bytelevel_tokenizer(root / "hf")
+    return {"hf": hf_dir, "gguf": write_llama_gguf(hf_dir, root / "tiny.gguf")}
 
 
 @pytest.fixture(scope="module")

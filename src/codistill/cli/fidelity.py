@@ -42,6 +42,13 @@ def register(sub) -> None:
         metavar="DIR",
         help="masked LM directory for ALERT candidate names; default: the synonym table",
     )
+    for side in ("teacher", "student"):
+        p.add_argument(
+            f"--{side}-backend",
+            metavar="SPEC",
+            help=f"generate the {side}'s text through a backend instead of in-process: "
+            "llamacpp:FILE.gguf (a loopback llama.cpp server), openai:URL, transformers:DIR",
+        )
     p.add_argument(
         "--verify",
         default="compile",
@@ -113,6 +120,8 @@ def run(args) -> int:
             attack_records=args.attack_records,
             attack_target=args.attack_target,
             attack_mlm=args.attack_mlm,
+            teacher_backend=args.teacher_backend,
+            student_backend=args.student_backend,
             verify=args.verify,
             partial=args.partial,
             max_source_tokens=args.max_source_tokens,

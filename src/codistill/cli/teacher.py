@@ -17,7 +17,11 @@ def register(sub) -> None:
         "--gguf", help="another causal-LM .gguf file to convert (needs --out), e.g. SmolLM2"
     )
     c.add_argument("--out", help="target dir (default for the embedded teacher: the cache)")
-    c.add_argument("--force", action="store_true", help="convert again")
+    c.add_argument(
+        "--force",
+        action="store_true",
+        help="convert the embedded teacher again (--gguf always does)",
+    )
     c.set_defaults(func=run_convert)
 
     k = tsub.add_parser(
@@ -62,7 +66,7 @@ def run_convert(args) -> int:
         return 2
     try:
         print(convert_gguf(args.gguf, args.out))
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"codistill teacher convert: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -558,6 +558,24 @@ class LlamaCppServer:
         self.stop()
 
 
+BACKEND_KINDS = ("transformers", "openai", "llamacpp")
+
+
+def parse_backend_spec(spec: str) -> tuple[str, str]:
+    """``KIND:TARGET`` -> (kind, target), refusing a malformed spec or an unknown kind."""
+    kind, sep, target = spec.partition(":")
+    if not sep or not target:
+        raise ValueError(
+            "backend spec must be 'transformers:DIR', 'openai:URL' or 'llamacpp:GGUF', "
+            f"got {spec!r}"
+        )
+    if kind not in BACKEND_KINDS:
+        raise ValueError(
+            f"unknown backend kind {kind!r} in {spec!r}: use 'transformers', 'openai' or 'llamacpp'"
+        )
+    return kind, target
+
+
 def make_backend(spec: str, **kwargs) -> GenerationBackend:
     """Builds a backend from ``KIND:TARGET``.
 
@@ -575,12 +593,7 @@ def make_backend(spec: str, **kwargs) -> GenerationBackend:
     Returns:
         The backend; call ``close()`` when done.
     """
-    kind, sep, target = spec.partition(":")
-    if not sep or not target:
-        raise ValueError(
-            "backend spec must be 'transformers:DIR', 'openai:URL' or 'llamacpp:GGUF', "
-            f"got {spec!r}"
-        )
+    kind, target = parse_backend_spec(spec)
     if kind == "transformers":
         return TransformersBackend(target, **kwargs)
     if kind == "openai":
@@ -590,6 +603,4 @@ def make_backend(spec: str, **kwargs) -> GenerationBackend:
         server_kwargs = {k: kwargs.pop(k) for k in server_keys if k in kwargs}
         server = LlamaCppServer(target, **server_kwargs).start()
         return server.backend(on_close=server.stop, **kwargs)
-    raise ValueError(
-        f"unknown backend kind {kind!r} in {spec!r}: use 'transformers', 'openai' or 'llamacpp'"
-    )
+    raise AssertionError(kind)  # parse_backend_spec admits no other kind

