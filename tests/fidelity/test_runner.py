@@ -127,8 +127,8 @@ def test_unknown_relation_is_refused(tiny_setup, tmp_path):
 
 def test_codegen_input_is_docstring_plus_part_of_the_body():
     code = 'def add(a, b):\n    """Add."""\n    s = a\n    s += b\n    return s\n'
-    assert codegen_input(code, "add", 0.0) == 'def add(a, b):\n    """Add."""\n    '
-    assert codegen_input(code, "add", 0.5) == 'def add(a, b):\n    """Add."""\n    s = a\n    '
+    assert codegen_input(code, "add", 0.0) == 'def add(a, b):\n    """Add."""\n'
+    assert codegen_input(code, "add", 0.5) == 'def add(a, b):\n    """Add."""\n    s = a\n'
     assert codegen_input(code, "nope", 0.5) is None
 
 
@@ -217,6 +217,14 @@ def test_codegen_variants_are_verified_by_tests_and_scored_the_recode_way(
     assert res["codegen"]["student"]["inputs"] >= 1
     assert "pass@1" in res["originals"]["teacher"]
     assert budgets == [12, 12]  # the given budget, not the codegen default
+    markdown = (tmp_path / "out" / "fidelity.md").read_text()
+    assert "| model | pass@1 | robust pass |" in markdown and "On the originals: teacher" in markdown
+    from codistill.report.collect import collect
+    from codistill.report.render import build_sections
+
+    blocks = {s.id: s for s in build_sections(collect([tmp_path / "out"]))}["fidelity"].blocks
+    recode = [b for b in blocks if getattr(b, "title", "").startswith("code generation")]
+    assert [row[0] for row in recode[0].rows] == ["teacher", "student"]
 
 
 def test_classifier_pair_on_c_defects_gives_distribution_metrics(tiny_setup, tmp_path):

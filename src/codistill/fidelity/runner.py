@@ -198,9 +198,9 @@ def codegen_input(code: str, entry_point: str, partial: float) -> str | None:
         rest = body[head:]
         keep = head + int(math.floor(partial * len(rest)))
         end = body[keep - 1].end_byte if keep else node.child_by_field_name("body").start_byte
-        # Continue on a fresh line at the body's indentation.
-        indent = " " * (body[0].start_point[1] if body else 4)
-        return data[:end].decode("utf-8").rstrip() + "\n" + indent
+        # End on a fresh line, as HumanEval's prompts do: the model writes the indentation. A
+        # prompt ending in the indentation itself has models open with a blank line instead.
+        return data[:end].decode("utf-8").rstrip() + "\n"
     return None
 
 
@@ -844,17 +844,54 @@ def relation_table(result: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def originals_summary(result: dict) -> str:
+    """Each model's quality on the original inputs, e.g. ``teacher pass@1 0.050; student ...``."""
+    return "; ".join(
+        f"{name} " + ", ".join(f"{k} {_num(v)}" for k, v in q.items() if not k.startswith("_"))
+        for name, q in (result.get("originals") or {}).items()
+    )
+
+
+def recode_table(result: dict) -> tuple[list[str], list[list[str]]]:
+    """Code generation under the relations, ReCode's way, one row per model (none for other
+    tasks): pass@1 on the originals, robust pass (every variant of the input passes), robust
+    drop ((pass@1 - robust pass) / pass@1), and the shares of inputs whose worst (best) variant
+    flips a pass (a fail)."""
+    header = ["model", "pass@1", "robust pass", "robust drop", "pass -> fail", "fail -> pass"]
+    rows = [
+        [
+            name,
+            _num(b["pass_at_k"]),
+            _num(b["robust_pass"]),
+            _num(b["robust_drop"]),
+            _num(b["robust_change_minus"]),
+            _num(b["robust_change_plus"]),
+        ]
+        for name, b in (result.get("codegen") or {}).items()
+    ]
+    return header, rows
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(r) + " |" for r in rows
+    ]
+
+
 def render_markdown(result: dict) -> str:
     lines = [f"# Fidelity: {result['task']} ({result['language']})", ""]
     lines.append(
         f"teacher `{result['teacher']}` vs student `{result['student']}`, "
         f"{result['n_inputs']} inputs, {result['n_variants']} verified variants"
     )
+    if result.get("originals"):
+        lines.append(f"On the originals: {originals_summary(result)}.")
     lines.append("")
-    header, rows = relation_table(result)
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += _markdown_table(*relation_table(result))
+    header, rows = recode_table(result)
+    if rows:
+        lines += ["", "Code generation under the relations (ReCode):", ""]
+        lines += _markdown_table(header, rows)
     if result.get("attacks"):
         lines += [
             "",

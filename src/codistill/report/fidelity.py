@@ -8,7 +8,13 @@ teacher and student answered before and after.
 
 from __future__ import annotations
 
-from codistill.fidelity.runner import CLASSIFIER_TASKS, _num, relation_table
+from codistill.fidelity.runner import (
+    CLASSIFIER_TASKS,
+    _num,
+    originals_summary,
+    recode_table,
+    relation_table,
+)
 from codistill.report.render import Block, Table, Text, register_section
 
 
@@ -16,15 +22,10 @@ def fidelity_section(data) -> list[Block]:
     blocks: list[Block] = []
     for path, doc in data.fidelity:
         title = f"{doc['task']} ({doc['language']}): {path}"
-        originals = doc.get("originals", {})
-        quality = "; ".join(
-            f"{name} " + ", ".join(f"{k} {_num(v)}" for k, v in q.items() if not k.startswith("_"))
-            for name, q in originals.items()
-        )
         blocks.append(
             Text(
                 f"{title}: {doc['n_inputs']} inputs, {doc['n_variants']} verified variants. "
-                f"On the originals: {quality}."
+                f"On the originals: {originals_summary(doc)}."
             )
         )
         header, rows = relation_table(doc)
@@ -36,6 +37,17 @@ def fidelity_section(data) -> list[Block]:
                 note="value [95% bootstrap CI over inputs]; validity = verified / generated",
             )
         )
+        header, rows = recode_table(doc)
+        if rows:
+            blocks.append(
+                Table(
+                    f"code generation under the relations ({path.name})",
+                    header,
+                    rows,
+                    note="ReCode (Wang et al. 2023): robust pass = every variant of the input "
+                    "passes; robust drop = (pass@1 - robust pass) / pass@1",
+                )
+            )
         attacks = doc.get("attacks") or {}
         arows = []
         for method, block in attacks.items():
