@@ -207,7 +207,7 @@ def test_codegen_variants_are_verified_by_tests_and_scored_the_recode_way(
             tmp_path / "out",
             task="codegen",
             data=str(data),
-            attacks=[],
+            attacks=["mhm"],
             relations=["rename_placeholder", "loop_exchange", "dead_code"],
         )
     )
@@ -217,6 +217,10 @@ def test_codegen_variants_are_verified_by_tests_and_scored_the_recode_way(
     assert res["codegen"]["student"]["inputs"] >= 1
     assert "pass@1" in res["originals"]["teacher"]
     assert budgets == [12, 12]  # the given budget, not the codegen default
+    # Only inputs some model solves are attacked (the tiny models solve none).
+    solved = [i for q in res["originals"].values() for i, ok in q["_passed"].items() if ok]
+    assert res["attacks"]["inputs"] == min(len(set(solved)), 2)
+    assert res["attacks"]["selection"].startswith("the first inputs the teacher or the student")
     markdown = (tmp_path / "out" / "fidelity.md").read_text()
     assert "| model | pass@1 | robust pass |" in markdown and "On the originals: teacher" in markdown
     from codistill.report.collect import collect

@@ -486,6 +486,7 @@ def run_fidelity(opts: FidelityOptions) -> dict:
             {"teacher": teacher, "student": student},
             classifier,
             alert_names,
+            result["originals"],
         )
     # Servers a backend started stop here; on an exception, at interpreter exit (atexit).
     teacher.close()
@@ -631,10 +632,19 @@ def attack_candidates(opts: FidelityOptions) -> tuple[str, Any]:
 
 
 def _attacks(
-    opts, items, ok_items, orig_inputs, outputs, models, classifier, candidates=("synonyms", None)
+    opts,
+    items,
+    ok_items,
+    orig_inputs,
+    outputs,
+    models,
+    classifier,
+    candidates=("synonyms", None),
+    originals=None,
 ) -> dict:
     """ALERT and MHM on teacher and student separately; relative drop of the student.
-    ``candidates``: :func:`attack_candidates`, ALERT's substitute names."""
+    ``candidates``: :func:`attack_candidates`, ALERT's substitute names; ``originals``:
+    :func:`_original_quality`, whose pass/fail per input picks the code-generation inputs."""
     from codistill.fidelity.attacks import (
         Outcome,
         attack_inputs,
@@ -646,12 +656,21 @@ def _attacks(
     target_mode = opts.attack_target
     if target_mode == "auto":
         target_mode = "reference" if classifier else "self"
-    chosen = ok_items[: opts.attack_records]
+    chosen, selection = ok_items, "the first inputs"
+    if opts.task == "codegen":
+        # An attack can only break a passing solution: with weak models most of the first
+        # inputs fail for both and would spend the budget on nothing. Both models still get
+        # the same inputs, so their drops (and the relative drop) compare like for like.
+        solved = {iid for q in (originals or {}).values() for iid, ok in q["_passed"].items() if ok}
+        chosen = [i for i in ok_items if items[i].id in solved]
+        selection = "the first inputs the teacher or the student solves"
+    chosen = chosen[: opts.attack_records]
     language = items[0].language
     report: dict[str, Any] = {
         "target": target_mode,
         "budget": opts.attack_budget,
         "inputs": len(chosen),
+        "selection": selection,
         "candidates": candidates[0],
     }
 
