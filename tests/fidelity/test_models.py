@@ -116,5 +116,6 @@ def test_student_through_the_transformers_backend_agrees_with_itself_in_process(
     a, b = direct["relations"]["all"]["metrics"], served["relations"]["all"]["metrics"]
     assert served["options"]["student_backend"].startswith("transformers:")
     assert sum(calls) == served["n_inputs"] + served["n_variants"]  # every student output
+    assert "(through `transformers:" in (tmp_path / "b" / "fidelity.md").read_text()
     assert a["agreement"]["value"] == b["agreement"]["value"]
     assert a["student_consistency"]["value"] == b["student_consistency"]["value"]

@@ -863,6 +863,12 @@ def relation_table(result: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def model_label(result: dict, side: str) -> str:
+    """A model's path in backticks, and the backend it generated through if there was one."""
+    backend = (result.get("options") or {}).get(f"{side}_backend")
+    return f"`{result[side]}`" + (f" (through `{backend}`)" if backend else "")
+
+
 def originals_summary(result: dict) -> str:
     """Each model's quality on the original inputs, e.g. ``teacher pass@1 0.050; student ...``."""
     return "; ".join(
@@ -900,7 +906,7 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def render_markdown(result: dict) -> str:
     lines = [f"# Fidelity: {result['task']} ({result['language']})", ""]
     lines.append(
-        f"teacher `{result['teacher']}` vs student `{result['student']}`, "
+        f"teacher {model_label(result, 'teacher')} vs student {model_label(result, 'student')}, "
         f"{result['n_inputs']} inputs, {result['n_variants']} verified variants"
     )
     if result.get("originals"):
