@@ -119,3 +119,16 @@ def test_student_through_the_transformers_backend_agrees_with_itself_in_process(
     assert "(through `transformers:" in (tmp_path / "b" / "fidelity.md").read_text()
     assert a["agreement"]["value"] == b["agreement"]["value"]
     assert a["student_consistency"]["value"] == b["student_consistency"]["value"]
+
+
+def test_cqs_agreement_per_relation_with_intervals(tiny_setup, tmp_path):
+    res = run_fidelity(
+        _opts(tiny_setup, tmp_path / "out", attacks=[], relations=["rename_placeholder"], cqs=True)
+    )
+    metrics = res["relations"]["all"]["metrics"]
+    diff, within = metrics["cqs_mean_abs_diff"], metrics["cqs_within_tolerance"]
+    assert 0 <= diff["ci_low"] <= diff["value"] <= diff["ci_high"] <= 1
+    assert 0 <= within["value"] <= 1
+    assert "cqs_mean_abs_diff" in (tmp_path / "out" / "fidelity.md").read_text()
+    with pytest.raises(FidelityError, match="--cqs scores outputs against a reference"):
+        run_fidelity(_opts(tiny_setup, tmp_path / "x", task="codegen", cqs=True))

@@ -42,6 +42,12 @@ def register(sub) -> None:
         metavar="DIR",
         help="masked LM directory for ALERT candidate names; default: the synonym table",
     )
+    p.add_argument(
+        "--cqs",
+        action="store_true",
+        help="assertion generation: also compare teacher and student Code Quality Scores "
+        "against the reference on every variant (loads the offline MiniLM)",
+    )
     for side in ("teacher", "student"):
         p.add_argument(
             f"--{side}-backend",
@@ -120,6 +126,7 @@ def run(args) -> int:
             attack_records=args.attack_records,
             attack_target=args.attack_target,
             attack_mlm=args.attack_mlm,
+            cqs=args.cqs,
             teacher_backend=args.teacher_backend,
             student_backend=args.student_backend,
             verify=args.verify,

@@ -737,8 +737,8 @@ def generator_fidelity(
         renames: per row, the variant's ``old -> new`` renames, mapped back before comparing an
             output on ``x'`` with the output on ``x``.
         normalise: applied to every output before comparing.
-        teacher_cqs, student_cqs: per-row code quality scores on the originals, for
-            :func:`cqs_agreement` (both or neither).
+        teacher_cqs, student_cqs: per-row code quality scores of each model's output against
+            the reference, for :func:`cqs_agreement` (both or neither).
         cqs_tolerance: the tolerance of ``cqs_within_tolerance``.
         groups, n_resamples, confidence, seed: as in :func:`summarize`.
     """

@@ -78,7 +78,7 @@ class FidelityOptions:
     max_new_tokens: int | None = None  # None: 48 (one assertion line), 256 (a function body)
     batch_size: int = 8
     prompt_style: str = "prefix"
-    cqs: bool = False
+    cqs: bool = False  # also compare teacher and student CQS against the reference (assertions)
     n_resamples: int = 1000
     seed: int = 0
     cache_dir: str | None = None
@@ -365,6 +365,11 @@ def run_fidelity(opts: FidelityOptions) -> dict:
     log = opts.log
     alert_names = attack_candidates(opts)  # a bad --attack-mlm fails before any model runs
     _check_backends(opts)
+    if opts.cqs and opts.task != "assertion":
+        raise FidelityError(
+            f"--cqs scores outputs against a reference assertion; the {opts.task} task has "
+            "none (code generation is scored by its tests)"
+        )
     items = load_items(opts.task, opts.data, opts.max_records, opts.teacher)
     language = items[0].language
     known = relation_names(language)
@@ -442,6 +447,8 @@ def run_fidelity(opts: FidelityOptions) -> dict:
         per_relation[row.relation].append(r_i)
     per_relation["all"] = list(range(len(rows)))
 
+    cqs = _variant_cqs(rows, outputs, language) if opts.cqs and opts.task == "assertion" else None
+
     def subset(idx: list[int]) -> dict:
         groups = [rows[j].item for j in idx]
         if classifier:
@@ -464,6 +471,8 @@ def run_fidelity(opts: FidelityOptions) -> dict:
             sv,
             renames=[rows[j].renames for j in idx],
             normalise=str.strip,
+            teacher_cqs=None if cqs is None else [cqs["teacher"][j] for j in idx],
+            student_cqs=None if cqs is None else [cqs["student"][j] for j in idx],
             groups=groups,
             n_resamples=opts.n_resamples,
             seed=opts.seed,
@@ -498,6 +507,24 @@ def run_fidelity(opts: FidelityOptions) -> dict:
     rundir.write_json(out / "fidelity.json", _jsonable(result))
     (out / "fidelity.md").write_text(render_markdown(result))
     return result
+
+
+def _variant_cqs(rows, outputs, language: str) -> dict[str, list[float]]:
+    """Per variant row, each model's Code Quality Score against the row's target (the reference
+    assertion with the variant's renames applied), for ``cqs_agreement``."""
+    from codistill.evaluation.cqs import code_quality_score
+    from codistill.losses.semantic import SentenceEmbedder
+
+    if not rows:
+        return {"teacher": [], "student": []}
+    embedder = SentenceEmbedder()  # one MiniLM for both models
+    targets = [row.target or "" for row in rows]
+    scores = {}
+    for name in ("teacher", "student"):
+        preds = [str(v) for v in outputs[name][1]]
+        cqs = code_quality_score(preds, targets, language, embedder)
+        scores[name] = [e["cqs"] for e in cqs["per_example"]]
+    return scores
 
 
 def _original_quality(opts, items, ok_items, orig_inputs, outputs) -> dict:
@@ -825,6 +852,8 @@ def _fmt_ci(m: dict | None) -> str:
 def relation_table(result: dict) -> tuple[list[str], list[list[str]]]:
     kind = "classifier" if result["task"] in CLASSIFIER_TASKS else "generator"
     cols = HEADLINE[kind]
+    if "cqs_mean_abs_diff" in result["relations"].get("all", {}).get("metrics", {}):
+        cols = [*cols, "cqs_mean_abs_diff", "cqs_within_tolerance"]
     header = ["relation", "validity", "n", *cols, "McNemar p"]
     rows = []
     validity = result["verification"]["per_relation"]
