@@ -346,3 +346,22 @@ def test_generator_fidelity_reports_every_metric():
     assert metrics["student_consistency"]["value"] == pytest.approx(0.5)
     assert metrics["teacher_stable_student_change_rate"]["value"] == pytest.approx(0.5)
     assert metrics["cqs_mean_abs_diff"]["value"] == pytest.approx(0.125)
+
+
+def test_generator_correct_to_incorrect_counts_only_rows_right_on_the_original():
+    # Rows: (teacher x, teacher x', student x, student x', reference x, reference x')
+    rows = [
+        ("f(a)", "f(b)", "f(a)", "g(b)", "f(a)", "f(b)"),  # both right; student breaks
+        ("f(a)", "g(b)", "f(a)", "f(b)", "f(a)", "f(b)"),  # both right; teacher breaks
+        ("h(a)", "f(b)", "f(a)", "f(b)", "f(a)", "f(b)"),  # teacher wrong on x: not counted
+        ("f(a)", "f(b)", "x", "y", "f(a)", "f(b)"),  # student wrong on x: not counted
+    ]
+    to, tv, so, sv, ro, rv = (list(c) for c in zip(*rows, strict=True))
+    report = generator_fidelity(
+        to, tv, so, sv, reference_original=ro, reference_variant=rv, n_resamples=50
+    )
+    m = report["metrics"]
+    assert m["teacher_correct_to_incorrect"]["value"] == pytest.approx(1 / 3)
+    assert m["student_correct_to_incorrect"]["value"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="both reference_original and reference_variant"):
+        generator_fidelity(to, tv, so, sv, reference_original=ro)

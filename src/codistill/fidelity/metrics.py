@@ -724,6 +724,8 @@ def generator_fidelity(
     teacher_cqs: ArrayLike | None = None,
     student_cqs: ArrayLike | None = None,
     cqs_tolerance: float = 0.05,
+    reference_original: Sequence[str] | None = None,
+    reference_variant: Sequence[str] | None = None,
     groups: ArrayLike | None = None,
     n_resamples: int = 1000,
     confidence: float = 0.95,
@@ -740,6 +742,10 @@ def generator_fidelity(
         teacher_cqs, student_cqs: per-row code quality scores of each model's output against
             the reference, for :func:`cqs_agreement` (both or neither).
         cqs_tolerance: the tolerance of ``cqs_within_tolerance``.
+        reference_original, reference_variant: per row, the expected output on ``x`` and on
+            ``x'`` (the variant's renames applied), for each model's ``correct_to_incorrect``
+            rate: among rows whose output on ``x`` is exactly right, the share whose output on
+            ``x'`` is not (both or neither).
         groups, n_resamples, confidence, seed: as in :func:`summarize`.
     """
     n = _same_length(
@@ -767,6 +773,18 @@ def generator_fidelity(
             t_same[i], s_same[i]
         )
     }
+    if (reference_original is None) != (reference_variant is None):
+        raise ValueError("pass both reference_original and reference_variant, or neither")
+    if reference_original is not None:
+        for name, orig, var in (
+            ("teacher", teacher_original, teacher_variant),
+            ("student", student_original, student_variant),
+        ):
+            right = same_output(orig, reference_original, normalise=normalise)
+            still = same_output(var, reference_variant, normalise=normalise)
+            statistics[f"{name}_correct_to_incorrect"] = lambda i, right=right, still=still: _ratio(
+                np.sum(right[i] & ~still[i]), np.sum(right[i])
+            )
     metrics = summarize(
         per_item,
         statistics,

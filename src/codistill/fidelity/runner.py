@@ -448,6 +448,7 @@ def run_fidelity(opts: FidelityOptions) -> dict:
     per_relation["all"] = list(range(len(rows)))
 
     cqs = _variant_cqs(rows, outputs, language) if opts.cqs and opts.task == "assertion" else None
+    refs = opts.task == "assertion"  # code generation's correctness is its tests (ReCode table)
 
     def subset(idx: list[int]) -> dict:
         groups = [rows[j].item for j in idx]
@@ -471,6 +472,8 @@ def run_fidelity(opts: FidelityOptions) -> dict:
             sv,
             renames=[rows[j].renames for j in idx],
             normalise=str.strip,
+            reference_original=[items[rows[j].item].target or "" for j in idx] if refs else None,
+            reference_variant=[rows[j].target or "" for j in idx] if refs else None,
             teacher_cqs=None if cqs is None else [cqs["teacher"][j] for j in idx],
             student_cqs=None if cqs is None else [cqs["student"][j] for j in idx],
             groups=groups,
@@ -852,7 +855,10 @@ def _fmt_ci(m: dict | None) -> str:
 def relation_table(result: dict) -> tuple[list[str], list[list[str]]]:
     kind = "classifier" if result["task"] in CLASSIFIER_TASKS else "generator"
     cols = HEADLINE[kind]
-    if "cqs_mean_abs_diff" in result["relations"].get("all", {}).get("metrics", {}):
+    measured = result["relations"].get("all", {}).get("metrics", {})
+    if kind == "generator" and "student_correct_to_incorrect" in measured:
+        cols = [*cols, "student_correct_to_incorrect"]
+    if "cqs_mean_abs_diff" in measured:
         cols = [*cols, "cqs_mean_abs_diff", "cqs_within_tolerance"]
     header = ["relation", "validity", "n", *cols, "McNemar p"]
     rows = []
