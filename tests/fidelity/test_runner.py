@@ -7,14 +7,13 @@ import json
 import pytest
 
 from codistill.cli.main import main
+from codistill.fidelity.gates import GateError, gate_value, parse_gates
 from codistill.fidelity.runner import (
     FidelityError,
     FidelityOptions,
     assertion_record,
     codegen_input,
-    gate_value,
     load_items,
-    parse_gates,
     run_fidelity,
 )
 
@@ -115,7 +114,7 @@ def test_gates_exit_nonzero_only_when_one_fails(tiny_setup, result, tmp_path, ca
 
 
 def test_bad_gate_and_relation_are_named():
-    with pytest.raises(FidelityError, match="METRIC=NUMBER"):
+    with pytest.raises(GateError, match="METRIC=NUMBER"):
         parse_gates("agreement=high")
     assert parse_gates("agreement=0.9, x.y=1") == {"agreement": 0.9, "x.y": 1.0}
 
@@ -222,7 +221,8 @@ def test_codegen_variants_are_verified_by_tests_and_scored_the_recode_way(
     assert res["attacks"]["inputs"] == min(len(set(solved)), 2)
     assert res["attacks"]["selection"].startswith("the first inputs the teacher or the student")
     markdown = (tmp_path / "out" / "fidelity.md").read_text()
-    assert "| model | pass@1 | robust pass |" in markdown and "On the originals: teacher" in markdown
+    assert "| model | pass@1 | robust pass |" in markdown
+    assert "On the originals: teacher" in markdown
     from codistill.report.collect import collect
     from codistill.report.render import build_sections
 

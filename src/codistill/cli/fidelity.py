@@ -86,13 +86,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from codistill.fidelity.runner import (
-        FidelityError,
-        FidelityOptions,
-        parse_gates,
-        render_markdown,
-        run_fidelity,
-    )
+    from codistill.fidelity.gates import GateError, parse_gates
+    from codistill.fidelity.render import render_markdown
+    from codistill.fidelity.runner import FidelityError, FidelityOptions, run_fidelity
 
     def names(text: str) -> list[str]:
         return [x.strip() for x in text.split(",") if x.strip()]
@@ -143,7 +139,7 @@ def run(args) -> int:
             log=lambda msg: print(f"[fidelity] {msg}", file=sys.stderr, flush=True),
         )
         result = run_fidelity(opts)
-    except FidelityError as exc:
+    except (FidelityError, GateError) as exc:
         print(f"codistill fidelity: error: {exc}", file=sys.stderr)
         return 2
     print(render_markdown(result))

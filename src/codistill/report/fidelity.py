@@ -8,13 +8,8 @@ teacher and student answered before and after.
 
 from __future__ import annotations
 
-from codistill.fidelity.runner import (
-    CLASSIFIER_TASKS,
-    _num,
-    originals_summary,
-    recode_table,
-    relation_table,
-)
+from codistill.fidelity.render import num, originals_summary, recode_table, relation_table
+from codistill.fidelity.runner import CLASSIFIER_TASKS
 from codistill.report.render import Block, Table, Text, register_section
 
 
@@ -59,11 +54,11 @@ def fidelity_section(data) -> list[Block]:
                     [
                         method,
                         name,
-                        _num(s["attack_success_rate"]),
-                        _num(s["mean_queries"], 1),
-                        _num(s["mean_identifier_change_rate"]),
-                        _num(s["drop"]),
-                        _num(block["relative_drop"]) if name == "student" else "",
+                        num(s["attack_success_rate"]),
+                        num(s["mean_queries"], 1),
+                        num(s["mean_identifier_change_rate"]),
+                        num(s["drop"]),
+                        num(block["relative_drop"]) if name == "student" else "",
                     ]
                 )
         if arows:
@@ -86,7 +81,7 @@ def fidelity_section(data) -> list[Block]:
                         [
                             g["metric"],
                             f"{g['rule']} {g['threshold']}",
-                            _num(g["value"]),
+                            num(g["value"]),
                             "pass" if g["passed"] else "FAIL",
                         ]
                         for g in doc["gates"]
