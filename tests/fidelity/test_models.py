@@ -57,14 +57,12 @@ def test_line_mode_keeps_the_first_non_blank_line_and_sends_no_newline_stop(
     assert len(gen.tokenizer(prompts[0])["input_ids"]) <= 9  # cut by the student's tokenizer
     assert prompts[0].endswith("token39") and prompts[1] == "x = 1"
     # Cached under the backend: a second generator asks nothing and starts no backend.
-    again = Generator(
-        None,
-        backend="openai:http://127.0.0.1:9/v1",
-        max_source_tokens=8,
-        max_new_tokens=5,
-        cache_dir=tmp_path,
-    )
+    settings = dict(max_source_tokens=8, max_new_tokens=5, cache_dir=tmp_path)
+    again = Generator(tiny_setup["student"], backend="openai:http://127.0.0.1:9/v1", **settings)
     assert again(["x = 1"]) == ["assertEquals(1, x);"] and len(made) == 1
+    # Prompts cut by characters instead of that tokenizer are other prompts: not reused.
+    by_chars = Generator(None, backend="openai:http://127.0.0.1:9/v1", **settings)
+    assert by_chars(["x = 1"]) == ["assertEquals(1, x);"] and len(made) == 2
     gen.close()
     assert made[0].closed
 
@@ -81,7 +79,9 @@ def test_bad_backend_specs_are_refused_before_any_model_runs(tiny_setup, tmp_pat
     for spec, message in (
         ("gguf", "backend spec must be"),
         ("vllm:http://x", "unknown backend kind"),
-        (f"llamacpp:{tmp_path / 'none.gguf'}", "none.gguf does not exist"),
+        (f"llamacpp:{tmp_path / 'none.gguf'}", "none.gguf is not a file"),
+        (f"llamacpp:{tmp_path}", "is not a file"),
+        (f"transformers:{tmp_path / 'none'}", "is not a model directory"),
     ):
         with pytest.raises(FidelityError, match=message):
             run_fidelity(_opts(tiny_setup, tmp_path / "out", attacks=[], student_backend=spec))
@@ -132,3 +132,19 @@ def test_cqs_agreement_per_relation_with_intervals(tiny_setup, tmp_path):
     assert "cqs_mean_abs_diff" in (tmp_path / "out" / "fidelity.md").read_text()
     with pytest.raises(FidelityError, match="--cqs scores outputs against a reference"):
         run_fidelity(_opts(tiny_setup, tmp_path / "x", task="codegen", cqs=True))
+
+
+def test_an_unreachable_server_is_a_named_error_and_nothing_is_left_running(
+    tiny_setup, tmp_path, capsys
+):
+    from codistill.cli.main import main
+
+    argv = ["fidelity", "--teacher", str(tiny_setup["teacher"]), "--student"]
+    argv += [str(tiny_setup["student"]), "--task", "assertion", "--data", str(tiny_setup["valid"])]
+    argv += ["--out", str(tmp_path / "out"), "--attacks", "none", "--relations", "formatting"]
+    argv += ["--cache-dir", str(tmp_path / "cache"), "--max-new-tokens", "4"]
+    argv += ["--student-backend", "openai:http://127.0.0.1:9/v1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "backend 'openai:http://127.0.0.1:9/v1'" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "fidelity.json").exists()

@@ -458,6 +458,16 @@ def test_c_unknown_macros_and_error_regions_only_block_their_own_names():
             rename_identifiers(C_PROGRAM, "c", {"total": refused})
 
 
+C_ASM_GOTO = r"""int jump(int x)
+{
+    int out = x;
+    asm goto("jmp %l[out]" : : "r"(x) : : out);
+    return 0;
+out:
+    return out;
+}
+"""
+
 C_INLINE_ASM = r"""int twice(int a)
 {
     int t4, x = a;
@@ -473,6 +483,10 @@ def test_c_inline_asm_operand_symbols_keep_their_template_names(tmp_path):
     out = rename_identifiers(C_INLINE_ASM, "c", {"t4": "doubled", "x": "value", "a": "n"})
     assert '[t4] "=&r"(doubled)' in out and '[x] "r"(value)' in out
     assert "%[t4]" in out and "return doubled;" in out
+    goto = C_ASM_GOTO
+    renamed = rename_identifiers(goto, "c", {"out": "res"})
+    assert ": : out);" in renamed and "\nout:\n    return res;" in renamed
+    out += "\n" + renamed
     source = tmp_path / "asm.c"
     source.write_text(out)
     check = subprocess.run(["gcc", "-fsyntax-only", str(source)], capture_output=True, text=True)

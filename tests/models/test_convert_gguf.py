@@ -100,6 +100,7 @@ def test_cli_converts_a_gguf_replacing_an_old_directory(converted, tmp_path, cap
     out = tmp_path / "cli-out"
     out.mkdir()
     (out / "stale.txt").write_text("from an earlier conversion")
+    (out / SOURCE_MARKER).write_text("{}")  # an earlier conversion's marker
     argv = ["teacher", "convert", "--gguf", str(converted["gguf"]), "--out", str(out)]
     assert main(argv) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(out)
@@ -169,3 +170,12 @@ def test_a_failed_reconversion_keeps_the_previous_directory(converted, tmp_path,
         convert_gguf(converted["gguf"], out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["tiny"]
+
+
+def test_an_unrelated_non_empty_directory_is_never_replaced(converted, tmp_path):
+    mine = tmp_path / "models"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a codistill conversion"):
+        convert_gguf(converted["gguf"], mine)
+    assert (mine / "notes.txt").read_text() == "keep me"

@@ -87,6 +87,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from codistill.fidelity.gates import GateError, parse_gates
+    from codistill.fidelity.models import BackendError
     from codistill.fidelity.render import render_markdown
     from codistill.fidelity.runner import FidelityError, FidelityOptions, run_fidelity
 
@@ -139,7 +140,7 @@ def run(args) -> int:
             log=lambda msg: print(f"[fidelity] {msg}", file=sys.stderr, flush=True),
         )
         result = run_fidelity(opts)
-    except (FidelityError, GateError) as exc:
+    except (FidelityError, GateError, BackendError) as exc:
         print(f"codistill fidelity: error: {exc}", file=sys.stderr)
         return 2
     print(render_markdown(result))

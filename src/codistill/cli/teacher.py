@@ -66,7 +66,7 @@ def run_convert(args) -> int:
         return 2
     try:
         print(convert_gguf(args.gguf, args.out))
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ImportError, ValueError, RuntimeError) as exc:
         print(f"codistill teacher convert: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -147,16 +147,30 @@ class Generator:
         else:
             check_backend_spec(backend)
             if path is not None and Path(path).is_dir():
-                self.tokenizer = load_tokenizer(path)
+                try:
+                    self.tokenizer = load_tokenizer(path)
+                except (OSError, ValueError):
+                    pass  # e.g. the folder that only holds the GGUF: cut by characters
             identity = backend_identity(backend)
         self.max_source_tokens, self.max_new_tokens = max_source_tokens, max_new_tokens
         self.batch_size = batch_size
         settings = {"kind": "generate", "mode": mode, "src": max_source_tokens}
         settings["new"] = max_new_tokens
         if backend is not None:
-            # A server's own tokenizer and kernels: its outputs are not the in-process ones.
+            # A server's own tokenizer and kernels: its outputs are not the in-process ones;
+            # and how prompts were cut before they reached it changes them too.
             settings["backend"] = backend.partition(":")[0]
+            settings["cut"] = "chars4" if self.tokenizer is None else self._tokenizer_id(path)
         self.cache = OutputCache(cache_dir, identity, settings)
+
+    @staticmethod
+    def _tokenizer_id(path) -> str:
+        from codistill.teacher.cache import tokenizer_hash
+
+        try:
+            return tokenizer_hash(path)
+        except FileNotFoundError:  # no tokenizer.json: the folder names it
+            return str(Path(path).resolve())
 
     def _encode(self, prompt: str) -> list[int]:
         ids = self.tokenizer(prompt)["input_ids"]
@@ -174,13 +188,24 @@ class Generator:
             if self._backend is None:
                 from codistill.evaluation.backends import make_backend
 
-                self._backend = make_backend(self.backend_spec)
+                kwargs = {}
+                if self.backend_spec.startswith("llamacpp:"):
+                    # Room for the prompt as the server tokenizes it (a character cut can come
+                    # out longer) and the completion; the server's default is 2048.
+                    kwargs["n_ctx"] = 2 * self.max_source_tokens + self.max_new_tokens + 64
+                try:
+                    self._backend = make_backend(self.backend_spec, **kwargs)
+                except (ImportError, OSError, RuntimeError) as exc:
+                    raise BackendError(f"backend {self.backend_spec!r}: {exc}") from exc
             # Assertions are cut to their first non-blank line afterwards, not by a "\n" stop:
             # a server stops at the very first newline, even one before any text.
             stop = list(STOP_SEQUENCES) if self.mode == "code" else None
-            done = self._backend.generate(
-                [self._cut(p) for p in prompts], max_new_tokens=self.max_new_tokens, stop=stop
-            )
+            try:
+                done = self._backend.generate(
+                    [self._cut(p) for p in prompts], max_new_tokens=self.max_new_tokens, stop=stop
+                )
+            except (OSError, RuntimeError, TimeoutError) as exc:  # ConnectionError is an OSError
+                raise BackendError(f"backend {self.backend_spec!r}: {exc}") from exc
             texts = [c.text for c in done]
             if self.mode == "line":
                 return [first_line(t) for t in texts]
@@ -216,13 +241,29 @@ class Generator:
             self._backend = None
 
 
+class BackendError(RuntimeError):
+    """A generation backend could not start or answer (named, with the cause)."""
+
+
 def check_backend_spec(spec: str) -> None:
-    """Fails early on a malformed spec or a missing GGUF file (the server starts only later)."""
-    from codistill.evaluation.backends import parse_backend_spec
+    """Fails early on what can be checked before a server starts: the spec's form, that a GGUF
+    is a GGUF file and llama-cpp-python is installed, that a checkpoint is a directory."""
+    from codistill.evaluation.backends import llama_cpp_available, parse_backend_spec
 
     kind, target = parse_backend_spec(spec)
-    if kind != "openai" and not Path(target).exists():
-        raise FileNotFoundError(f"backend {spec!r}: {target} does not exist")
+    path = Path(target)
+    if kind == "transformers" and not path.is_dir():
+        raise FileNotFoundError(f"backend {spec!r}: {target} is not a model directory")
+    if kind == "llamacpp":
+        if not path.is_file():
+            raise FileNotFoundError(f"backend {spec!r}: {target} is not a file")
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"GGUF":
+                raise ValueError(f"backend {spec!r}: {target} is not a GGUF file")
+        if not llama_cpp_available():
+            raise ValueError(
+                f"backend {spec!r} needs llama-cpp-python: pip install 'llama-cpp-python[server]'"
+            )
 
 
 class Classifier:

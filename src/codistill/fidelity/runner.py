@@ -410,101 +410,113 @@ def run_fidelity(opts: FidelityOptions) -> dict:
         teacher = Generator(opts.teacher, backend=opts.teacher_backend, **gen)
         student = Generator(opts.student, backend=opts.student_backend, **gen)
 
-    orig_inputs = [model_inputs(opts.task, it, it.code, it.target, opts) for it in items]
-    keep_rows = []
-    var_inputs = []
-    for row in rows:
-        x = model_inputs(opts.task, items[row.item], row.code, row.target, opts)
-        if x is None or orig_inputs[row.item] is None:
-            continue
-        if x == orig_inputs[row.item]:
-            continue  # the change fell outside what the model sees (codegen: past the cut)
-        keep_rows.append(row)
-        var_inputs.append(x)
-    rows = keep_rows
-    ok_items = [i for i, x in enumerate(orig_inputs) if x is not None]
-    log(f"running teacher and student on {len(ok_items)} originals and {len(rows)} variants")
-    outputs = {}
-    for name, model in (("teacher", teacher), ("student", student)):
-        o = model([orig_inputs[i] for i in ok_items])
-        v = model(var_inputs) if var_inputs else ([] if not classifier else np.zeros((0, 2)))
-        full = {i: o[k] for k, i in enumerate(ok_items)}
-        outputs[name] = (full, v)
-        log(f"{name}: cache {model.cache.hits} hits, {model.cache.misses} computed")
+    try:
+        orig_inputs = [model_inputs(opts.task, it, it.code, it.target, opts) for it in items]
+        keep_rows = []
+        var_inputs = []
+        for row in rows:
+            x = model_inputs(opts.task, items[row.item], row.code, row.target, opts)
+            if x is None or orig_inputs[row.item] is None:
+                continue
+            if x == orig_inputs[row.item]:
+                continue  # the change fell outside what the model sees (codegen: past the cut)
+            keep_rows.append(row)
+            var_inputs.append(x)
+        rows = keep_rows
+        ok_items = [i for i, x in enumerate(orig_inputs) if x is not None]
+        log(f"running teacher and student on {len(ok_items)} originals and {len(rows)} variants")
+        outputs = {}
+        for name, model in (("teacher", teacher), ("student", student)):
+            o = model([orig_inputs[i] for i in ok_items])
+            v = model(var_inputs) if var_inputs else ([] if not classifier else np.zeros((0, 2)))
+            full = {i: o[k] for k, i in enumerate(ok_items)}
+            outputs[name] = (full, v)
+            log(f"{name}: cache {model.cache.hits} hits, {model.cache.misses} computed")
 
-    result: dict[str, Any] = {
-        "task": opts.task,
-        "language": language,
-        "teacher": opts.teacher,
-        "student": opts.student,
-        "data": opts.data,
-        "n_inputs": len(items),
-        "n_variants": len(rows),
-        "relations_requested": relations,
-        "options": {k: v for k, v in vars(opts).items() if k != "log"},
-        "verification": {"per_relation": validity, "summary": vstats, "rejected": rejected},
-    }
-    per_relation = defaultdict(list)
-    for r_i, row in enumerate(rows):
-        per_relation[row.relation].append(r_i)
-    per_relation["all"] = list(range(len(rows)))
+        result: dict[str, Any] = {
+            "task": opts.task,
+            "language": language,
+            "teacher": opts.teacher,
+            "student": opts.student,
+            "data": opts.data,
+            "n_inputs": len(items),
+            "n_variants": len(rows),
+            "relations_requested": relations,
+            "options": {k: v for k, v in vars(opts).items() if k != "log"},
+            "verification": {"per_relation": validity, "summary": vstats, "rejected": rejected},
+        }
+        per_relation = defaultdict(list)
+        for r_i, row in enumerate(rows):
+            per_relation[row.relation].append(r_i)
+        per_relation["all"] = list(range(len(rows)))
 
-    cqs = _variant_cqs(rows, outputs, language) if opts.cqs and opts.task == "assertion" else None
-    refs = opts.task == "assertion"  # code generation's correctness is its tests (ReCode table)
+        cqs = (
+            _variant_cqs(rows, outputs, language) if opts.cqs and opts.task == "assertion" else None
+        )
+        refs = opts.task == "assertion"  # code generation's correctness is its tests (ReCode table)
 
-    def subset(idx: list[int]) -> dict:
-        groups = [rows[j].item for j in idx]
-        if classifier:
-            to = np.array([outputs["teacher"][0][rows[j].item] for j in idx])
-            so = np.array([outputs["student"][0][rows[j].item] for j in idx])
-            tv = np.array([outputs["teacher"][1][j] for j in idx])
-            sv = np.array([outputs["student"][1][j] for j in idx])
-            labels = [items[rows[j].item].label for j in idx]
-            return fm.classifier_fidelity(
-                to, tv, so, sv, labels, groups=groups, n_resamples=opts.n_resamples, seed=opts.seed
+        def subset(idx: list[int]) -> dict:
+            groups = [rows[j].item for j in idx]
+            if classifier:
+                to = np.array([outputs["teacher"][0][rows[j].item] for j in idx])
+                so = np.array([outputs["student"][0][rows[j].item] for j in idx])
+                tv = np.array([outputs["teacher"][1][j] for j in idx])
+                sv = np.array([outputs["student"][1][j] for j in idx])
+                labels = [items[rows[j].item].label for j in idx]
+                return fm.classifier_fidelity(
+                    to,
+                    tv,
+                    so,
+                    sv,
+                    labels,
+                    groups=groups,
+                    n_resamples=opts.n_resamples,
+                    seed=opts.seed,
+                )
+            to = [outputs["teacher"][0][rows[j].item] for j in idx]
+            so = [outputs["student"][0][rows[j].item] for j in idx]
+            tv = [outputs["teacher"][1][j] for j in idx]
+            sv = [outputs["student"][1][j] for j in idx]
+            return fm.generator_fidelity(
+                to,
+                tv,
+                so,
+                sv,
+                renames=[rows[j].renames for j in idx],
+                normalise=str.strip,
+                reference_original=[items[rows[j].item].target or "" for j in idx]
+                if refs
+                else None,
+                reference_variant=[rows[j].target or "" for j in idx] if refs else None,
+                teacher_cqs=None if cqs is None else [cqs["teacher"][j] for j in idx],
+                student_cqs=None if cqs is None else [cqs["student"][j] for j in idx],
+                groups=groups,
+                n_resamples=opts.n_resamples,
+                seed=opts.seed,
             )
-        to = [outputs["teacher"][0][rows[j].item] for j in idx]
-        so = [outputs["student"][0][rows[j].item] for j in idx]
-        tv = [outputs["teacher"][1][j] for j in idx]
-        sv = [outputs["student"][1][j] for j in idx]
-        return fm.generator_fidelity(
-            to,
-            tv,
-            so,
-            sv,
-            renames=[rows[j].renames for j in idx],
-            normalise=str.strip,
-            reference_original=[items[rows[j].item].target or "" for j in idx] if refs else None,
-            reference_variant=[rows[j].target or "" for j in idx] if refs else None,
-            teacher_cqs=None if cqs is None else [cqs["teacher"][j] for j in idx],
-            student_cqs=None if cqs is None else [cqs["student"][j] for j in idx],
-            groups=groups,
-            n_resamples=opts.n_resamples,
-            seed=opts.seed,
-        )
 
-    result["relations"] = {name: subset(idx) for name, idx in per_relation.items() if idx}
-    result["originals"] = _original_quality(opts, items, ok_items, orig_inputs, outputs)
-    if opts.task == "codegen" and rows:
-        result["codegen"] = _codegen_robustness(
-            items, rows, var_inputs, outputs, result["originals"]
-        )
-    result["worst"] = _worst(opts, items, rows, outputs, orig_inputs, classifier)
-    if opts.attacks and opts.attack_records:
-        result["attacks"] = _attacks(
-            opts,
-            items,
-            ok_items,
-            orig_inputs,
-            outputs,
-            {"teacher": teacher, "student": student},
-            classifier,
-            alert_names,
-            result["originals"],
-        )
-    # Servers a backend started stop here; on an exception, at interpreter exit (atexit).
-    teacher.close()
-    student.close()
+        result["relations"] = {name: subset(idx) for name, idx in per_relation.items() if idx}
+        result["originals"] = _original_quality(opts, items, ok_items, orig_inputs, outputs)
+        if opts.task == "codegen" and rows:
+            result["codegen"] = _codegen_robustness(
+                items, rows, var_inputs, outputs, result["originals"]
+            )
+        result["worst"] = _worst(opts, items, rows, outputs, orig_inputs, classifier)
+        if opts.attacks and opts.attack_records:
+            result["attacks"] = _attacks(
+                opts,
+                items,
+                ok_items,
+                orig_inputs,
+                outputs,
+                {"teacher": teacher, "student": student},
+                classifier,
+                alert_names,
+                result["originals"],
+            )
+    finally:  # stop the servers a backend started, also when something failed
+        teacher.close()
+        student.close()
     result["gates"] = check_gates(result, opts.fail_under, opts.fail_over)
     result["passed"] = all(g["passed"] for g in result["gates"])
     out = Path(opts.out)

@@ -88,7 +88,12 @@ def convert_gguf(
     with open(gguf, "rb") as fh:
         if fh.read(4) != b"GGUF":
             raise ValueError(f"{gguf}: not a GGUF file (expected the magic bytes 'GGUF')")
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # "." has no name to put a temporary sibling beside
+    if out.exists() and any(out.iterdir()) and not (out / SOURCE_MARKER).exists():
+        raise FileExistsError(
+            f"{out} exists and is not a codistill conversion (no {SOURCE_MARKER}); "
+            "choose another --out or empty it"
+        )
 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -130,5 +135,7 @@ def convert_gguf(
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            os.replace(old, out)  # the new copy never landed: put the old one back
         raise
     return out

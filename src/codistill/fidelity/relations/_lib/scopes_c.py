@@ -151,6 +151,8 @@ def _scan_c(root: Node) -> _Scan:
                     opaque |= _words(text(child))
                 else:
                     children.append(child)
+        elif t == "gnu_asm_goto_list":
+            continue  # asm goto's labels: label names, which the template refers to (%l[out])
         elif t in _C_ASM_OPERANDS:
             # [t4] "=r" (t4): the bracketed symbol is named by the asm template (%[t4]), not
             # a reference to the local, so only the parenthesised value may be renamed.
