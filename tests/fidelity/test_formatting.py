@@ -9,7 +9,6 @@ import io
 import random
 import re
 import shutil
-import subprocess
 from contextlib import redirect_stdout
 
 import pytest
@@ -21,6 +20,7 @@ from codistill.fidelity.relations._lib.c_macros import (
     c_macros,
     c_text_sensitive,
 )
+from tests.fidelity.compiled import run_c, run_java
 
 LANGUAGES = ("java", "python", "c")
 INPUTS = (-2, 0, 1, 3, 7)
@@ -114,27 +114,6 @@ def _python_behaviour(code: str) -> tuple[list, str | None]:
     return results, namespace["fn"].__doc__
 
 
-def _split_output(stdout: str) -> dict[str, str]:
-    outputs: dict[str, str] = {}
-    key = None
-    for line in stdout.splitlines():
-        if line.startswith("@@"):
-            key = line[2:]
-            outputs[key] = ""
-        else:
-            outputs[key] += line + "\n"
-    return outputs
-
-
-def _execute(command: list[str]) -> str:
-    """stdout of a compiled fixture program; a variant that loops forever fails the tests."""
-    try:
-        run = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{command[-1]} timed out: some variant does not terminate")
-    return run.stdout
-
-
 def _programs(language: str) -> dict[str, str]:
     programs = {}
     for i, code in enumerate(FIXTURES[language]):
@@ -144,45 +123,13 @@ def _programs(language: str) -> dict[str, str]:
     return programs
 
 
-def _run_c(programs: dict[str, str], tmp_path) -> dict[str, str]:
-    parts, calls = ["#include <stdio.h>"], []
-    for i, (key, code) in enumerate(programs.items()):
-        parts.append(re.sub(r"\bfn\b", f"fn_{i}", code).replace("long fn_", "static long fn_"))
-        prints = " ".join(f'printf("%ld\\n", fn_{i}({x}));' for x in INPUTS)
-        calls.append(f'printf("@@{key}\\n"); {prints}')
-    parts.append("int main(void) {\n" + "\n".join(calls) + "\nreturn 0;\n}\n")
-    (tmp_path / "all.c").write_text("\n".join(parts))
-    binary = tmp_path / "all"
-    subprocess.run(["gcc", "-w", "-o", str(binary), str(tmp_path / "all.c")], check=True)
-    return _split_output(_execute([str(binary)]))
-
-
-def _run_java(programs: dict[str, str], tmp_path) -> dict[str, str]:
-    parts, calls = [], []
-    for i, (key, code) in enumerate(programs.items()):
-        parts.append(f"class K{i} {{\n{code}\n}}")
-        calls.append(f'System.out.println("@@{key}");')
-        calls += [f"System.out.println(K{i}.fn({x}));" for x in INPUTS]
-    main = "public class Main {\npublic static void main(String[] args) {\n"
-    parts.append(main + "\n".join(calls) + "\n}\n}\n")
-    (tmp_path / "Main.java").write_text("\n".join(parts))
-    compiled = subprocess.run(
-        ["javac", "-nowarn", "-d", str(tmp_path), str(tmp_path / "Main.java")],
-        capture_output=True,
-        text=True,
-    )
-    assert compiled.returncode == 0, compiled.stderr
-    command = ["java", "-XX:TieredStopAtLevel=1", "-cp", str(tmp_path), "Main"]
-    return _split_output(_execute(command))
-
-
 @pytest.fixture(scope="module")
 def compiled_outputs(tmp_path_factory) -> dict[str, dict[str, str]]:
     outputs = {}
     if shutil.which("gcc"):
-        outputs["c"] = _run_c(_programs("c"), tmp_path_factory.mktemp("c"))
+        outputs["c"] = run_c(_programs("c"), INPUTS, tmp_path_factory.mktemp("c"))
     if shutil.which("javac") and shutil.which("java"):
-        outputs["java"] = _run_java(_programs("java"), tmp_path_factory.mktemp("java"))
+        outputs["java"] = run_java(_programs("java"), INPUTS, tmp_path_factory.mktemp("java"))
     return outputs
 
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import io
 import random
-import re
 import shutil
-import subprocess
 from contextlib import redirect_stdout
 
 import pytest
@@ -18,6 +16,7 @@ import pytest
 from codistill.fidelity.code import find, parse, parse_shared, parses, walk
 from codistill.fidelity.relations import get_relation
 from codistill.fidelity.relations._lib.spans import Spans
+from tests.fidelity.compiled import run_c, run_java
 
 LANGUAGES = ("java", "python", "c")
 INPUTS = (-2, 0, 1, 3, 7)
@@ -289,69 +288,6 @@ def _python_behaviour(code: str) -> tuple[list, str, str | None]:
     return results, out.getvalue(), fn.__doc__
 
 
-def _run_c(programs: dict[str, str], tmp_path) -> dict[str, str]:
-    parts, calls = ["#include <stdio.h>"], []
-    for i, (key, code) in enumerate(programs.items()):
-        name = f"fn_{i}"
-        parts.append(re.sub(r"\bfn\b", name, code).replace("long fn_", "static long fn_", 1))
-        prints = " ".join(f'printf("%ld\\n", (long){name}({x}));' for x in INPUTS)
-        calls.append(f'printf("@@{key}\\n"); {prints}')
-    parts.append("int main(void) {\n" + "\n".join(calls) + "\nreturn 0;\n}\n")
-    source = tmp_path / "all.c"
-    source.write_text("\n".join(parts))
-    subprocess.run(
-        ["gcc", "-w", "-O0", "-o", str(tmp_path / "all"), str(source)],
-        check=True,
-        capture_output=True,
-    )
-    return _split_output(_execute([str(tmp_path / "all")]))
-
-
-def _run_java(programs: dict[str, str], tmp_path) -> dict[str, str]:
-    parts, calls = [], []
-    for i, (key, code) in enumerate(programs.items()):
-        parts.append(f"class K{i} {{\n{code}\n}}")
-        calls.append(f'System.out.println("@@{key}");')
-        for x in INPUTS:
-            calls.append(
-                f"try {{ System.out.println(K{i}.fn({x})); }} catch (RuntimeException e) "
-                "{ System.out.println(e.getClass().getName()); }"
-            )
-    main = "public class Main {\npublic static void main(String[] args) {\n"
-    parts.append(main + "\n".join(calls) + "\n}\n}\n")
-    (tmp_path / "Main.java").write_text("\n".join(parts))
-    compiled = subprocess.run(
-        ["javac", "-nowarn", "-d", str(tmp_path), str(tmp_path / "Main.java")],
-        capture_output=True,
-        text=True,
-    )
-    assert compiled.returncode == 0, compiled.stderr
-    return _split_output(
-        _execute(["java", "-XX:TieredStopAtLevel=1", "-cp", str(tmp_path), "Main"])
-    )
-
-
-def _execute(command: list[str]) -> str:
-    """stdout of a compiled fixture program; a variant that loops forever fails the tests."""
-    try:
-        run = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{command[-1]} timed out: some variant does not terminate")
-    return run.stdout
-
-
-def _split_output(stdout: str) -> dict[str, str]:
-    outputs: dict[str, str] = {}
-    key = None
-    for line in stdout.splitlines():
-        if line.startswith("@@"):
-            key = line[2:]
-            outputs[key] = ""
-        else:
-            outputs[key] += line + "\n"
-    return outputs
-
-
 def _programs(language: str) -> dict[str, str]:
     """key -> code for every fixture (``rel:i:orig``) and its variants (``rel:i:v<j>``)."""
     programs = {}
@@ -368,9 +304,9 @@ def compiled_outputs(tmp_path_factory) -> dict[str, dict[str, str]]:
     """Outputs of all C and Java fixtures and variants, one compile and one run per language."""
     outputs = {}
     if shutil.which("gcc"):
-        outputs["c"] = _run_c(_programs("c"), tmp_path_factory.mktemp("c"))
+        outputs["c"] = run_c(_programs("c"), INPUTS, tmp_path_factory.mktemp("c"))
     if shutil.which("javac") and shutil.which("java"):
-        outputs["java"] = _run_java(_programs("java"), tmp_path_factory.mktemp("java"))
+        outputs["java"] = run_java(_programs("java"), INPUTS, tmp_path_factory.mktemp("java"))
     return outputs
 
 
