@@ -17,6 +17,7 @@ from codistill.data.benchmarks import (
     load_humaneval_plus,
     load_mbpp,
     mbpp_prompt,
+    mbpp_split,
 )
 from codistill.data.jsonl import read_records, write_records
 from codistill.data.schema import RecordError
@@ -77,6 +78,14 @@ def test_mbpp_loads_all_427_problems_with_the_tested_function_as_entry_point():
     for record in records:
         assert re.search(rf"\b{record.entry_point}\s*\(", record.extra["test_list"][0])
         assert f"def {record.entry_point}" in record.canonical_solution
+
+
+def test_mbpp_sanitized_splits_hold_7_257_43_120_problems():
+    path = _shared(MBPP)
+    sizes = {s: len(load_mbpp(path, split=s)) for s in ("prompt", "test", "validation", "train")}
+    assert sizes == {"prompt": 7, "test": 257, "validation": 43, "train": 120}
+    train = load_mbpp(path, split="train")
+    assert all(601 <= int(r.id.removeprefix("Mbpp/")) <= 974 for r in train)
 
 
 def test_bigclonebench_loads_all_4000_balanced_pairs():
@@ -242,6 +251,95 @@ def test_mbpp_record_holds_prompt_entry_point_and_self_contained_tests(tmp_path)
     assert _run(record.canonical_solution + record.tests).returncode == 0
 
 
+def test_mbpp_split_follows_the_task_id_ranges_of_the_original_split():
+    assert [mbpp_split(i) for i in (1, 10, 11, 510, 511, 600, 601, 974)] == [
+        "prompt",
+        "prompt",
+        "test",
+        "test",
+        "validation",
+        "validation",
+        "train",
+        "train",
+    ]
+    assert mbpp_split(0) is None and mbpp_split(975) is None
+
+
+def test_mbpp_split_keeps_only_that_splits_problems(tmp_path):
+    path = tmp_path / "mbpp.json"
+    ids = [3, 11, 510, 600, 601, 974]
+    path.write_text(json.dumps([_mbpp_item(i) for i in ids]), encoding="utf-8")
+    assert [r.id for r in load_mbpp(path, split="train")] == ["Mbpp/601", "Mbpp/974"]
+    assert [r.id for r in load_mbpp(path, split="test")] == ["Mbpp/11", "Mbpp/510"]
+    assert len(load_mbpp(path)) == len(ids)
+    with pytest.raises(ValueError, match="MBPP split must be one of prompt, test, validation"):
+        load_mbpp(path, split="dev")
+
+
+def test_mbpp_split_still_validates_the_other_problems(tmp_path):
+    path = tmp_path / "mbpp.json"
+    items = [_mbpp_item(601), _mbpp_item(12, code="def a():\n    pass\n\ndef b():\n    pass\n")]
+    path.write_text(json.dumps(items), encoding="utf-8")
+    with pytest.raises(RecordError, match="cannot tell the entry point"):
+        load_mbpp(path, split="train")
+
+
+def test_full_mbpp_jsonl_loads_with_text_and_setup_code(tmp_path):
+    path = tmp_path / "mbpp.jsonl"
+    rows = [
+        {
+            "task_id": 601,
+            "text": "Write a function to add two numbers.",
+            "code": "def add(a, b):\n    return a + b\n",
+            "test_setup_code": "import math",
+            "test_list": ["assert add(1, 2) == 3", "assert add(0, 0) == math.floor(0.5)"],
+            "challenge_test_list": [],
+        },
+        {
+            "task_id": 12,
+            "text": "Write a function to negate.",
+            "code": "def neg(a):\n    return -a\n",
+            "test_setup_code": "",
+            "test_list": ["assert neg(1) == -1"],
+            "challenge_test_list": [],
+        },
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    first, second = load_mbpp(path)
+    assert first.prompt == mbpp_prompt(rows[0]["text"], rows[0]["test_list"][0])
+    assert first.tests.splitlines() == ["import math", *rows[0]["test_list"]]
+    assert second.tests == "assert neg(1) == -1\n"
+    assert _run(first.canonical_solution + first.tests).returncode == 0
+    assert [r.id for r in load_mbpp(path, split="train")] == ["Mbpp/601"]
+    path.write_text('{"task_id": 1, "code": "def f(): pass"}\n', encoding="utf-8")
+    with pytest.raises(RecordError, match=rf"^{path}:1: field 'prompt' missing"):
+        load_mbpp(path)
+
+
+def test_cli_import_mbpp_split_and_decontaminate_against_one_split(tmp_path, capsys):
+    from codistill.cli.main import main
+
+    path = tmp_path / "mbpp.json"
+    path.write_text(json.dumps([_mbpp_item(i) for i in (11, 601, 602)]), encoding="utf-8")
+    train = tmp_path / "train.jsonl"
+    assert main(["data", "import", "mbpp", str(path), "--split", "train", "--out", str(train)]) == 0
+    assert "mbpp (train split): 2 codegen records" in capsys.readouterr().out
+    assert [r.id for r in read_records(train, task="codegen")] == ["Mbpp/601", "Mbpp/602"]
+    # Each problem gives two benchmark texts (prompt, solution): the spec's split picks which.
+    base = ["data", "decontaminate", str(train), "--task", "codegen", "--out"]
+    for split, problems in (("test", 1), ("train", 2), ("validation", 0)):
+        out = tmp_path / f"against-{split}.jsonl"
+        assert main([*base, str(out), "--against", f"mbpp:{split}={path}"]) == 0
+        report = json.loads(out.with_suffix(".decontam.json").read_text())
+        assert report["benchmark_items"] == {f"mbpp:{split}": 2 * problems}
+    assert "removed 0 of 2 records (mbpp:validation: 0)" in capsys.readouterr().out
+    assert main([*base, str(tmp_path / "c.jsonl"), "--against", f"mbpp:dev={path}"]) == 2
+    assert "split must be one of prompt, test, validation, train" in capsys.readouterr().err
+    he = ["data", "import", "humaneval", "--split", "train", "--out", str(tmp_path / "h")]
+    assert main(he) == 2
+    assert "a split can be chosen for mbpp only" in capsys.readouterr().err
+
+
 def test_mbpp_prompt_is_a_docstring_with_description_and_one_test():
     assert mbpp_prompt(" Add. ", "assert add(1) == 1\n") == '"""\nAdd.\nassert add(1) == 1\n"""\n'
 
@@ -306,3 +404,21 @@ def test_fractions_not_summing_to_one_are_rejected():
 def test_four_fractions_need_names():
     with pytest.raises(ValueError, match="names are required for 4 fractions"):
         deterministic_split([], fractions=(0.25, 0.25, 0.25, 0.25))
+
+
+def test_detect_benchmark_names_each_format_and_nothing_else(tmp_path):
+    from codistill.data.benchmarks import detect_benchmark, humaneval_package_path
+
+    assert detect_benchmark(humaneval_package_path()) == "humaneval"
+    mbpp = tmp_path / "mbpp.json"
+    mbpp.write_text('[{"task_id": 2, "prompt": "p", "code": "c", "test_list": []}]')
+    assert detect_benchmark(mbpp) == "mbpp"
+    plus = tmp_path / "plus.jsonl"
+    plus.write_text(
+        '{"task_id": "a", "prompt": "", "canonical_solution": "", "test": "", "plus_input": []}\n'
+    )
+    assert detect_benchmark(plus) == "humaneval+"
+    ours = tmp_path / "ours.jsonl"
+    ours.write_text('{"id": "x", "source": "s", "prompt": "p", "entry_point": "f", "tests": "t"}\n')
+    assert detect_benchmark(ours) is None
+    assert detect_benchmark(tmp_path / "missing.jsonl") is None

@@ -5,6 +5,8 @@ import pytest
 
 from codistill.data.python_miner import (
     FocalLinker,
+    MiningCounts,
+    merge_counts,
     mine_python_file,
     mine_python_tree,
     record_id,
@@ -300,5 +302,312 @@ def test_test_package_maps_to_source_package():
 
 
 def test_every_masked_test_parses_again_with_its_target():
-    for record in _mine(UNITTEST_SRC) + _mine(PYTEST_SRC):
-        ast.parse(record.test_code.replace(PLACEHOLDER, record.target))
+    mined = [(UNITTEST_SRC, r) for r in _mine(UNITTEST_SRC)]
+    mined += [(PYTEST_SRC, r) for r in _mine(PYTEST_SRC)]
+    # 6 unittest assertions (2 + 1 + 2 + 1) and 2 pytest ones: none may go missing.
+    assert len(mined) == 8
+    for source, record in mined:
+        assert record.test_code.count(PLACEHOLDER) == 1
+        restored = record.test_code.replace(PLACEHOLDER, record.target).splitlines()
+        ast.parse("\n".join(restored))
+        # The target is put back on the line its assertion starts on.
+        name = record.test_name.split(".")[-1]
+        def_line = next(
+            i for i, line in enumerate(source.splitlines(), 1) if f"def {name}(" in line
+        )
+        assert restored[record.assert_line - def_line].strip() == record.target
+
+
+# -- focal methods found through the test module's imports (issue 13 §3) -------------------------
+
+CART_SRC = textwrap.dedent(
+    """\
+    class Cart:
+        def __init__(self):
+            self.items = {}
+
+        def add(self, name, qty=1):
+            self.items[name] = self.items.get(name, 0) + qty
+
+        def total(self):
+            return sum(self.items.values())
+
+        def count(self, name):
+            return self.items.get(name, 0)
+    """
+)
+
+CART_TESTS = textwrap.dedent(
+    """\
+    from shop.cart import Cart
+
+
+    def test_new_cart_is_empty():
+        c = Cart()
+        assert c.total() == 0
+
+
+    def test_adding_items():
+        cart = Cart()
+        cart.add("apple", 3)
+        assert cart.total() == 3
+        assert cart.count("apple") == 1
+    """
+)
+
+
+def test_standard_layout_links_calls_on_instances_of_imported_classes(tmp_path):
+    # shop/cart.py + tests/test_cart.py, mined the way `codistill data mine DIR` does it (the
+    # tree itself is the source root): the test file's name alone finds no `cart.py`.
+    root = _tree(
+        tmp_path / "proj",
+        {"shop/__init__.py": "", "shop/cart.py": CART_SRC, "tests/test_cart.py": CART_TESTS},
+    )
+    result = mine_python_tree(root, "demo", source_roots=[root])
+    got = [(r.target, r.focal_link, r.focal_name, r.focal_path) for r in result.records]
+    assert got == [
+        ("assert c.total() == 0", "last_call", "Cart.total", "shop/cart.py"),
+        ("assert cart.total() == 3", "last_call", "Cart.total", "shop/cart.py"),
+        ('assert cart.count("apple") == 1', "last_call", "Cart.count", "shop/cart.py"),
+    ]
+    assert result.records[0].focal_code.startswith("def total(self):\n")
+    assert result.counts.focal_link_kinds == {"import_instance": 3}
+    assert result.counts.to_dict()["focal_link_kinds"] == {"import_instance": 3}
+
+
+def _links(root, **kwargs):
+    result = mine_python_tree(root, "demo", source_roots=[root], **kwargs)
+    return [(r.target, r.focal_link, r.focal_name, r.focal_path) for r in result.records], result
+
+
+def test_src_layout_module_imports_and_imported_functions_are_resolved(tmp_path):
+    shop = CART_SRC + "\n\ndef total_of(*carts):\n    return sum(c.total() for c in carts)\n"
+    tests = textwrap.dedent(
+        """\
+        import shop.cart
+        import shop.cart as sc
+        from shop import cart
+        from shop.cart import total_of
+
+
+        def test_dotted_module():
+            assert shop.cart.Cart().total() == 0
+
+
+        def test_aliased_module():
+            assert sc.total_of() == 0
+
+
+        def test_submodule_imported_from_package():
+            assert cart.Cart.count(None, "x") == 0
+
+
+        def test_function():
+            assert total_of(sc.Cart()) == 0
+        """
+    )
+    root = _tree(
+        tmp_path / "proj",
+        {"src/shop/__init__.py": "", "src/shop/cart.py": shop, "tests/test_cart.py": tests},
+    )
+    got, result = _links(root)
+    assert got == [
+        ("assert shop.cart.Cart().total() == 0", "last_call", "Cart.total", "src/shop/cart.py"),
+        ("assert sc.total_of() == 0", "last_call", "total_of", "src/shop/cart.py"),
+        ('assert cart.Cart.count(None, "x") == 0', "last_call", "Cart.count", "src/shop/cart.py"),
+        ("assert total_of(sc.Cart()) == 0", "last_call", "total_of", "src/shop/cart.py"),
+    ]
+    assert result.counts.focal_link_kinds == {"import_instance": 1, "import_call": 3}
+
+
+def test_reexports_star_imports_relative_imports_and_inherited_methods(tmp_path):
+    base = "class Base:\n    def describe(self):\n        return 'base'\n"
+    cart = "from .base import Base\n\n\n" + CART_SRC.replace("class Cart:", "class Cart(Base):")
+    tests = textwrap.dedent(
+        """\
+        from .. import Cart
+        from ..base import *
+
+
+        def test_inherited():
+            assert Cart().describe() == 'base'
+
+
+        def test_star():
+            assert Base().describe() == 'base'
+        """
+    )
+    root = _tree(
+        tmp_path / "proj",
+        {
+            "shop/__init__.py": "from .cart import *\n",
+            "shop/base.py": base,
+            "shop/cart.py": cart,
+            "shop/tests/__init__.py": "",
+            "shop/tests/test_cart.py": tests,
+        },
+    )
+    got, _ = _links(root)
+    assert got == [
+        ("assert Cart().describe() == 'base'", "last_call", "Base.describe", "shop/base.py"),
+        ("assert Base().describe() == 'base'", "last_call", "Base.describe", "shop/base.py"),
+    ]
+
+
+def test_instances_from_setup_fixtures_with_and_annotations_and_property_reads(tmp_path):
+    cart = CART_SRC + textwrap.indent(
+        "\n@property\ndef size(self):\n    return len(self.items)\n\n"
+        "def __enter__(self):\n    return self\n\n"
+        "def __exit__(self, *exc):\n    return False\n",
+        "    ",
+    )
+    tests = textwrap.dedent(
+        """\
+        import unittest
+
+        import pytest
+
+        from shop.cart import Cart
+
+
+        @pytest.fixture
+        def full_cart():
+            c = Cart()
+            c.add("apple")
+            return c
+
+
+        def test_fixture(full_cart):
+            assert full_cart.count("apple") == 1
+
+
+        def test_with():
+            with Cart() as c:
+                assert c.size == 0
+
+
+        def test_annotation():
+            c: Cart = make()
+            assert c.total() == 0
+
+
+        class TestCartCase(unittest.TestCase):
+            def setUp(self):
+                self.cart = Cart()
+
+            def test_from_set_up(self):
+                self.assertEqual(self.cart.size, 0)
+        """
+    )
+    root = _tree(tmp_path / "proj", {"shop/cart.py": cart, "tests/test_cart.py": tests})
+    got, _ = _links(root)
+    assert [(focal, link) for _, link, focal, _ in got] == [
+        ("Cart.count", "last_call"),
+        ("Cart.size", "last_call"),
+        ("Cart.total", "last_call"),
+        ("Cart.size", "last_call"),
+    ]
+
+
+def test_a_called_definition_named_like_the_test_links_every_assertion_by_name(tmp_path):
+    tests = textwrap.dedent(
+        """\
+        from shop.cart import Cart
+
+
+        def test_add():
+            c = Cart()
+            c.add("apple", 2)
+            assert c.total() == 2
+            assert c.count("apple") == 2
+        """
+    )
+    root = _tree(tmp_path / "proj", {"shop/cart.py": CART_SRC, "tests/test_cart.py": tests})
+    got, result = _links(root)
+    assert {(link, focal) for _, link, focal, _ in got} == {("name", "Cart.add")}
+    assert result.counts.focal_link_kinds == {"import_name": 2}
+
+
+def test_calls_outside_the_subject_link_only_from_inside_the_assertion_when_it_exists(tmp_path):
+    util = "def fmt(x):\n    return str(x)\n\n\ndef make_cart():\n    return None\n"
+    tests = textwrap.dedent(
+        """\
+        from shop.cart import Cart
+        from shop.util import fmt, make_cart
+
+
+        def test_subject_call_before_wins_over_other_module_inside():
+            c = Cart()
+            n = c.total()
+            assert fmt(n) == "0"
+
+
+        def test_other_module_inside_the_assertion():
+            assert fmt(1) == "1"
+
+
+        def test_other_module_before_the_assertion_is_no_evidence():
+            c = make_cart()
+            assert c is None
+        """
+    )
+    # Without a subject module (no `misc` module), the imported code is the only evidence.
+    misc = "from shop.util import make_cart\n\n\ndef test_x():\n    c = make_cart()\n    assert c\n"
+    root = _tree(
+        tmp_path / "proj",
+        {
+            "shop/cart.py": CART_SRC,
+            "shop/util.py": util,
+            "tests/test_cart.py": tests,
+            "tests/test_misc.py": misc,
+        },
+    )
+    got, result = _links(root)
+    assert [(link, focal) for _, link, focal, _ in got] == [
+        ("last_call", "Cart.total"),
+        ("last_call", "fmt"),
+        ("none", ""),
+        ("last_call", "make_cart"),
+    ]
+    assert result.counts.focal_link_kinds == {"import_call": 2, "import_instance": 1, "none": 1}
+
+
+def test_test_helpers_are_never_focal_and_unresolved_imports_fall_back_to_file_rules(tmp_path):
+    tests = textwrap.dedent(
+        """\
+        from tests.helpers import check
+        from elsewhere import area
+
+
+        def test_helper_only():
+            assert check(1)
+
+
+        def test_by_file_name_rules():
+            assert area(2) == 4
+        """
+    )
+    root = _tree(
+        tmp_path / "proj",
+        {
+            "shapes.py": SHAPES_SRC,
+            "tests/__init__.py": "",
+            "tests/helpers.py": "def check(x):\n    return x\n",
+            "tests/test_shapes.py": tests,
+        },
+    )
+    # The test file's name finds shapes.py only when the tests are mined on their own.
+    result = mine_python_tree(root / "tests", "demo", source_roots=[root])
+    links = [(r.focal_link, r.focal_name, r.focal_path) for r in result.records]
+    assert links == [("none", "", ""), ("last_call", "area", "shapes.py")]
+    assert result.counts.focal_link_kinds == {"none": 1, "file_last_call": 1}
+
+
+def test_link_kinds_are_reported_only_by_miners_that_count_them():
+    assert "focal_link_kinds" not in MiningCounts().to_dict()
+    counts = MiningCounts()
+    counts.focal_link_kinds["import_call"] += 2
+    total = MiningCounts()
+    merge_counts(total, counts)
+    merge_counts(total, counts)
+    assert total.to_dict()["focal_link_kinds"] == {"import_call": 4}

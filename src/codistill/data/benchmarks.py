@@ -11,7 +11,7 @@ loader                 task          file
 =====================  ============  ===========================================================
 `load_humaneval`       codegen       ``HumanEval.jsonl.gz`` (openai/human-eval)
 `load_humaneval_plus`  codegen       ``HumanEvalPlus-v0.1.10.jsonl.gz`` (evalplus release)
-`load_mbpp`            codegen       ``sanitized-mbpp.json`` (google-research/mbpp)
+`load_mbpp`            codegen       ``sanitized-mbpp.json`` or ``mbpp.jsonl`` (google-research)
 `load_bigclonebench`   clone         BigCloneBench pairs as JSONL (CodeXGLUE)
 `load_devign`          defect        Devign functions as JSONL (CodeXGLUE)
 =====================  ============  ===========================================================
@@ -291,24 +291,67 @@ def _json_array_items(path: Path) -> Iterator[tuple[str, Any]]:
         pos = skip_ws(pos + 1)
 
 
-def load_mbpp(path: str | os.PathLike[str]) -> list[CodegenRecord]:
-    """Load sanitized MBPP (427 problems) as ``codegen`` records with ``source="mbpp"``.
+# MBPP's own split, by task id (Austin et al. 2021, and the google-research/mbpp README): 1-10
+# are few-shot prompt examples, 11-510 the test set, 511-600 validation, 601-974 training. The
+# sanitized file keeps 427 of the 974 (7 prompt, 257 test, 43 validation, 120 train).
+MBPP_SPLITS: dict[str, range] = {
+    "prompt": range(1, 11),
+    "test": range(11, 511),
+    "validation": range(511, 601),
+    "train": range(601, 975),
+}
 
-    The file is one JSON array, so errors give the line and column where the bad problem
-    starts and its position in the array: ``FILE:1 (column 5021, item 17): field 'code' ...``.
+
+def mbpp_split(task_id: int) -> str | None:
+    """The MBPP split a task id belongs to (`MBPP_SPLITS`), None outside 1-974.
+
+    >>> mbpp_split(2), mbpp_split(600), mbpp_split(601)
+    ('prompt', 'validation', 'train')
+    """
+    return next((name for name, ids in MBPP_SPLITS.items() if task_id in ids), None)
+
+
+def _mbpp_items(file: Path) -> Iterator[tuple[str, Any]]:
+    """``(where, object)`` per problem: sanitized MBPP is one JSON array, the full MBPP file
+    (``mbpp.jsonl``) one problem per line."""
+    with open(file, "rb") as f:
+        head = f.read(4096).lstrip()
+    if head.startswith(b"["):
+        yield from _json_array_items(file)
+    else:
+        yield from _iter_jsonl(file)
+
+
+def load_mbpp(path: str | os.PathLike[str], split: str | None = None) -> list[CodegenRecord]:
+    """Load MBPP as ``codegen`` records with ``source="mbpp"``.
+
+    Two formats: sanitized MBPP (``sanitized-mbpp.json``, 427 problems: ``task_id, prompt,
+    code, test_imports, test_list``) is one JSON array, so errors give the line and column
+    where the bad problem starts and its position in the array: ``FILE:1 (column 5021, item
+    17): field 'code' ...``. Full MBPP (``mbpp.jsonl``, 974 problems: ``task_id, text, code,
+    test_setup_code, test_list, challenge_test_list``) is JSONL; its description is ``text``
+    and a non-empty ``test_setup_code`` is taken as the test imports.
 
     Each record has id ``Mbpp/{task_id}``, the prompt of `mbpp_prompt` (description and first
     test), the entry point found in ``code`` with `ast` (the top-level function the tests call),
     ``tests`` = the test imports and all asserts, one per line, and ``code`` as the canonical
     solution. ``extra`` keeps ``test_imports`` and ``test_list``.
 
+    Args:
+        path: Either file.
+        split: Keep only the problems of one MBPP split (`MBPP_SPLITS`: ``prompt``, ``test``,
+            ``validation``, ``train``); None keeps all. Every problem is still validated.
+
     Raises:
         FileNotFoundError: The file is missing.
-        RecordError: The file is not a JSON array or a problem is malformed.
+        RecordError: The file is malformed or a problem is.
+        ValueError: ``split`` is not an MBPP split.
     """
+    if split is not None and split not in MBPP_SPLITS:
+        raise ValueError(f"MBPP split must be one of {', '.join(MBPP_SPLITS)}, got {split!r}")
     file = _existing(path, "MBPP")
     records, wheres = [], []
-    for where, obj in _json_array_items(file):
+    for where, obj in _mbpp_items(file):
         if not isinstance(obj, dict):
             raise RecordError(
                 f"expected a JSON object, got {type(obj).__name__}",
@@ -317,7 +360,13 @@ def load_mbpp(path: str | os.PathLike[str]) -> list[CodegenRecord]:
             )
         task_id = _field(obj, "task_id", int, where)
         code = _field(obj, "code", str, where)
-        imports = _field(obj, "test_imports", list, where)
+        if "prompt" in obj or "text" not in obj:
+            description = _field(obj, "prompt", str, where)
+            imports = _field(obj, "test_imports", list, where)
+        else:
+            description = _field(obj, "text", str, where)
+            setup = _field(obj, "test_setup_code", str, where) if "test_setup_code" in obj else ""
+            imports = [setup] if setup.strip() else []
         test_list = _field(obj, "test_list", list, where)
         for name, values in (("test_imports", imports), ("test_list", test_list)):
             if not all(isinstance(v, str) for v in values):
@@ -333,14 +382,16 @@ def load_mbpp(path: str | os.PathLike[str]) -> list[CodegenRecord]:
         fields = {
             "id": f"Mbpp/{task_id}",
             "source": "mbpp",
-            "prompt": mbpp_prompt(_field(obj, "prompt", str, where), test_list[0]),
+            "prompt": mbpp_prompt(description, test_list[0]),
             "entry_point": _entry_point(code, test_list, where),
             "tests": "\n".join([*imports, *test_list]) + "\n",
             "canonical_solution": code,
             "extra": {"test_imports": imports, "test_list": test_list},
         }
-        records.append(_build(where, lambda f=fields: CodegenRecord(**f)))
-        wheres.append(where)
+        record = _build(where, lambda f=fields: CodegenRecord(**f))
+        if split is None or mbpp_split(task_id) == split:
+            records.append(record)
+            wheres.append(where)
     return _unique(records, wheres)
 
 
@@ -453,3 +504,34 @@ def deterministic_split(
         idx = next(i for i, b in enumerate(bounds) if u < b)
         out[names[idx]].append(record)
     return out
+
+
+def detect_benchmark(path: str | os.PathLike[str]) -> str | None:
+    """Which benchmark's own file format ``path`` is in, by its first record: ``humaneval``
+    (``task_id, prompt, canonical_solution, test``, gzipped or not), ``humaneval+`` (those
+    and ``plus_input``), ``mbpp`` (a JSON array of sanitized problems, or the original JSONL
+    with ``text``/``code``/``test_list``); None for anything else (codistill's own JSONL)."""
+    file = Path(path)
+    if not file.is_file():
+        return None
+    with open(file, "rb") as raw:
+        head = raw.read(2)
+    if head[:1] == b"[":
+        return "mbpp"
+    try:
+        first = next(_iter_jsonl(file), (None, None))[1]
+    except RecordError:
+        return None
+    if not isinstance(first, dict) or "schema" in first:
+        return None
+    if {"task_id", "prompt", "canonical_solution", "test"} <= set(first):
+        return "humaneval+" if "plus_input" in first else "humaneval"
+    if {"code", "test_list"} <= set(first) and ("text" in first or "prompt" in first):
+        return "mbpp"
+    return None
+
+
+def load_benchmark(kind: str, path: str | os.PathLike[str]) -> list[CodegenRecord]:
+    """The records of a benchmark file in its own format (see :func:`detect_benchmark`)."""
+    loaders = {"humaneval": load_humaneval, "humaneval+": load_humaneval_plus, "mbpp": load_mbpp}
+    return loaders[kind](path)

@@ -200,19 +200,31 @@ def record_text(record: Any) -> str:
 
     * assertion: the focal method (when linked), then the test method with the target put back
       in place of the placeholder, so focal code + test code + target;
-    * codegen: the prompt followed by the canonical solution;
+    * codegen: the complete solution program (`codegen_solution_program`), the form benchmark
+      solutions take: an MBPP-style prompt is a description the solution does not contain, and
+      prompt + solution would hide an exact copy of an MBPP solution;
     * clone: both fragments; defect: the function.
     """
     if isinstance(record, AssertionRecord):
         test = record.test_code.replace(PLACEHOLDER, record.target)
         return f"{record.focal_code}\n{test}" if record.focal_code else test
     if isinstance(record, CodegenRecord):
-        return record.prompt + (record.canonical_solution or "")
+        return codegen_solution_program(record)
     if isinstance(record, CloneRecord):
         return f"{record.code1}\n{record.code2}"
     if isinstance(record, DefectRecord):
         return record.code
     raise TypeError(f"no default text for {type(record).__name__}; pass text_fn")
+
+
+def codegen_solution_program(record: CodegenRecord) -> str:
+    """A codegen record's complete solution program: the canonical solution when it defines the
+    entry point itself (MBPP), else the prompt followed by it (HumanEval's bodies; the prompt
+    alone when there is no solution)."""
+    solution = record.canonical_solution or ""
+    if re.search(rf"\bdef\s+{re.escape(record.entry_point)}\b", solution):
+        return solution
+    return record.prompt + solution
 
 
 def codegen_benchmark_texts(records: Iterable[CodegenRecord]) -> dict[str, str]:
@@ -226,9 +238,7 @@ def codegen_benchmark_texts(records: Iterable[CodegenRecord]) -> dict[str, str]:
     for r in records:
         texts[f"{r.id}:prompt"] = r.prompt
         if r.canonical_solution:
-            defines = re.search(rf"\bdef\s+{re.escape(r.entry_point)}\b", r.canonical_solution)
-            solution = r.canonical_solution if defines else r.prompt + r.canonical_solution
-            texts[f"{r.id}:solution"] = solution
+            texts[f"{r.id}:solution"] = codegen_solution_program(r)
     return texts
 
 

@@ -24,8 +24,37 @@ Some assertions are found but not turned into records, and are counted: targets 
 without changing the string); statements sharing a line with other code (``x = f(); assert x``,
 one-line tests), which cannot be masked by whole lines.
 
-Focal linking (how the method under test is found) is deliberately minimal and recorded in each
-record's ``focal_link``; see `FocalLinker`.
+Focal linking (how the method under test is found) is recorded in each record's ``focal_link``
+(``"name"``, ``"last_call"`` or ``"none"``) and, finer, counted per rule in
+`MiningCounts.focal_link_kinds`. For each assertion, the first rule that finds a definition wins:
+
+1. ``import_name``: a function or method the test calls, resolved through the test module's
+   imports (`codistill.data.python_focal`), named like the test (``test_total`` ->
+   ``Cart.total``); ``focal_link="name"``, the same for every assertion of the test.
+2. ``file_name``: in the module found from the test file's name alone (``tests/test_cart.py``
+   -> ``cart.py`` under a source root), the definition named like the test (``"name"``): the
+   rule the miner had before imports were resolved.
+3. ``import_call`` / ``import_instance`` / ``file_last_call``: the last call up to the end of
+   the assertion that either resolves through the imports into the *subject*, the module the
+   test file is named after (``tests/test_cart.py`` -> any imported ``cart`` module, e.g.
+   ``shop/cart.py``; ``test_http_cookiejar.py`` -> ``http/cookiejar.py``), as a function, a
+   class method, a method or property of an instance of an imported class; or, when it does not
+   resolve at all, whose bare name the module of rule 2 defines (the other rule of before:
+   ``sr = codecs.EncodedFile(...); sr.readline()``). ``"last_call"``.
+4. ``import_constructor``: the last constructor call of a class of the subject
+   (``Cart()`` -> ``Cart.__init__``), then the last resolved call, not a constructor, *inside the
+   assertion* into any other imported module (``import_call``/``import_instance``;
+   ``"last_call"``).
+5. ``none``.
+
+The test name is the developer's statement of what a test is about, so the name rules come first
+(and records linked by name before imports were resolved keep their focal method); a resolved
+call is more precise evidence than a bare call name, so a call that resolves is never matched by
+its bare name. Calls into
+modules other than the subject come last and only from the assertion itself: when the roots hold
+every library (the standard library mined against itself) a call made before the assertion is
+often a utility (``subprocess.run``, ``os.path.join``), not the code under test, and a
+constructor elsewhere usually builds test data (``UserList(data)``).
 """
 
 import ast
@@ -39,9 +68,36 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from codistill.data.python_focal import (
+    FocalDef,
+    FocalLinker,
+    ModuleInfo,
+    ResolvedCall,
+    TestModuleScope,
+    class_hint,
+    dedent,
+    def_key,
+    leading_ws,
+    name_keys,
+    split_lines,
+    test_subject,
+)
 from codistill.data.schema import PLACEHOLDER, AssertionRecord
+
+__all__ = [
+    "DEFAULT_MAX_TARGET_CHARS",
+    "DEFAULT_TEST_PATTERNS",
+    "FocalDef",
+    "FocalLinker",
+    "MiningCounts",
+    "MiningResult",
+    "merge_counts",
+    "mine_python_file",
+    "mine_python_tree",
+    "record_id",
+]
 
 DEFAULT_MAX_TARGET_CHARS = 300
 DEFAULT_TEST_PATTERNS = ("test_*.py", "*_test.py")
@@ -79,6 +135,8 @@ class MiningCounts:
         skipped_unmaskable: Assertions sharing a line with other code.
         records: Records produced.
         focal_links: Records per ``focal_link`` value.
+        focal_link_kinds: Records per linking rule (finer than ``focal_link``; see the module
+            docstring). Left empty by miners that do not report rules (Java).
     """
 
     files_seen: int = 0
@@ -92,13 +150,16 @@ class MiningCounts:
     skipped_unmaskable: int = 0
     records: int = 0
     focal_links: Counter[str] = field(default_factory=Counter)
+    focal_link_kinds: Counter[str] = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, int | dict[str, int]]:
-        """The counts as a JSON-ready dict."""
+        """The counts as a JSON-ready dict (``focal_link_kinds`` only when some were counted)."""
         d: dict[str, int | dict[str, int]] = {
-            k: v for k, v in vars(self).items() if k != "focal_links"
+            k: v for k, v in vars(self).items() if not isinstance(v, Counter)
         }
         d["focal_links"] = dict(sorted(self.focal_links.items()))
+        if self.focal_link_kinds:
+            d["focal_link_kinds"] = dict(sorted(self.focal_link_kinds.items()))
         return d
 
 
@@ -119,36 +180,7 @@ class MiningResult:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class FocalDef:
-    """A function or method of a module under test.
-
-    Attributes:
-        path: Path of its file, relative to the source root it was found under.
-        name: Its own name (``update``).
-        qualname: ``Class.method`` or the function name.
-        class_name: The enclosing class, or None for a module-level function.
-        code: Its source with decorators, dedented to column 0.
-    """
-
-    path: str
-    name: str
-    qualname: str
-    class_name: str | None
-    code: str
-
-
 # -- source text helpers ----------------------------------------------------------------------
-
-
-def _split_lines(source: str) -> list[str]:
-    # Only \n, \r\n and \r end lines for ast; str.splitlines also splits on form feeds and other
-    # separators, which would shift every line number after them.
-    return source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-
-
-def _leading_ws(line: str) -> str:
-    return line[: len(line) - len(line.lstrip(" \t"))]
 
 
 def _segment(lines: list[str], start: tuple[int, int], end: tuple[int, int]) -> str:
@@ -170,12 +202,6 @@ def _alone_on_lines(lines: list[str], start: tuple[int, int], end: tuple[int, in
     before = lines[start[0] - 1].encode()[: start[1]]
     after = lines[end[0] - 1].encode()[end[1] :].strip()
     return not before.strip() and (not after or after.startswith(b"#"))
-
-
-def _dedent(lines: Sequence[str], indent: str) -> list[str]:
-    # Only the def's own indentation is removed; lines that lack it (continuations of
-    # triple-quoted strings, blank lines) are kept as they are so string contents survive.
-    return [line[len(indent) :] if line.startswith(indent) else line for line in lines]
 
 
 def _one_line(segment: str) -> str | None:
@@ -217,8 +243,8 @@ def record_id(repository: str, test_path: str, test_name: str, assert_line: int)
 # -- finding tests and assertions -------------------------------------------------------------
 
 
-def _iter_tests(tree: ast.Module) -> Iterator[tuple[str, _FunctionNode, str | None]]:
-    """Yield ``(qualname, node, class name or None)`` for each test, in source order."""
+def _iter_tests(tree: ast.Module) -> Iterator[tuple[str, _FunctionNode, ast.ClassDef | None]]:
+    """Yield ``(qualname, node, class or None)`` for each test, in source order."""
     for node in tree.body:
         if isinstance(node, _FunctionNode) and node.name.startswith("test_"):
             yield node.name, node, None
@@ -226,11 +252,13 @@ def _iter_tests(tree: ast.Module) -> Iterator[tuple[str, _FunctionNode, str | No
             yield from _class_tests(node, "")
 
 
-def _class_tests(cls: ast.ClassDef, prefix: str) -> Iterator[tuple[str, _FunctionNode, str]]:
+def _class_tests(
+    cls: ast.ClassDef, prefix: str
+) -> Iterator[tuple[str, _FunctionNode, ast.ClassDef]]:
     qual = prefix + cls.name
     for node in cls.body:
         if isinstance(node, _FunctionNode) and node.name.startswith("test"):
-            yield f"{qual}.{node.name}", node, cls.name
+            yield f"{qual}.{node.name}", node, cls
         elif isinstance(node, ast.ClassDef):
             yield from _class_tests(node, qual + ".")
 
@@ -303,163 +331,6 @@ def _target_span(lines: list[str], stmt: ast.stmt) -> tuple[tuple[int, int], tup
 # -- focal linking ----------------------------------------------------------------------------
 
 
-def _name_parts(name: str) -> list[str]:
-    """``test_split_basic`` -> [split, basic]; ``testSplitLines`` -> [split, lines]."""
-    rest = name[4:] if name.lower().startswith("test") else name
-    parts: list[str] = []
-    for chunk in rest.split("_"):
-        word = ""
-        for i, char in enumerate(chunk):
-            if word and char.isupper() and not chunk[i - 1].isupper():
-                parts.append(word.lower())
-                word = ""
-            word += char
-        if word:
-            parts.append(word.lower())
-    return parts
-
-
-def _class_hint(test_class: str | None) -> str | None:
-    """``TestCounter`` / ``CounterTests`` -> ``counter``: the class a test class likely covers."""
-    if not test_class:
-        return None
-    name = test_class
-    for suffix in ("TestCase", "Tests", "Test"):
-        name = name.removesuffix(suffix)
-    for prefix in ("TestCase", "Tests", "Test"):
-        name = name.removeprefix(prefix)
-    return name.lower().strip("_") or None
-
-
-def _def_key(name: str) -> str:
-    return name.strip("_").lower()
-
-
-@dataclass
-class _ModuleIndex:
-    defs: dict[str, list[FocalDef]]
-
-    def lookup(self, key: str, hint: str | None, exact: str | None = None) -> FocalDef | None:
-        found = self.defs.get(key, [])
-        if exact is not None:
-            found = [d for d in found if d.name == exact]
-        if not found:
-            return None
-
-        # Prefer the exact spelling, then a method of the class the test class is named after,
-        # then a module-level function, then the first definition in the file.
-        def rank(d: FocalDef) -> tuple[bool, bool, bool]:
-            cls = (d.class_name or "").lower()
-            return (_def_key(d.name) != d.name.lower(), cls != hint, d.class_name is not None)
-
-        return min(found, key=rank)
-
-
-class FocalLinker:
-    """Find the focal method of a test in the module under test.
-
-    The module is found from the test file's name: ``test_foo.py`` (or ``foo_test.py``) tests
-    ``foo.py`` or ``foo/__init__.py``; inside a test package ``test_pkg/test_foo.py`` tests
-    ``pkg/foo.py``, else ``pkg/__init__.py``, and ``test_pkg/__init__.py`` tests ``pkg``. Each
-    source root is tried in order.
-
-    In that module, a test is linked:
-        * ``"name"``: to the function or method named like the test: the longest prefix of the
-          test name's parts (``test_split_basic`` -> ``split_basic``, then ``split``);
-        * ``"last_call"``: else, for each assertion, to the last function or method called in
-          the test up to the end of that assertion (calls on ``self`` excluded: they are
-          helpers of the test class) that the module defines under exactly that name;
-        * ``"none"``: else.
-    When several definitions share the name, a method of the class the test class is named
-    after (``TestCounter`` -> ``Counter``) wins, then a module-level function.
-    """
-
-    def __init__(self, source_roots: Sequence[str | os.PathLike[str]] = ()) -> None:
-        self.source_roots = [Path(r) for r in source_roots]
-        self._cache: dict[Path, _ModuleIndex | None] = {}
-
-    def module_candidates(self, test_path: str) -> list[str]:
-        """Relative paths of the modules a test file may test, most specific first."""
-        p = PurePosixPath(test_path.replace("\\", "/"))
-        stem = p.stem
-        if stem == "__init__" and p.parent.name.startswith("test_"):
-            # Tests kept in a test package's __init__ (CPython's test_dataclasses) test the
-            # module the package is named after.
-            module = p.parent.name[len("test_") :]
-            return [f"{module}.py", f"{module}/__init__.py"]
-        if stem.startswith("test_"):
-            module = stem[len("test_") :]
-        elif stem.endswith("_test"):
-            module = stem[: -len("_test")]
-        else:
-            return []
-        package = p.parent.name
-        if package.startswith("test_"):
-            pkg = package[len("test_") :]
-            return [f"{pkg}/{module}.py", f"{pkg}/{module}/__init__.py", f"{pkg}/__init__.py"]
-        return [f"{module}.py", f"{module}/__init__.py"]
-
-    def module_for(self, test_path: str) -> _ModuleIndex | None:
-        """The parsed module under test, or None if none is found or it does not parse."""
-        for rel in self.module_candidates(test_path):
-            for root in self.source_roots:
-                path = root / rel
-                if path.is_file():
-                    if path not in self._cache:
-                        self._cache[path] = _index_module(path, rel)
-                    if self._cache[path] is not None:
-                        return self._cache[path]
-        return None
-
-    def by_name(
-        self, module: _ModuleIndex, test_name: str, test_class: str | None
-    ) -> FocalDef | None:
-        """The definition named like the test (see the class docstring), or None."""
-        parts = _name_parts(test_name)
-        hint = _class_hint(test_class)
-        for k in range(len(parts), 0, -1):
-            for joiner in ("_", ""):
-                key = joiner.join(parts[:k])
-                if len(key) >= 2 and (found := module.lookup(key, hint)):
-                    return found
-        return None
-
-
-def _index_module(path: Path, rel: str) -> _ModuleIndex | None:
-    try:
-        with tokenize.open(path) as f:
-            source = f.read()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = ast.parse(source)
-    except (OSError, UnicodeDecodeError, SyntaxError, ValueError, RecursionError):
-        return None
-    lines = _split_lines(source)
-    defs: dict[str, list[FocalDef]] = {}
-
-    def add(node: _FunctionNode, class_name: str | None) -> None:
-        qual = f"{class_name}.{node.name}" if class_name else node.name
-        code = _function_source(lines, node)
-        defs.setdefault(_def_key(node.name), []).append(
-            FocalDef(rel, node.name, qual, class_name, code)
-        )
-
-    for node in tree.body:
-        if isinstance(node, _FunctionNode):
-            add(node, None)
-        elif isinstance(node, ast.ClassDef):
-            for item in node.body:
-                if isinstance(item, _FunctionNode):
-                    add(item, node.name)
-    return _ModuleIndex(defs)
-
-
-def _function_source(lines: list[str], node: _FunctionNode) -> str:
-    first = min([d.lineno for d in node.decorator_list] + [node.lineno])
-    indent = _leading_ws(lines[node.lineno - 1])
-    return "\n".join(_dedent(lines[first - 1 : node.end_lineno], indent))
-
-
 def _called_names(node: _FunctionNode) -> list[tuple[tuple[int, int], str]]:
     """``((line, col), name)`` of calls in a test, in source order.
 
@@ -488,42 +359,122 @@ class _FileContext:
     path: str
     repository: str
     linker: FocalLinker | None
-    module: _ModuleIndex | None
+    module: ModuleInfo | None  # the module named after the test file (rules 3 and 4)
+    scope: TestModuleScope | None  # the test file's imports (rules 1, 2 and 5)
+    subject: str | None  # the module name the test file is named after
     max_target_chars: int
     counts: MiningCounts
+    has_subject: bool | None = None  # see _has_subject; worked out on first use
+
+
+@dataclass
+class _TestLinks:
+    """What one test can be linked to, worked out once for all its assertions."""
+
+    hint: str | None
+    import_named: FocalDef | None = None
+    file_named: FocalDef | None = None
+    resolved: list[ResolvedCall] = field(default_factory=list)
+    file_calls: list[tuple[tuple[int, int], str]] = field(default_factory=list)
+
+
+def _in_subject(ctx: _FileContext, call: ResolvedCall) -> bool:
+    if ctx.module is not None and call.defn.path == ctx.module.rel:
+        return True
+    return ctx.subject is not None and ctx.subject in call.modules
+
+
+def _test_links(ctx: _FileContext, node: _FunctionNode, cls: ast.ClassDef | None) -> _TestLinks:
+    links = _TestLinks(hint=class_hint(cls.name if cls else None))
+    if ctx.scope is not None:
+        links.resolved = ctx.scope.calls(node, cls)
+        # Rule 1: a called definition named like the test; in the subject module first.
+        by_key: dict[str, list[ResolvedCall]] = {}
+        for call in links.resolved:
+            by_key.setdefault(def_key(call.defn.name), []).append(call)
+        for key in name_keys(node.name):
+            if found := by_key.get(key):
+                best = min(
+                    found,
+                    key=lambda c: (not _in_subject(ctx, c), c.kind == "import_constructor"),
+                )
+                links.import_named = best.defn
+                break
+    if ctx.linker is not None and ctx.module is not None:
+        links.file_named = ctx.linker.by_name(ctx.module, node.name, cls.name if cls else None)
+        if links.file_named is None:
+            links.file_calls = _called_names(node)
+    return links
+
+
+def _has_subject(ctx: _FileContext) -> bool:
+    """Whether the test file's subject module exists: by its name, or among its imports."""
+    if ctx.has_subject is None:
+        ctx.has_subject = ctx.module is not None or (
+            ctx.scope is not None
+            and ctx.subject is not None
+            and ctx.scope.imports_module_keyed(ctx.subject)
+        )
+    return ctx.has_subject
+
+
+def _last_resolved(
+    calls: list[ResolvedCall], stmt_end: tuple[int, int], keep
+) -> ResolvedCall | None:
+    for call in reversed(calls):
+        if call.pos < stmt_end and keep(call):
+            return call
+    return None
 
 
 def _link_focal(
-    ctx: _FileContext,
-    named: FocalDef | None,
-    calls: list[tuple[tuple[int, int], str]],
-    stmt_end: tuple[int, int],
-    hint: str | None,
-) -> tuple[FocalDef | None, str]:
-    if named is not None:
-        return named, "name"
+    ctx: _FileContext, links: _TestLinks, stmt_start: tuple[int, int], stmt_end: tuple[int, int]
+) -> tuple[FocalDef | None, str, str]:
+    """``(definition, focal_link, rule)`` for one assertion; see the module docstring."""
+    if links.import_named is not None:
+        return links.import_named, "name", "import_name"
+    if links.file_named is not None:
+        return links.file_named, "name", "file_name"
+    ctor = "import_constructor"
+    subject = _last_resolved(
+        links.resolved, stmt_end, lambda c: c.kind != ctor and _in_subject(ctx, c)
+    )
     if ctx.module is not None:
-        for pos, name in reversed(calls):
+        resolved_at = {c.pos for c in links.resolved}
+        for pos, name in reversed(links.file_calls):
+            if subject is not None and pos <= subject.pos:
+                break
+            # A call resolved through the imports is known not to be this bare-name match.
             # Exact names only: a call to len() is no evidence that __len__ is under test.
-            if pos < stmt_end and (found := ctx.module.lookup(_def_key(name), hint, name)):
-                return found, "last_call"
-    return None, "none"
+            if pos < stmt_end and pos not in resolved_at:
+                if found := ctx.module.lookup(def_key(name), links.hint, name):
+                    return found, "last_call", "file_last_call"
+    if subject is not None:
+        return subject.defn, "last_call", subject.kind
+    # Constructors last, and only the subject's: elsewhere a constructor builds test data
+    # (`UserList(data)`), it is rarely what the test is about.
+    fallback = _last_resolved(
+        links.resolved, stmt_end, lambda c: c.kind == ctor and _in_subject(ctx, c)
+    )
+    # Beside a subject, a call into another module made before the assertion is set-up.
+    after = stmt_start if _has_subject(ctx) else (0, 0)
+    fallback = fallback or _last_resolved(
+        links.resolved, stmt_end, lambda c: c.kind != ctor and c.pos >= after
+    )
+    if fallback is not None:
+        return fallback.defn, "last_call", fallback.kind
+    return None, "none", "none"
 
 
 def _mine_test(
-    ctx: _FileContext, node: _FunctionNode, qualname: str, cls: str | None
+    ctx: _FileContext, node: _FunctionNode, qualname: str, cls: ast.ClassDef | None
 ) -> list[AssertionRecord]:
     lines, counts = ctx.lines, ctx.counts
     first = min([d.lineno for d in node.decorator_list] + [node.lineno])
-    indent = _leading_ws(lines[node.lineno - 1])
+    indent = leading_ws(lines[node.lineno - 1])
     def_alone = not lines[node.lineno - 1].encode()[: node.col_offset].strip()
-    func_lines = _dedent(lines[first - 1 : node.end_lineno], indent)
-    named = None
-    calls: list[tuple[tuple[int, int], str]] = []
-    if ctx.linker is not None and ctx.module is not None:
-        named = ctx.linker.by_name(ctx.module, node.name, cls)
-        calls = [] if named else _called_names(node)
-    hint = _class_hint(cls)
+    func_lines = dedent(lines[first - 1 : node.end_lineno], indent)
+    links: _TestLinks | None = None
     records: list[AssertionRecord] = []
     for stmt in _iter_assertions(node.body):
         counts.assertions_found += 1
@@ -538,10 +489,12 @@ def _mine_test(
         if len(target) > ctx.max_target_chars:
             counts.skipped_too_long += 1
             continue
-        stmt_indent = _dedent([_leading_ws(lines[start[0] - 1])], indent)[0]
+        stmt_indent = dedent([leading_ws(lines[start[0] - 1])], indent)[0]
         masked = func_lines[: start[0] - first] + [stmt_indent + PLACEHOLDER]
         masked += func_lines[end[0] - first + 1 :]
-        focal, how = _link_focal(ctx, named, calls, end, hint)
+        # Worked out only for tests with a record to link: most of the cost of mining.
+        links = links or _test_links(ctx, node, cls)
+        focal, how, rule = _link_focal(ctx, links, start, end)
         records.append(
             AssertionRecord(
                 id=record_id(ctx.repository, ctx.path, qualname, start[0]),
@@ -560,6 +513,8 @@ def _mine_test(
             )
         )
         counts.focal_links[how] += 1
+        if ctx.linker is not None:
+            counts.focal_link_kinds[rule] += 1
     counts.records += len(records)
     return records
 
@@ -570,8 +525,9 @@ def _mine_source(
     repository: str,
     linker: FocalLinker | None,
     max_target_chars: int,
+    file: Path | None = None,
 ) -> tuple[list[AssertionRecord], MiningCounts]:
-    lines = _split_lines(source)
+    lines = split_lines(source)
     # CPython's own tests are full of deliberate invalid escapes and `is` comparisons with
     # literals; the SyntaxWarnings they raise at parse time say nothing about the data.
     with warnings.catch_warnings():
@@ -584,6 +540,8 @@ def _mine_source(
         repository=repository,
         linker=linker,
         module=linker.module_for(path) if linker else None,
+        scope=linker.test_module(tree, file) if linker else None,
+        subject=test_subject(path),
         max_target_chars=max_target_chars,
         counts=counts,
     )
@@ -611,7 +569,7 @@ def mine_python_file(
             to find the module under test.
         repository: Recorded as ``repository`` and part of every record id.
         source_roots: Directories to look for the module under test in (ignored if ``linker``
-            is given).
+            is given). Relative imports are resolved from the first root holding ``path``.
         linker: A `FocalLinker` to reuse, so modules are parsed once across files.
         max_target_chars: Longer targets are skipped (counted by `mine_python_tree`).
 
@@ -623,7 +581,10 @@ def mine_python_file(
     """
     if linker is None and source_roots:
         linker = FocalLinker(source_roots)
-    records, _ = _mine_source(source, path, repository, linker, max_target_chars)
+    file = None
+    if linker is not None:
+        file = next((r / path for r in linker.source_roots if (r / path).is_file()), None)
+    records, _ = _mine_source(source, path, repository, linker, max_target_chars, file)
     return records
 
 
@@ -638,8 +599,8 @@ def _iter_test_files(root: Path, include: Sequence[str]) -> Iterator[Path]:
 def merge_counts(total: MiningCounts, part: MiningCounts) -> None:
     """Add one file's counts into a tree's total (files are counted by the tree walk)."""
     for key, value in vars(part).items():
-        if key == "focal_links":
-            total.focal_links.update(value)
+        if isinstance(value, Counter):
+            getattr(total, key).update(value)
         elif key != "files_seen":
             setattr(total, key, getattr(total, key) + value)
 
@@ -686,7 +647,9 @@ def mine_python_tree(
             result.skipped_files.append((rel, f"unreadable: {err}"))
             continue
         try:
-            records, counts = _mine_source(source, rel, repository, linker, max_target_chars)
+            records, counts = _mine_source(
+                source, rel, repository, linker, max_target_chars, file.absolute()
+            )
         except (SyntaxError, ValueError, RecursionError) as err:
             result.counts.files_skipped_syntax += 1
             result.skipped_files.append((rel, f"does not parse: {err}"))

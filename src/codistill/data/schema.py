@@ -295,7 +295,9 @@ class CodegenRecord:
         prompt: What the model is given.
         entry_point: Name of the function the model must write.
         tests: A self-contained Python test program: HumanEval's ``check`` function followed by
-            ``check(entry_point)``, or MBPP's imports and asserts, one per line.
+            ``check(entry_point)``, or MBPP's imports and asserts, one per line. Empty for
+            training-only records that have no tests (functions mined from source,
+            `codistill.data.functions`): such a record cannot judge a candidate.
         canonical_solution: The reference solution, or None/empty when there is none. For
             HumanEval it is the body that continues ``prompt``; for MBPP the whole program.
         language: Always ``"python"``: the test programs are Python.
@@ -319,7 +321,7 @@ class CodegenRecord:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        _require_nonempty(self, "id", "source", "prompt", "entry_point", "tests")
+        _require_nonempty(self, "id", "source", "prompt", "entry_point")
         if not self.entry_point.isidentifier():
             raise RecordError(
                 f"field 'entry_point' expected a Python identifier, got {self.entry_point!r}",
