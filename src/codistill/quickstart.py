@@ -108,9 +108,9 @@ def _distill(
 
 
 def quickstart(opts: QuickstartOptions) -> dict:
+    from codistill.data.prompts import assertion_prompt
     from codistill.models.gemma import ensure_gemma_teacher
     from codistill.models.student import derive_student
-    from codistill.training.batches import assertion_prompt
 
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,9 @@ def test_eval_assertion_writes_metrics_against_truth_and_reference(tiny_setup, t
     rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and {"id", "target", "student", "reference"} <= set(rows[0])
     assert "| student vs truth |" in capsys.readouterr().out
+    # The alpha-T paper compares case-insensitively; that is the default and it is recorded.
+    assert metrics["config"]["casefold"] is True
+    assert metrics["normalisation"] == "whitespace collapsed, case folded"
 
 
 def test_eval_of_a_model_against_itself_agrees_fully(tiny_setup, tmp_path):
@@ -182,3 +185,21 @@ def test_eval_reports_cqs_and_codebleu_components_with_dataflow_apart(tiny_setup
     )
     assert {"codebleu_dataflow_match", "codebleu_syntax_match"} <= set(truth)
     assert "pairs_without_dataflow" in truth["counts"]
+
+
+def test_codegen_eval_refuses_records_without_tests(tmp_path, capsys):
+    from codistill.data.schema import CodegenRecord
+
+    data = tmp_path / "fn.jsonl"
+    record = CodegenRecord(
+        id="m:f",
+        source="stdlib",
+        prompt="def f():\n",
+        entry_point="f",
+        tests="",
+        canonical_solution="    return 1\n",
+    )
+    write_records(data, [record])
+    argv = ["eval", "--model", str(tmp_path), "--task", "codegen", "--data", str(data)]
+    assert main([*argv, "--out", str(tmp_path / "ev")]) == 2
+    assert "1 codegen records have no tests (first: m:f)" in capsys.readouterr().err

@@ -54,6 +54,8 @@ def test_writes_per_relation_metrics_with_intervals_and_validity(result):
     assert set(doc["attacks"]["alert"]) >= {"teacher", "student", "relative_drop"}
     assert doc["attacks"]["alert"]["teacher"]["summary"]["mean_queries"] <= 12
     assert (out / "fidelity.md").read_text().startswith("# Fidelity: assertion")
+    for quality in doc["originals"].values():  # layout-blind exact match beside the paper's
+        assert quality["exact_match"] <= quality["format_insensitive_match"] <= 1
 
 
 def test_renamed_locals_are_renamed_in_the_target_the_model_is_judged_on(tiny_setup):
@@ -280,7 +282,8 @@ def test_classifier_inputs_are_the_teachers_held_out_split(tmp_path):
     from codistill.data.jsonl import write_records
     from codistill.data.schema import DefectRecord
     from codistill.fidelity.runner import held_out
-    from codistill.training.classifier import file_sha256, split_records
+    from codistill.files import sha256_file as file_sha256
+    from codistill.training.classifier import split_records
 
     records = [
         DefectRecord(

@@ -143,7 +143,7 @@ def _fail_source_record(monkeypatch, exc: BaseException) -> None:
     def boom(*_args, **_kwargs):
         raise exc
 
-    monkeypatch.setattr(gemma, "_sha256", boom)
+    monkeypatch.setattr(gemma, "sha256_file", boom)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from codistill.data.schema import RecordError
 # Pipeline order.
 SUBCOMMANDS = [
     "data",
+    "models",
     "teacher",
     "student",
     "distill",

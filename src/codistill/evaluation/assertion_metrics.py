@@ -11,12 +11,19 @@ model's output) holds a set. After normalisation (whitespace collapsed, optional
   (``difflib.SequenceMatcher``) against the example's reference assertions, averaged.
 
 Empty strings are "nothing generated" and are not counted as assertions.
+
+Beside the paper's exact match, ``format_insensitive_accuracy`` counts a match when both sides
+are the same sequence of code tokens (:func:`code_tokens`): Methods2Test-style data stores test
+code with spaces between tokens (``assertTrue ( conn . isOpen ( ) ) ;``) and oracles without,
+and collapsing whitespace alone cannot equate the two.
 """
 
 from __future__ import annotations
 
 import difflib
+import io
 import re
+import tokenize
 from collections import Counter
 from collections.abc import Sequence
 
@@ -36,6 +43,38 @@ def _as_sets(items: Sequence[str | Sequence[str]], casefold: bool) -> list[list[
     return out
 
 
+# Java/C lexical tokens: string and char literals (with escapes), numbers, identifiers, the
+# multi-character operators longest first, then any other single character. Assertions are
+# statement fragments, which a parser's error recovery would split unpredictably; a lexer sees
+# them exactly as the compiler's lexer would.
+_C_LIKE = re.compile(
+    r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
+    r"|\d[\w.]*|[A-Za-z_$][\w$]*"
+    r"|>>>=|<<=|>>=|>>>|->|::|\+\+|--|&&|\|\||[=!<>+\-*/%&|^]=|<<|>>|\S"
+)
+_SKIP = {
+    tokenize.NL,
+    tokenize.NEWLINE,
+    tokenize.INDENT,
+    tokenize.DEDENT,
+    tokenize.ENDMARKER,
+    tokenize.COMMENT,
+}
+
+
+def code_tokens(text: str, language: str) -> tuple[str, ...]:
+    """The code tokens of ``text`` (layout and comments dropped): Python's own ``tokenize``
+    for Python, a Java/C lexer otherwise. Text Python cannot tokenize (an unclosed bracket in a
+    cut-off generation) falls back to the Java/C lexer, which needs no balance."""
+    if language == "python":
+        try:
+            toks = tokenize.generate_tokens(io.StringIO(text.strip() + "\n").readline)
+            return tuple(t.string for t in toks if t.type not in _SKIP)
+        except (tokenize.TokenError, IndentationError, SyntaxError):
+            pass
+    return tuple(_C_LIKE.findall(text))
+
+
 def char_similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
@@ -44,6 +83,7 @@ def assertion_metrics(
     generated: Sequence[str | Sequence[str]],
     reference: Sequence[str | Sequence[str]],
     casefold: bool = False,
+    language: str | None = None,
 ) -> dict[str, float]:
     """Exact-match precision/recall/F1/accuracy and character similarity.
 
@@ -51,6 +91,8 @@ def assertion_metrics(
         generated: per example, one assertion or a list of them.
         reference: per example, the reference assertion(s); same length as ``generated``.
         casefold: compare case-insensitively.
+        language: with a language, also ``format_insensitive_accuracy``: matches of equal code
+            token sequences over max(#generated, #reference).
 
     Returns:
         ``precision, recall, f1, accuracy, similarity`` and the counts behind them.
@@ -70,7 +112,7 @@ def assertion_metrics(
     recall = matches / n_ref if n_ref else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     denom = max(n_gen, n_ref)
-    return {
+    out = {
         "precision": precision,
         "recall": recall,
         "f1": f1,
@@ -80,3 +122,13 @@ def assertion_metrics(
         "generated": float(n_gen),
         "references": float(n_ref),
     }
+    if language is not None:
+        token_matches = 0
+        for gen, ref in zip(gen_sets, ref_sets, strict=True):
+            gen_toks = Counter(code_tokens(g, language) for g in gen)
+            token_matches += sum(
+                (gen_toks & Counter(code_tokens(r, language) for r in ref)).values()
+            )
+        out["format_insensitive_accuracy"] = token_matches / denom if denom else 0.0
+        out["format_insensitive_matches"] = float(token_matches)
+    return out

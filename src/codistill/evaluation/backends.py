@@ -576,6 +576,18 @@ def parse_backend_spec(spec: str) -> tuple[str, str]:
     return kind, target
 
 
+def resolve_backend_target(kind: str, target: str) -> str:
+    """``embedded`` / ``embedded:NAME`` as a backend's target: the embedded model's GGUF file
+    for ``llamacpp`` (assembled and hash-checked), its converted directory for
+    ``transformers``; any other target unchanged."""
+    from codistill.models.registry import model_gguf, parse_embedded, resolve_model
+
+    name = parse_embedded(target)
+    if name is None or kind == "openai":
+        return target
+    return str(model_gguf(name)) if kind == "llamacpp" else resolve_model(target)
+
+
 def make_backend(spec: str, **kwargs) -> GenerationBackend:
     """Builds a backend from ``KIND:TARGET``.
 
@@ -584,6 +596,8 @@ def make_backend(spec: str, **kwargs) -> GenerationBackend:
       (``openai:http://127.0.0.1:8000/v1``).
     * ``llamacpp:GGUF`` -- starts a :class:`LlamaCppServer` on the file and returns its client;
       the backend's ``close()`` (or interpreter exit) stops the server.
+    * ``llamacpp:embedded:NAME`` / ``transformers:embedded:NAME`` -- an embedded model (see
+      ``codistill models list``).
 
     Args:
         spec: The spec string.
@@ -594,6 +608,7 @@ def make_backend(spec: str, **kwargs) -> GenerationBackend:
         The backend; call ``close()`` when done.
     """
     kind, target = parse_backend_spec(spec)
+    target = resolve_backend_target(kind, target)
     if kind == "transformers":
         return TransformersBackend(target, **kwargs)
     if kind == "openai":

