@@ -72,7 +72,9 @@ def test_stored_topk_matches_the_teachers_own_logits(tiny_setup, cached):
         assert ids.shape == lp.shape == (len(ex.target_ids), K)
         np.testing.assert_array_equal(ids[:, 0], logp.argmax(-1))
         exact = np.take_along_axis(logp, ids, axis=1)
-        assert np.abs(lp - exact).max() <= step / 2 + 1e-4
+        # cache_format's bounds: every value within one step, the top-1 within half of one.
+        assert np.abs(lp - exact).max() <= step + 1e-4
+        assert np.abs(lp[:, 0] - exact[:, 0]).max() <= step / 2 + 1e-4
         outside = 1 - np.exp(exact).sum(-1)
         np.testing.assert_allclose(tail, outside, rtol=2e-3, atol=1e-6)
 
@@ -258,3 +260,56 @@ def test_two_launched_processes_write_their_own_shards(tiny_setup, tmp_path):
     assert {p.name[-7:] for p in list_shards(out)} == {"r00.cdt", "r01.cdt"}
     assert len(open_cache(out)) == len(read_records(tiny_setup["train"]))
     assert main(["teacher", "verify", str(out)]) == 0
+
+
+def test_kept_mass_cut_stores_fewer_tokens_and_the_exact_rest_as_tail(tiny_setup, tmp_path):
+    records = read_records(tiny_setup["valid"])
+    out = tmp_path / "cache"
+    # The tiny random teacher is nearly uniform (top-8 ~ 0.022): 0.018 cuts rows at 5-8 tokens.
+    build_cache(tiny_setup["teacher"], records, out, k=K, min_kept_mass=0.018, **TOKENS)
+    cache = open_cache(out)
+    assert cache.header.min_kept_mass == 0.018 and cache.header.schema_version == 3
+    model = load_model(tiny_setup["teacher"])
+    counts = []
+    for ex in _examples(tiny_setup, records)[:3]:
+        with torch.no_grad():
+            logits = model(torch.tensor([ex.prompt_ids + ex.target_ids])).logits[0].float()
+        start = len(ex.prompt_ids) - 1
+        logp = torch.log_softmax(logits[start : start + len(ex.target_ids)], -1).double().numpy()
+        ids, lp, tail = cache.get(example_key(ex.prompt_ids, ex.target_ids))
+        kept = ids >= 0
+        counts += kept.sum(1).tolist()
+        for row, keep, want_row, t in zip(ids, kept, logp, tail, strict=True):
+            p = np.exp(np.sort(want_row)[::-1])
+            want = next((c for c in range(1, K + 1) if p[:c].sum() >= 0.018), K)
+            assert keep.sum() == want
+            assert t == pytest.approx(1 - np.exp(want_row[row[keep]]).sum(), rel=2e-3)
+    assert min(counts) < K  # a random tiny teacher is flat, but not that flat everywhere
+
+
+def test_int8_backend_is_close_to_float32_and_is_another_teacher(tiny_setup, cached, tmp_path):
+    out, records, _ = cached
+    int8 = tmp_path / "int8"
+    build_cache(
+        tiny_setup["teacher"], records, int8, k=K, backend="torch-int8", shard_size=10, **TOKENS
+    )
+    a, b = open_cache(out), open_cache(int8)
+    assert b.header.backend == "torch-int8" and b.header.teacher_hash == a.header.teacher_hash
+    agree = [(a.get(key)[0][:, 0] == b.get(key)[0][:, 0]).mean() for key in a.keys() if key in b]
+    # A random tiny teacher is nearly uniform, so int8 rounding flips some near-ties.
+    assert len(agree) == len(records) and np.mean(agree) > 0.8
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    with pytest.raises(CacheMismatch, match="backend: cache has 'torch', expected 'torch-int8'"):
+        build_cache(tiny_setup["teacher"], records[:2], moved, k=K, backend="torch-int8", **TOKENS)
+
+
+def test_unknown_backends_are_refused_in_one_line(tiny_setup, tmp_path, capsys):
+    with pytest.raises(ValueError, match="backend must be torch, torch-int8 or llamacpp"):
+        build_cache(tiny_setup["teacher"], [], tmp_path / "c", backend="onnx")
+    argv = ["teacher", "cache", "--teacher", str(tiny_setup["teacher"]), "--data"]
+    argv += [str(tiny_setup["valid"]), "--out", str(tmp_path / "c"), "--backend", "llamacpp"]
+    assert main(argv) == 2
+    assert "llamacpp:FILE.gguf" in capsys.readouterr().err
+    assert main([*argv[:-2], "--kept-mass", "1.5"]) == 2
+    assert "--kept-mass must be in (0, 1]" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""``codistill student derive``: a smaller student of the teacher's family."""
+"""``codistill student derive``: a smaller student of the teacher's family;
+``codistill student export``: a student as a GGUF file for llama.cpp."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from codistill.config.fields import ConfigError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("student", help="derive a student from a teacher")
+    p = sub.add_parser("student", help="derive a student from a teacher, export it as GGUF")
     ssub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     d = ssub.add_parser(
         "derive", help="fewer layers (copied from the teacher) and a vocabulary trimmed to a corpus"
@@ -31,6 +32,43 @@ def register(sub) -> None:
     d.add_argument("--out", required=True, help="output student directory")
     d.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     d.set_defaults(func=run_derive)
+    _register_export(ssub)
+
+
+def _register_export(ssub) -> None:
+    from codistill.models.export_gguf import QUANTS
+
+    e = ssub.add_parser(
+        "export",
+        help="write a Gemma 3 or Qwen2 model (e.g. a derived or distilled student) as a GGUF "
+        "file that llama.cpp runs",
+    )
+    e.add_argument("--model", required=True, help="model directory, or 'embedded[:NAME]'")
+    e.add_argument("--gguf", required=True, metavar="OUT.gguf", help="the file to write")
+    e.add_argument(
+        "--quant",
+        choices=QUANTS,
+        default="f16",
+        help="weight format: f16 (default), q8_0, q4_k_m (runs llama.cpp's quantizer, needs "
+        "llama-cpp-python), or f32 (unrounded, for checking the export)",
+    )
+    e.add_argument("--overwrite", action="store_true", help="replace --gguf if it exists")
+    e.add_argument(
+        "--verify",
+        metavar="DATA.jsonl",
+        help="after writing, decode the first --verify-prompts prompts of this task file "
+        "greedily with both the model and the GGUF and print how often they agree "
+        "(needs llama-cpp-python)",
+    )
+    e.add_argument(
+        "--verify-task",
+        choices=("assertion", "codegen"),
+        default="assertion",
+        help="task of the --verify records (default: assertion)",
+    )
+    e.add_argument("--verify-prompts", type=int, default=20, help="prompts to compare (20)")
+    e.add_argument("--max-new-tokens", type=int, default=32, help="greedy steps per prompt (32)")
+    e.set_defaults(func=run_export)
 
 
 def parse_layers(text: str) -> int | list[int]:
@@ -44,19 +82,31 @@ def parse_layers(text: str) -> int | list[int]:
         ) from exc
 
 
-def corpus_texts(paths: list[str]):
-    """Texts of JSONL task records (prompt + target) or of plain text files."""
+def corpus_texts(paths: list[str], tokenizer=None):
+    """Texts of JSONL task records (prompt + target; assertion or code-generation records, the
+    latter in raw form and, when ``tokenizer`` has a chat template, in chat form too) or of
+    plain text files."""
     from codistill.data.jsonl import read_records
-    from codistill.training.batches import assertion_prompt
+    from codistill.data.prompts import has_chat_template, record_texts
+    from codistill.data.schema import RecordError
 
+    modes = ["raw"] + (["chat"] if tokenizer is not None and has_chat_template(tokenizer) else [])
     for path in paths:
-        if path.endswith(".jsonl"):
-            for record in read_records(path, task="assertion"):
-                yield assertion_prompt(record)
-                yield record.target
-        else:
+        if not path.endswith(".jsonl"):
             with open(path, encoding="utf-8", errors="replace") as fh:
                 yield fh.read()
+            continue
+        try:
+            records = read_records(path, task="assertion")
+        except RecordError as assertion_error:
+            try:
+                records = read_records(path, task="codegen")
+            except RecordError:
+                raise assertion_error from None  # name the problem as an assertion file
+        for record in records:
+            for mode in modes if record.task == "codegen" else ["raw"]:
+                texts = record_texts(record, tokenizer, prompt_mode=mode)
+                yield from texts or (record.prompt,)
 
 
 def run_derive(args) -> int:
@@ -68,14 +118,58 @@ def run_derive(args) -> int:
     if Path(args.out).exists() and not args.overwrite:
         raise ConfigError(f"--out {args.out} already exists; pass --overwrite to replace it")
     try:
+        teacher = resolve_teacher(args.teacher)
+        texts = None
+        if args.vocab_from:
+            from codistill.models.loading import load_tokenizer
+
+            texts = corpus_texts(args.vocab_from, load_tokenizer(teacher))
         summary = derive_student(
-            resolve_teacher(args.teacher),
+            teacher,
             args.out,
             layers,
-            vocab_texts=corpus_texts(args.vocab_from) if args.vocab_from else None,
+            vocab_texts=texts,
             overwrite=args.overwrite,
         )
     except ValueError as exc:  # a layer index out of range, a bad --vocab-from record
         raise ConfigError(str(exc)) from exc
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def verify_prompts(path: str, task: str, count: int) -> list[str]:
+    """The first ``count`` prompts of a task file, as the evaluation gives them to a model."""
+    from codistill.data.jsonl import read_records
+    from codistill.data.prompts import assertion_prompt
+
+    records = read_records(path, task=task)[:count]
+    if not records:
+        raise ConfigError(f"--verify {path}: no {task} records")
+    return [assertion_prompt(r) if task == "assertion" else r.prompt for r in records]
+
+
+def run_export(args) -> int:
+    from codistill.models.export_gguf import ExportError, export_gguf, llama_cpp_module
+    from codistill.models.registry import resolve_model
+
+    if args.verify_prompts < 1 or args.max_new_tokens < 1:
+        raise ConfigError("--verify-prompts and --max-new-tokens must be >= 1")
+    if Path(args.gguf).exists() and not args.overwrite:
+        raise ConfigError(f"--gguf {args.gguf} already exists; pass --overwrite to replace it")
+    try:
+        # Checked before the export, which can take minutes on a real model.
+        prompts = []
+        if args.verify:
+            prompts = verify_prompts(args.verify, args.verify_task, args.verify_prompts)
+            llama_cpp_module("--verify (greedy decoding through llama.cpp)")
+        model_dir = resolve_model(args.model)
+        summary = export_gguf(model_dir, args.gguf, args.quant, overwrite=args.overwrite)
+    except ExportError as exc:
+        raise ConfigError(str(exc)) from exc
+    if args.verify:
+        from codistill.models.gguf_check import greedy_agreement
+
+        result = greedy_agreement(model_dir, args.gguf, prompts, args.max_new_tokens)
+        summary["verify"] = {k: v for k, v in result.items() if k != "per_prompt"}
     print(json.dumps(summary, indent=2, default=str))
     return 0

@@ -5,22 +5,30 @@ from __future__ import annotations
 
 import sys
 
+from codistill.cli.teacher_generate import add_parser as add_generate
+
 
 def register(sub) -> None:
     p = sub.add_parser("teacher", help="prepare the teacher")
     tsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = tsub.add_parser(
         "convert",
-        help="convert the embedded Gemma 3 270M GGUF (or --gguf FILE) to a safetensors directory",
+        help="convert an embedded model (default Gemma 3 270M; --model NAME) or --gguf FILE to a "
+        "safetensors directory",
+    )
+    c.add_argument(
+        "--model",
+        default=None,
+        help="embedded model to convert (see `codistill models list`; default gemma-3-270m)",
     )
     c.add_argument(
         "--gguf", help="another causal-LM .gguf file to convert (needs --out), e.g. SmolLM2"
     )
-    c.add_argument("--out", help="target dir (default for the embedded teacher: the cache)")
+    c.add_argument("--out", help="target dir (default for an embedded model: the cache)")
     c.add_argument(
         "--force",
         action="store_true",
-        help="convert the embedded teacher again (--gguf always does)",
+        help="convert the embedded model again (--gguf always does)",
     )
     c.set_defaults(func=run_convert)
 
@@ -28,17 +36,54 @@ def register(sub) -> None:
         "cache",
         help="run the teacher once over a dataset and store its top-k log-probs (resumable)",
     )
-    k.add_argument("--teacher", required=True, help="decoder-only teacher dir, or 'embedded'")
+    k.add_argument(
+        "--teacher",
+        required=True,
+        help="decoder-only teacher dir, or embedded / embedded:NAME (`codistill models list`)",
+    )
     k.add_argument("--data", required=True, help="task JSONL to cache")
     k.add_argument("--out", required=True, help="cache dir; existing compatible shards are kept")
-    k.add_argument("--top-k", type=int, default=64, help="tokens kept per position (default 64)")
-    k.add_argument("--task", default="assertion", help="task of the JSONL records")
     k.add_argument(
-        "--max-source-tokens", type=int, default=256, help="as in training (default 256)"
+        "--top-k",
+        type=int,
+        default=KMAX_DEFAULT,
+        help=f"most tokens kept per position (default {KMAX_DEFAULT})",
     )
-    k.add_argument("--max-target-tokens", type=int, default=64, help="as in training (default 64)")
+    k.add_argument(
+        "--kept-mass",
+        type=float,
+        default=KEPT_MASS_DEFAULT,
+        help="keep per position only the fewest top tokens holding this probability, at most "
+        f"--top-k; the rest goes into the exactly stored tail (default {KEPT_MASS_DEFAULT}; "
+        "1 keeps --top-k everywhere)",
+    )
+    k.add_argument(
+        "--backend",
+        default="torch",
+        help="what runs the teacher: torch (the directory's weights as stored, default), "
+        "torch-int8 (Linear layers but the MLP down projections dynamically quantized to "
+        "int8) or llamacpp:FILE.gguf "
+        "(llama.cpp in-process on the GGUF the --teacher directory was converted from; the "
+        "directory then supplies only the tokenizer). A cache is tied to its backend",
+    )
+    k.add_argument(
+        "--task", default="assertion", choices=["assertion", "codegen"], help="task of the records"
+    )
+    k.add_argument(
+        "--max-source-tokens", type=int, help="as in training (default 256; codegen 512)"
+    )
+    k.add_argument("--max-target-tokens", type=int, help="as in training (default 64; codegen 384)")
     k.add_argument(
         "--prompt-style", default="prefix", choices=["prefix", "placeholder"], help="as in training"
+    )
+    k.add_argument(
+        "--prompt-mode", default="raw", choices=["raw", "chat"], help="codegen: as in training"
+    )
+    k.add_argument(
+        "--targets",
+        default="reference",
+        help="as in training: reference, teacher:DIR or teacher-verified:DIR (the teacher's "
+        "own outputs from `codistill teacher generate`, for sequence- plus token-level KD)",
     )
     k.add_argument("--batch-size", type=int, default=8, help="teacher forward batch (default 8)")
     k.add_argument("--shard-size", type=int, default=256, help="examples per shard (default 256)")
@@ -54,35 +99,72 @@ def register(sub) -> None:
     v.add_argument("dir", help="cache dir")
     v.set_defaults(func=run_verify)
 
+    add_generate(tsub)
+
 
 def run_convert(args) -> int:
-    from codistill.models.gemma import convert_gguf, ensure_gemma_teacher
+    from codistill.models.gemma import convert_gguf
+    from codistill.models.registry import DEFAULT_MODEL, ModelIntegrityError, ensure_model
 
-    if args.gguf is None:
-        print(ensure_gemma_teacher(args.out, force=args.force))
-        return 0
-    if args.out is None:
+    if args.gguf is not None and args.model is not None:
+        print("codistill teacher convert: give --model or --gguf, not both", file=sys.stderr)
+        return 2
+    if args.gguf is not None and args.out is None:
         print("codistill teacher convert: --gguf needs --out DIR", file=sys.stderr)
         return 2
     try:
-        print(convert_gguf(args.gguf, args.out))
-    except (OSError, ImportError, ValueError, RuntimeError) as exc:
+        if args.gguf is None:
+            print(ensure_model(args.model or DEFAULT_MODEL, args.out, force=args.force))
+        else:
+            print(convert_gguf(args.gguf, args.out))
+    except (OSError, ImportError, ValueError, RuntimeError, ModelIntegrityError) as exc:
         print(f"codistill teacher convert: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
+KMAX_DEFAULT = 64
+KEPT_MASS_DEFAULT = 0.999
+
+
 def run_cache(args) -> int:
+    from codistill.config.distill import TASK_DEFAULTS, parse_targets
     from codistill.data.jsonl import read_records
+    from codistill.models.registry import resolve_model
     from codistill.teacher.cache import build_cache
     from codistill.teacher.cache_format import CacheMismatch
+    from codistill.training.targets import teacher_target_records
 
-    teacher = args.teacher
-    if teacher == "embedded":
-        from codistill.models.gemma import ensure_gemma_teacher
-
-        teacher = str(ensure_gemma_teacher())
+    if not 0 < args.kept_mass <= 1:
+        print(
+            f"codistill teacher cache: --kept-mass must be in (0, 1], got {args.kept_mass}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        teacher = resolve_model(args.teacher)  # embedded / embedded:NAME -> its directory
+    except (OSError, ValueError, RuntimeError) as exc:  # not installed, wrong hash, ...
+        print(f"codistill teacher cache: {exc}", file=sys.stderr)
+        return 2
     records = read_records(args.data, task=args.task)
+    lengths = TASK_DEFAULTS[args.task]
+    max_source = args.max_source_tokens or lengths["max_source_tokens"]
+    max_target = args.max_target_tokens or lengths["max_target_tokens"]
+    try:
+        kind, generations = parse_targets(args.targets)
+        if kind != "reference":
+            records, _ = teacher_target_records(
+                records,
+                generations,
+                verified=kind == "teacher-verified",
+                task=args.task,
+                prompt_mode=args.prompt_mode,
+                prompt_style=args.prompt_style,
+                data_name=args.data,
+            )
+    except ValueError as exc:  # ConfigError, GenerationsMismatch: named one-line errors
+        print(f"codistill teacher cache: error: {exc}", file=sys.stderr)
+        return 2
     state = _distributed_state()
     try:
         stats = build_cache(
@@ -90,12 +172,15 @@ def run_cache(args) -> int:
             records,
             args.out,
             k=args.top_k,
-            max_source_tokens=args.max_source_tokens,
-            max_target_tokens=args.max_target_tokens,
+            max_source_tokens=max_source,
+            max_target_tokens=max_target,
             prompt_style=args.prompt_style,
+            prompt_mode=args.prompt_mode,
             batch_size=args.batch_size,
             shard_size=args.shard_size,
             fmt=args.format,
+            min_kept_mass=None if args.kept_mass >= 1 else args.kept_mass,
+            backend=args.backend,
             rank=0 if state is None else state.process_index,
             world_size=1 if state is None else state.num_processes,
             log=print,
@@ -110,6 +195,11 @@ def run_cache(args) -> int:
         f"{who}{stats.examples} examples: {stats.written} cached now ({stats.positions} positions, "
         f"{len(stats.new_shards)} new shards), {stats.skipped_cached} already cached, "
         f"{stats.duplicates} duplicates"
+        + (
+            f"; teacher ({args.backend}) {stats.positions / stats.teacher_seconds:.1f} tokens/s"
+            if stats.teacher_seconds > 0
+            else ""
+        )
     )
     return 0
 

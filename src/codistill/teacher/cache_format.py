@@ -1,10 +1,16 @@
 """On-disk format of the teacher cache: one self-describing, checksummed binary shard.
 
 A shard holds, per example (keyed by a hash of its content, never by position) and per target
-position, either the teacher's top-k token ids in rank order with their log-probabilities and
-the log of the mass outside the top-k (``quantization="topk-rank-u16"``, the default), or the
+position, either the teacher's most likely token ids in rank order with their log-probabilities
+and the log of the mass outside them (``quantization="topk-rank-u16"``, the default), or the
 whole vocabulary's log-probs as 8-bit codes (``"dense-u8"``: the assertion papers' format, kept
 as a baseline so sizes and student quality can be compared side by side).
+
+How many tokens a position keeps: ``k`` of them, or with ``min_kept_mass`` (schema 3) as few as
+hold that much probability, at most ``k`` (the entropy-adaptive cut: a near-certain code token
+keeps one or two entries, an uncertain one up to ``k``). What a position does not keep is in its
+tail, and the tail's log-mass is stored exactly (fp16), so the format is lossless up to the
+stated bounds on the coarsened distribution ``kept ∪ {tail}`` that the sparse losses use.
 
 Shard layout (all integers little-endian)::
 
@@ -20,22 +26,36 @@ Shard layout (all integers little-endian)::
     u64 index_offset, u32 index_len, u32 index_crc
     b"CDTC_END"                      8-byte end marker; a shard without it is truncated
 
-Top-k payload (compressed with ``header.compression``: raw LZMA2 preset 9 by default, or zlib)::
+Top-k payload, schema 3 (compressed with ``header.compression``: raw LZMA2 preset 9 by default,
+or zlib), ``m = sum(k_i)`` kept entries in row order::
 
     u32 n, u32 k
-    f16[n]          log tail mass, log(1 - sum of top-k probs) (-inf when the top-k hold it all)
-    u8[2, n]        absolute code of the top-1 log-prob, 2 byte planes
-    u8[2, n*(k-1)]  rank-to-rank code increments, 2 byte planes, low byte first
-    u8[B, n*k]      each id's rank in the shard's id table, B byte planes (B = 2 for < 65536
+    u8[C, n]        k_i - 1, the kept count of each row, C byte planes (C = 1 for k <= 256)
+    f16[n]          log tail mass of each row, log(1 - sum of its kept probs) (-inf: none)
+    u8[2, m - n]    rank-to-rank code increments within each row, 2 byte planes, low byte first
+    u8[B, m]        each id's rank in the shard's id table, B byte planes (B = 2 for < 65536
                     distinct ids), low byte first
 
-Log-prob quantization: ``code = round(-logp / step)`` (uint16; 65535 means -inf), so every
-stored value, the top-1 included, is off by at most ``step / 2`` and errors do not accumulate;
-codes are non-decreasing along the rank (the top-k arrive sorted), so only the top-1 code and
-the increments are stored, which are mostly small and compress to ~3 bits. The default step
-1/32 nats gives max |delta log p| = 0.0156 (goal 0.02) and KL <= 5e-5 nats (goal 1e-3). The tail
-mass is stored separately in fp16 (log space): deriving it from quantized top-k values would
-carry their ~1% error into a tail that may be far smaller than that.
+Log-prob quantization, schema 3: ``code_j = round((logp_1 - logp_j) / step)`` relative to the
+row's top-1 (uint16; 65535 means -inf), stored as increments along the rank (the top-1's code is
+0 and not stored; codes are non-decreasing because the entries arrive sorted, so the increments
+are mostly small and compress to ~3 bits). Decoding puts the codes back on the scale the stored
+tail fixes: ``logp_j = -code_j * step + log(1 - tail) - logsumexp(-code * step)``, so the kept
+entries and the tail sum to 1 (up to float rounding) and anything that derives the tail as
+``1 - sum(exp(logp))`` (:func:`codistill.losses.sparse.sparse_teacher_targets` does) gets the
+stored one. Errors: each relative value is off by at most ``step / 2``, the common shift is a
+weighted mean of those errors, so every decoded log-prob is within ``step`` of the exact one and
+the top-1 within ``step / 2``; the default step 1/64 nats bounds them by 0.0156 and 0.0078 (goal
+0.02). The tail mass is stored in fp16 log space (relative error <= 2^-11 of its log), far more
+exact than deriving it from quantized values, which lose a tail smaller than their own error.
+
+Decoded rows are padded to ``k`` columns: a row that kept ``k_i < k`` entries has id ``-1`` and
+log-prob ``-inf`` in its last ``k - k_i`` columns (no token: its mass is already in the tail).
+
+Schema 2 (still read, no longer written): every row keeps ``k`` entries; its payload is
+``u32 n, u32 k, f16[n] log tail, u8[2, n] absolute code of the top-1 log-prob
+(round(-logp / step)), u8[2, n*(k-1)] increments, u8[B, n*k] id ranks``, and decoding returns
+``-code * step`` as is (each value within ``step / 2``; the tail only in the third array).
 
 Why the id table: ids are most of the bytes. Kept in rank order (so the values can be delta
 coded) they are as wide as the vocabulary (18 bits for 262,144), and sorting them would cost a
@@ -70,7 +90,9 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Versions this module reads; only SCHEMA_VERSION is written.
+READABLE_VERSIONS = (2, 3)
 MAGIC = b"CDTCACHE"
 END_MAGIC = b"CDTC_END"
 _TRAILER = struct.Struct("<QII8s")
@@ -87,9 +109,15 @@ IDENTITY_FIELDS = (
     "tokenizer_hash",
     "vocab_size",
     "k",
+    "min_kept_mass",
     "temperature",
+    "backend",
     "schema_version",
 )
+# What the teacher ran on: the model's own torch weights (float32 or int8-quantized Linear
+# layers) or llama.cpp on a GGUF file. Each gives slightly different log-probs, so each is a
+# different teacher to the cache.
+BACKENDS = ("torch", "torch-int8", "llamacpp")
 
 
 class CacheError(Exception):
@@ -124,13 +152,18 @@ class CacheHeader:
         teacher_hash: hash of the teacher's weights.
         tokenizer_hash: hash of the tokenizer files.
         vocab_size: teacher vocabulary size; every id is below it.
-        k: number of top tokens stored per position.
+        k: number of top tokens stored per position (at most that many with ``min_kept_mass``).
         quantization: "topk-rank-u16" (top-k, the default) or "dense-u8" (whole vocabulary,
             the papers' baseline; ``k`` must then equal ``vocab_size``).
         temperature: the temperature the log-probs were computed at.
         schema_version: version of this file format.
-        logprob_step: quantization step in nats; max error is half of it.
+        logprob_step: quantization step in nats (see the module doc for the error bounds).
         compression: "lzma", "zlib" or "lz4", applied to each record.
+        min_kept_mass: None keeps ``k`` tokens per position; a probability p in (0, 1] keeps
+            the fewest top tokens whose probabilities sum to at least p, at most ``k``
+            (schema 3 and top-k only).
+        backend: what computed the log-probs: "torch", "torch-int8" or "llamacpp" (then
+            ``teacher_hash`` is the GGUF file's sha256).
     """
 
     teacher_path: str
@@ -141,8 +174,10 @@ class CacheHeader:
     quantization: str = "topk-rank-u16"
     temperature: float = 1.0
     schema_version: int = SCHEMA_VERSION
-    logprob_step: float = 1 / 32
+    logprob_step: float = 1 / 64
     compression: str = "lzma"
+    min_kept_mass: float | None = None
+    backend: str = "torch"
 
     def __post_init__(self):
         if self.vocab_size < 1 or self.vocab_size > 2**32:
@@ -161,21 +196,37 @@ class CacheHeader:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.schema_version not in READABLE_VERSIONS:
+            raise ValueError(
+                f"schema_version must be one of {READABLE_VERSIONS}, got {self.schema_version}"
+            )
+        if self.min_kept_mass is not None:
+            if self.dense or self.schema_version < 3:
+                raise ValueError("min_kept_mass needs a schema-3 top-k cache")
+            if not 0 < self.min_kept_mass <= 1:
+                raise ValueError(f"min_kept_mass must be in (0, 1], got {self.min_kept_mass}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
 
     @property
     def dense(self) -> bool:
         return self.quantization == "dense-u8"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if self.schema_version < 3:  # a schema-2 header has neither field
+            del data["min_kept_mass"], data["backend"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> CacheHeader:
         data = json.loads(text)
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise CacheMismatch({"schema_version": (version, SCHEMA_VERSION)})
         known = {f.name for f in fields(cls)}
+        if version < 3:
+            known -= {"min_kept_mass", "backend"}  # schema 2: fixed k, computed by torch
         unknown = set(data) - known
         if unknown:
             raise CorruptShard(f"unknown header fields {sorted(unknown)}")
@@ -279,6 +330,102 @@ def id_table(all_ids: list[np.ndarray]) -> np.ndarray:
     return ids[np.lexsort((ids, -counts))]
 
 
+def kept_counts(topk_logprobs: np.ndarray, min_kept_mass: float | None) -> np.ndarray:
+    """How many entries each row keeps: all ``k``, or the fewest whose probabilities sum to at
+    least ``min_kept_mass`` (at most ``k``; a row whose ``k`` entries hold less keeps all).
+
+    Args:
+        topk_logprobs: ``[n, k]`` log-probs in rank order.
+        min_kept_mass: None for a fixed ``k``, else a probability in (0, 1].
+
+    Returns:
+        ``[n]`` int64 counts in ``[1, k]``.
+    """
+    lp = np.asarray(topk_logprobs, dtype=np.float64)
+    n, k = lp.shape
+    if min_kept_mass is None:
+        return np.full(n, k, np.int64)
+    below = np.cumsum(np.exp(lp), axis=1) < min_kept_mass
+    return np.minimum(below.sum(axis=1) + 1, k).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """One record's kept entries, rows concatenated (row i owns ``counts[i]`` of them)."""
+
+    counts: np.ndarray  # [n] int64
+    ids: np.ndarray  # [m] int64
+    logprobs: np.ndarray  # [m] float64
+    log_tail: np.ndarray  # [n] float64, exact log-mass of everything a row did not keep
+
+
+def _cut(header: CacheHeader, ids: np.ndarray, lp: np.ndarray, log_tail: np.ndarray | None) -> _Cut:
+    _check_topk(header, ids, lp)
+    n, k = ids.shape
+    tail = _log_tail_mass(lp) if log_tail is None else np.asarray(log_tail, dtype=np.float64)
+    if tail.shape != (n,):
+        raise ValueError(f"log_tail_mass must be [n={n}], got {tail.shape}")
+    counts = kept_counts(lp, header.min_kept_mass)
+    keep = np.arange(k)[None, :] < counts[:, None]
+    lp64 = lp.astype(np.float64)
+    # The dropped entries join the tail in linear space: float64 holds them exactly enough, and
+    # the tail beyond k (the teacher's own logsumexp) is added, never re-derived from 1 - sum.
+    dropped = np.where(keep, 0.0, np.exp(lp64)).sum(axis=1)
+    with np.errstate(divide="ignore"):
+        tail = np.logaddexp(tail, np.log(dropped))
+    return _Cut(counts, ids[keep].astype(np.int64), lp64[keep], tail)
+
+
+def _tail_code(log_tail: np.ndarray) -> np.ndarray:
+    """One f16 per row holding the log of the smaller of the tail and the kept mass: ``v <= 0``
+    is log(tail), ``v > 0`` is -log(kept mass). Either side then keeps fp16's relative precision
+    where it matters (a tail of 1e-9, or a flat row that keeps 1e-4 of the mass)."""
+    t = np.minimum(np.asarray(log_tail, dtype=np.float64), 0.0)
+    with np.errstate(divide="ignore"):
+        kept = np.log(-np.expm1(t))  # log(1 - tail); -inf when the tail is everything
+    v = np.where(t <= -np.log(2), t, -kept)
+    return v.astype("<f2")
+
+
+def _log_kept_and_tail(code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`_tail_code`: ``(log kept mass, log tail)`` per row, float64."""
+    v = code.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tail_side = np.log(-np.expm1(np.minimum(v, -1e-300)))
+        kept_side = np.log(-np.expm1(-np.maximum(v, 1e-300)))
+    log_kept = np.where(v <= 0, np.where(np.isneginf(v), 0.0, tail_side), -v)
+    log_tail = np.where(v <= 0, v, kept_side)
+    return log_kept, log_tail
+
+
+def _encode_cut(header: CacheHeader, cut: _Cut, table: np.ndarray) -> bytes:
+    n, m = len(cut.counts), len(cut.ids)
+    starts = np.concatenate([[0], np.cumsum(cut.counts)[:-1]]).astype(np.int64)
+    rel = np.repeat(cut.logprobs[starts], cut.counts) - cut.logprobs
+    with np.errstate(invalid="ignore"):
+        scaled = np.round(rel / header.logprob_step)
+    codes = np.where(np.isfinite(scaled), np.clip(scaled, 0, _NEG_INF_CODE - 1), _NEG_INF_CODE)
+    codes = codes.astype(np.int64)
+    inner = np.ones(m, bool)
+    inner[starts] = False
+    increments = (codes - np.concatenate([[0], codes[:-1]]))[inner]
+    order = np.argsort(table, kind="stable")
+    pos = np.searchsorted(table, cut.ids, sorter=order)
+    ranks = order[np.minimum(pos, len(table) - 1)] if len(table) else pos
+    if m and not np.array_equal(table[ranks], cut.ids):
+        raise ValueError("the id table does not hold every id of this record")
+    raw = b"".join(
+        [
+            struct.pack("<II", n, header.k),
+            _planes(cut.counts - 1, _id_bytes(header.k)),
+            _tail_code(cut.log_tail).tobytes(),
+            _planes(increments, 2),
+            _planes(ranks, _id_bytes(max(len(table), 1))),
+        ]
+    )
+    return _compress(raw, header.compression)
+
+
 def encode_record(
     header: CacheHeader,
     topk_ids: np.ndarray,
@@ -286,47 +433,25 @@ def encode_record(
     log_tail_mass: np.ndarray | None = None,
     table: np.ndarray | None = None,
 ) -> bytes:
-    """Quantize and compress one example's top-k rows ``[n, k]`` into a record payload.
+    """Cut (``header.min_kept_mass``), quantize and compress one example's rows ``[n, k]``.
 
     Args:
-        header: the shard header (k, vocab size, step, compression).
+        header: the shard header (k, cut, vocab size, step, compression); schema 3.
         topk_ids: ``[n, k]`` ints, in the teacher's rank order (descending probability).
         topk_logprobs: ``[n, k]`` float log-probs, non-increasing along each row.
-        log_tail_mass: ``[n]`` log of the mass outside the top-k; derived from the top-k when
-            None (less exact than the teacher's own value when the tail is tiny).
-        table: the shard's id table (:func:`id_table`) holding every id of ``topk_ids``; None
-            uses this record's own table (only for measuring one record on its own).
+        log_tail_mass: ``[n]`` log of the mass outside the ``k`` entries; derived from them
+            when None (less exact than the teacher's own value when the tail is tiny).
+        table: the shard's id table (:func:`id_table`) holding every kept id; None uses this
+            record's own table (only for measuring one record on its own).
 
     Returns:
         The compressed payload.
     """
-    ids = np.asarray(topk_ids)
-    lp = np.asarray(topk_logprobs, dtype=np.float32)
-    _check_topk(header, ids, lp)
-    table = id_table([ids]) if table is None else np.asarray(table)
-    n, k = ids.shape
-    with np.errstate(invalid="ignore"):
-        scaled = np.round(-np.minimum(lp.astype(np.float64), 0) / header.logprob_step)
-    codes = np.where(np.isfinite(scaled), np.clip(scaled, 0, _NEG_INF_CODE - 1), _NEG_INF_CODE)
-    codes = codes.astype(np.int64)
-    tail = _log_tail_mass(lp) if log_tail_mass is None else np.asarray(log_tail_mass)
-    if tail.shape != (n,):
-        raise ValueError(f"log_tail_mass must be [n={n}], got {tail.shape}")
-    order = np.argsort(table, kind="stable")
-    pos = np.searchsorted(table, ids.reshape(-1), sorter=order)
-    ranks = order[np.minimum(pos, len(table) - 1)] if len(table) else pos
-    if ids.size and not np.array_equal(table[ranks], ids.reshape(-1)):
-        raise ValueError("the id table does not hold every id of this record")
-    raw = b"".join(
-        [
-            struct.pack("<II", n, k),
-            tail.astype("<f2").tobytes(),
-            _planes(codes[:, 0], 2),
-            _planes(np.diff(codes, axis=1), 2),
-            _planes(ranks, _id_bytes(max(len(table), 1))),
-        ]
-    )
-    return _compress(raw, header.compression)
+    if header.schema_version != SCHEMA_VERSION:
+        raise ValueError(f"only schema {SCHEMA_VERSION} is written, got {header.schema_version}")
+    ids, lp = np.asarray(topk_ids), np.asarray(topk_logprobs, dtype=np.float32)
+    cut = _cut(header, ids, lp, log_tail_mass)
+    return _encode_cut(header, cut, id_table([cut.ids]) if table is None else np.asarray(table))
 
 
 def decode_record(
@@ -335,8 +460,9 @@ def decode_record(
     """Inverse of :func:`encode_record` (and of :func:`encode_dense_record` for dense shards).
 
     Returns:
-        ``(ids [n, k] int64, logprobs [n, k] float32, tail_mass [n] float32)``; for a dense
-        shard ids is a read-only broadcast of ``arange(vocab_size)`` and the tail is zero.
+        ``(ids [n, k] int64, logprobs [n, k] float32, tail_mass [n] float32)``; a row that kept
+        fewer than ``k`` entries is padded with id -1 and log-prob -inf. For a dense shard ids is
+        a read-only broadcast of ``arange(vocab_size)`` and the tail is zero.
     """
     raw = _decompress(payload, header.compression)
     n, k = struct.unpack_from("<II", raw)
@@ -350,10 +476,52 @@ def decode_record(
         return np.broadcast_to(np.arange(k), (n, k)), lp, np.zeros(n, np.float32)
     if table is None:
         raise CorruptShard("a top-k record needs its shard's id table")
+    if k != header.k:
+        raise CorruptShard(f"record has k={k}; expected k={header.k}")
+    if header.schema_version < 3:
+        return _decode_v2(header, raw, n, table)
+    nb, cb = _id_bytes(max(len(table), 1)), _id_bytes(k)
+    if len(raw) < 8 + (cb + 2) * n:
+        raise CorruptShard(f"record has n={n} and only {len(raw)} bytes")
+    counts = _unplanes(raw, 8, n, cb) + 1
+    m = int(counts.sum())
+    if counts.max(initial=1) > k or len(raw) != 8 + (cb + 2) * n + 2 * (m - n) + nb * m:
+        raise CorruptShard(f"record has n={n}, {m} kept entries, {len(raw)} bytes")
+    pos = 8 + cb * n
+    log_kept, log_tail = _log_kept_and_tail(np.frombuffer(raw, "<f2", n, pos))
+    pos += 2 * n
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    inner = np.ones(m, bool)
+    inner[starts] = False
+    steps = np.zeros(m, np.int64)
+    steps[inner] = _unplanes(raw, pos, m - n, 2)
+    pos += 2 * (m - n)
+    ranks = _unplanes(raw, pos, m, nb)
+    if ranks.size and ranks.max() >= len(table):
+        raise CorruptShard("record refers past the end of its shard's id table")
+    total = np.cumsum(steps)
+    codes = total - np.repeat(total[starts], counts)
+    with np.errstate(over="ignore"):
+        rel = np.where(codes >= _NEG_INF_CODE, -np.inf, -codes * header.logprob_step)
+    # Back on the scale the stored tail fixes: kept entries and tail sum to one.
+    scale = log_kept - np.log(np.add.reduceat(np.exp(rel), starts))
+    keep = np.arange(k)[None, :] < counts[:, None]
+    ids = np.full((n, k), -1, np.int64)
+    lp = np.full((n, k), -np.inf, np.float32)
+    ids[keep] = table[ranks]
+    lp[keep] = rel + np.repeat(scale, counts)
+    return ids, lp, np.exp(log_tail).astype(np.float32)
+
+
+def _decode_v2(
+    header: CacheHeader, raw: bytes, n: int, table: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Schema-2 top-k payload: ``k`` entries per row, the top-1 as an absolute code."""
+    k = header.k
     nb = _id_bytes(max(len(table), 1))
     expected = 8 + 2 * n + 2 * n + 2 * n * (k - 1) + nb * n * k
-    if k != header.k or len(raw) != expected:
-        raise CorruptShard(f"record has n={n}, k={k}, {len(raw)} bytes; expected k={header.k}")
+    if len(raw) != expected:
+        raise CorruptShard(f"record has n={n}, k={k}, {len(raw)} bytes; expected {expected}")
     pos = 8
     tail = np.frombuffer(raw, "<f2", n, pos).astype(np.float32)
     pos += 2 * n
@@ -400,10 +568,14 @@ class ShardWriter:
     """
 
     def __init__(self, path: str | Path, header: CacheHeader):
+        if header.schema_version != SCHEMA_VERSION:
+            raise ValueError(
+                f"only schema {SCHEMA_VERSION} shards are written, got {header.schema_version}"
+            )
         self.path = Path(path)
         self.header = header
         self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        self._pending: list[tuple[bytes, np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self._pending: list[tuple[bytes, _Cut]] = []
         self._encoded: list[tuple[bytes, bytes, int]] = []
         self._keys: set[bytes] = set()
         self._closed = False
@@ -429,16 +601,15 @@ class ShardWriter:
             self._encoded.append((kb, payload, int(np.asarray(topk_logprobs).shape[0])))
             return
         ids, lp = np.asarray(topk_ids), np.asarray(topk_logprobs, dtype=np.float32)
-        _check_topk(self.header, ids, lp)
-        self._pending.append((kb, ids.astype(np.int64), lp, log_tail_mass))
+        self._pending.append((kb, _cut(self.header, ids, lp, log_tail_mass)))
 
     def close(self) -> None:
         """Encode, write header, table, records, index and end marker, fsync, rename."""
         if self._closed:
             return
-        table = id_table([ids for _, ids, _, _ in self._pending])
-        for kb, ids, lp, tail in self._pending:
-            self._encoded.append((kb, encode_record(self.header, ids, lp, tail, table), len(ids)))
+        table = id_table([cut.ids for _, cut in self._pending])
+        for kb, cut in self._pending:
+            self._encoded.append((kb, _encode_cut(self.header, cut, table), len(cut.counts)))
         head = self.header.to_json().encode("utf-8")
         table_bytes = (
             b""

@@ -1,0 +1,180 @@
+"""llama.cpp in-process as the teacher of the top-k cache (``--backend llamacpp:FILE.gguf``).
+
+The teacher's log-probs come from llama-cpp-python's low-level API on a GGUF file: each example's
+teacher ids (the Hugging Face tokenizer's, exactly as training builds them) go to
+``llama_decode`` as one sequence, and only the positions just before each target token ask for
+output logits, so the output head (Gemma's 262,144 x 640) runs on the target rows only, as the
+torch path's ``target_states`` + head does. Nothing is tokenized by llama.cpp: the cached
+positions line up with training's by construction.
+
+The GGUF must be the model the ``--teacher`` directory was converted from (that directory
+supplies the tokenizer): :func:`check_vocabulary` refuses a file whose vocabulary size differs
+from the tokenizer's, or whose token texts differ on a sample of ids.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+# Token texts compared between the GGUF and the tokenizer: enough to catch another model with
+# the same vocabulary size, few enough to cost nothing.
+_VOCAB_SAMPLE = 512
+
+
+def check_gguf_file(path: str | Path) -> Path:
+    """The path, after checking it exists and starts with the GGUF magic.
+
+    Raises:
+        ValueError: missing file or not a GGUF file (one line naming it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such GGUF file")
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ValueError(f"{path}: not a GGUF file (expected the magic bytes 'GGUF')")
+    return path
+
+
+def _import_llama_cpp():
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ValueError(
+            "--backend llamacpp needs llama-cpp-python: pip install -e '.[server]'"
+        ) from exc
+    return llama_cpp
+
+
+def _threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class LlamaCppTeacher:
+    """A GGUF model loaded by llama.cpp that returns full-vocabulary log-probs at target rows.
+
+    Args:
+        gguf: the model file.
+        n_ctx: context length; at least the longest prompt + target of the examples.
+        n_threads: CPU threads (default: every core this process may use).
+    """
+
+    def __init__(self, gguf: str | Path, n_ctx: int, n_threads: int | None = None):
+        llama_cpp = _import_llama_cpp()
+        self.path = check_gguf_file(gguf)
+        self.n_ctx = int(n_ctx)
+        threads = n_threads or _threads()
+        # One decode per example: the batch holds a whole sequence, and llama.cpp's micro-batch
+        # at most 512 tokens (its default) so memory stays bounded for long contexts.
+        self._llm = llama_cpp.Llama(
+            model_path=str(self.path),
+            n_ctx=self.n_ctx,
+            n_batch=self.n_ctx,
+            n_ubatch=min(self.n_ctx, 512),
+            n_threads=threads,
+            n_threads_batch=threads,
+            logits_all=False,
+            verbose=False,
+        )
+        self._lib = llama_cpp
+        self.n_vocab = int(self._llm.n_vocab())
+        self._batch = llama_cpp.llama_batch_init(self.n_ctx, 0, 1)
+
+    def token_text(self, token_id: int) -> str:
+        """The GGUF's text of one token (as its vocabulary stores it, e.g. '▁foo' or 'Ġfoo')."""
+        vocab = self._lib.llama_model_get_vocab(self._llm.model)
+        return self._lib.llama_vocab_get_text(vocab, int(token_id)).decode("utf-8", "replace")
+
+    def target_logits(self, prompt_ids: Sequence[int], target_ids: Sequence[int]) -> np.ndarray:
+        """``[len(target_ids), n_vocab]`` float32 logits, row t predicting target token t.
+
+        Raises:
+            ValueError: the sequence is longer than ``n_ctx`` or empty.
+        """
+        seq = [*map(int, prompt_ids), *map(int, target_ids)]
+        n, first = len(seq), len(prompt_ids) - 1
+        if not target_ids:
+            return np.zeros((0, self.n_vocab), np.float32)
+        if n > self.n_ctx or first < 0:
+            raise ValueError(
+                f"an example of {n} tokens ({len(prompt_ids)} prompt) does not fit the llama.cpp "
+                f"context of {self.n_ctx} (or has no prompt token)"
+            )
+        lib, batch = self._lib, self._batch
+        ctx = self._llm.ctx
+        lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
+        batch.n_tokens = n - 1  # the last target token predicts nothing we store
+        for i in range(n - 1):
+            batch.token[i] = seq[i]
+            batch.pos[i] = i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = i >= first
+        code = lib.llama_decode(ctx, batch)
+        if code != 0:
+            raise RuntimeError(f"llama_decode returned {code} on a {n}-token example")
+        rows = len(target_ids)
+        ptr = lib.llama_get_logits(ctx)
+        return np.ctypeslib.as_array(ptr, shape=(rows, self.n_vocab)).copy()
+
+    def logprob_rows(self, examples: Sequence) -> Iterator[np.ndarray]:
+        """Per example, ``[len(target_ids), n_vocab]`` float32 log-softmax rows (T=1)."""
+        for ex in examples:
+            logits = self.target_logits(ex.prompt_ids, ex.target_ids).astype(np.float64)
+            top = logits.max(axis=1, keepdims=True)
+            lse = top + np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+            yield (logits - lse).astype(np.float32)
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+        self._llm.close()
+
+    def __enter__(self) -> LlamaCppTeacher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_vocabulary(teacher: LlamaCppTeacher, tokenizer, model_vocab: int) -> None:
+    """Refuse a GGUF that is not the model the tokenizer belongs to.
+
+    Args:
+        teacher: the loaded GGUF.
+        tokenizer: the ``--teacher`` directory's tokenizer.
+        model_vocab: the directory's model vocabulary (its config's ``vocab_size``).
+
+    Raises:
+        ValueError: vocabulary sizes differ, or token texts differ on a spread sample of ids.
+    """
+    sizes = {"GGUF": teacher.n_vocab, "tokenizer": len(tokenizer), "model config": model_vocab}
+    if len(set(sizes.values())) != 1:
+        detail = ", ".join(f"{k} {v}" for k, v in sizes.items())
+        raise ValueError(
+            f"{teacher.path}: vocabulary sizes differ ({detail}); the GGUF must be the model "
+            "the --teacher directory was converted from"
+        )
+    special = set(getattr(tokenizer, "all_special_ids", []))
+    ids = np.unique(np.linspace(0, teacher.n_vocab - 1, _VOCAB_SAMPLE).astype(np.int64))
+    hf = tokenizer.convert_ids_to_tokens([int(i) for i in ids])
+    differ = [
+        (int(i), t, teacher.token_text(int(i)))
+        for i, t in zip(ids, hf, strict=True)
+        if int(i) not in special and t != teacher.token_text(int(i))
+    ]
+    if differ:
+        i, a, b = differ[0]
+        raise ValueError(
+            f"{teacher.path}: {len(differ)} of {len(ids)} sampled tokens differ from the "
+            f"tokenizer's (id {i}: tokenizer {a!r}, GGUF {b!r}); the GGUF must be the model the "
+            "--teacher directory was converted from"
+        )

@@ -1,0 +1,139 @@
+"""The llama.cpp backend of the teacher cache, on a tiny F32 GGUF written in the test."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from codistill.cli.main import main
+from codistill.data.jsonl import read_records
+from codistill.models.loading import load_model, load_tokenizer
+from codistill.teacher.cache import build_cache, example_key, list_shards, open_cache
+from codistill.teacher.cache_format import CacheMismatch
+from codistill.training.batches import tokenize_records
+from tests.gguf_fixtures import make_tiny_llama_with_bytelevel_tokenizer, write_llama_gguf
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not installed"
+)
+TOKENS = {"max_source_tokens": 48, "max_target_tokens": 16}
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory, tiny_setup):
+    root = tmp_path_factory.mktemp("llamacpp")
+    hf = make_tiny_llama_with_bytelevel_tokenizer(root / "hf")
+    gguf = write_llama_gguf(hf, root / "tiny.gguf")
+    records = read_records(tiny_setup["train"])[:8]
+    return {"hf": hf, "gguf": gguf, "records": records, "root": root}
+
+
+def _examples(setup):
+    examples, _ = tokenize_records(setup["records"], load_tokenizer(setup["hf"]), **TOKENS)
+    return examples
+
+
+def test_llamacpp_rows_are_the_torch_models_log_probs(tiny_gguf):
+    from codistill.teacher.llamacpp import LlamaCppTeacher
+
+    model = load_model(tiny_gguf["hf"])
+    examples = _examples(tiny_gguf)[:3]
+    with LlamaCppTeacher(tiny_gguf["gguf"], n_ctx=96, n_threads=1) as teacher:
+        rows = list(teacher.logprob_rows(examples))
+    for ex, got in zip(examples, rows, strict=True):
+        with torch.no_grad():
+            logits = model(torch.tensor([ex.prompt_ids + ex.target_ids])).logits[0].float()
+        logp = torch.log_softmax(logits, -1).numpy()
+        start, n = len(ex.prompt_ids) - 1, len(ex.target_ids)
+        assert got.shape == (n, logp.shape[1])
+        # F32 weights, different kernels: a few 0.01 nats apart (the tiny model's wide weights
+        # amplify rounding); rows one position off are whole nats apart.
+        err = np.abs(got - logp[start : start + n]).max()
+        assert err < 0.05
+        assert np.abs(got - logp[start + 1 : start + 1 + n]).max() > 20 * err
+
+
+def test_llamacpp_cache_matches_the_torch_cache_key_for_key(tiny_gguf, tmp_path):
+    kw = {"k": 8, **TOKENS}
+    torch_stats = build_cache(tiny_gguf["hf"], tiny_gguf["records"], tmp_path / "t", **kw)
+    backend = f"llamacpp:{tiny_gguf['gguf']}"
+    stats = build_cache(
+        tiny_gguf["hf"], tiny_gguf["records"], tmp_path / "l", backend=backend, **kw
+    )
+    assert stats.written == torch_stats.written == 8 and stats.teacher_seconds > 0
+    a, b = open_cache(tmp_path / "t"), open_cache(tmp_path / "l")
+    assert b.header.backend == "llamacpp" and sorted(a.keys()) == sorted(b.keys())
+    for ex in _examples(tiny_gguf):
+        key = example_key(ex.prompt_ids, ex.target_ids)
+        (ids_a, lp_a, _), (ids_b, lp_b, _) = a.get(key), b.get(key)
+        np.testing.assert_array_equal(ids_a[:, 0], ids_b[:, 0])
+        # Both within one step of the exact values (the module doc's bound), plus float noise.
+        assert np.abs(lp_a[:, 0] - lp_b[:, 0]).max() <= 2 * a.header.logprob_step
+
+
+def test_cache_from_another_backend_is_refused_naming_backend(tiny_gguf, tmp_path):
+    out = tmp_path / "cache"
+    build_cache(tiny_gguf["hf"], tiny_gguf["records"][:2], out, k=4, **TOKENS)
+    with pytest.raises(CacheMismatch) as err:
+        build_cache(
+            tiny_gguf["hf"],
+            tiny_gguf["records"][:2],
+            out,
+            k=4,
+            backend=f"llamacpp:{tiny_gguf['gguf']}",
+            **TOKENS,
+        )
+    assert "backend" in err.value.fields and "teacher_hash" in err.value.fields
+    assert len(list_shards(out)) == 1
+
+
+def test_gguf_of_another_vocabulary_is_refused(tiny_gguf, tiny_setup, tmp_path):
+    # The tiny teacher of the other tests has another tokenizer and vocabulary size.
+    with pytest.raises(ValueError, match="vocabulary sizes differ"):
+        build_cache(
+            tiny_setup["teacher"],
+            tiny_gguf["records"][:2],
+            tmp_path / "c",
+            k=4,
+            backend=f"llamacpp:{tiny_gguf['gguf']}",
+            **TOKENS,
+        )
+
+
+def test_gguf_with_other_token_texts_is_refused(tiny_gguf, tmp_path):
+    import json
+
+    other = tmp_path / "hf"
+    shutil.copytree(tiny_gguf["hf"], other)
+    spec = json.loads((other / "tokenizer.json").read_text())
+    vocab = spec["model"]["vocab"]
+    # Same size, two ordinary tokens swapped: ids no longer name the same text.
+    a, b = sorted(vocab, key=vocab.get)[200:202]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    (other / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="sampled tokens differ"):
+        build_cache(
+            other,
+            tiny_gguf["records"][:2],
+            tmp_path / "c",
+            k=4,
+            backend=f"llamacpp:{tiny_gguf['gguf']}",
+            **TOKENS,
+        )
+
+
+def test_cli_llamacpp_backend_and_its_errors(tiny_gguf, tiny_setup, tmp_path, capsys):
+    base = ["teacher", "cache", "--teacher", str(tiny_gguf["hf"]), "--data"]
+    base += [str(tiny_setup["valid"]), "--top-k", "4"]
+    out = tmp_path / "cache"
+    assert main([*base, "--out", str(out), "--backend", f"llamacpp:{tiny_gguf['gguf']}"]) == 0
+    assert "6 cached now" in capsys.readouterr().out
+    assert open_cache(out).header.backend == "llamacpp"
+    assert main([*base, "--out", str(out)]) == 2
+    assert "backend: cache has 'llamacpp', expected 'torch'" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "x"), "--backend", "llamacpp:nope.gguf"]) == 2
+    assert "nope.gguf: no such GGUF file" in capsys.readouterr().err
