@@ -82,3 +82,38 @@ def test_trident_dynamic_preset_has_the_paper_schedule():
 def test_unknown_preset_lists_the_presets():
     with pytest.raises(ConfigError, match="presets: alpha-temperature"):
         resolve_preset("nope")
+
+
+def test_lengths_default_by_task_and_explicit_values_win():
+    cfg = load_distill_config(None, REQUIRED)
+    assert (cfg.max_source_tokens, cfg.max_target_tokens) == (256, 64)
+    cfg = load_distill_config(None, {**REQUIRED, "task": "codegen"})
+    assert (cfg.max_source_tokens, cfg.max_target_tokens) == (512, 384)
+    cfg = load_distill_config(None, {**REQUIRED, "task": "codegen", "max_target_tokens": 100})
+    assert cfg.max_target_tokens == 100
+    assert load_distill_config("trident-static", REQUIRED).max_target_tokens == 128
+
+
+def test_chat_prompts_are_for_code_generation():
+    with pytest.raises(ConfigError, match="prompt_mode=chat is for task=codegen"):
+        load_distill_config(None, {**REQUIRED, "prompt_mode": "chat"})
+    cfg = load_distill_config(None, {**REQUIRED, "task": "codegen", "prompt_mode": "chat"})
+    assert cfg.prompt_mode == "chat"
+
+
+@pytest.mark.parametrize("spec", ["teacher", "teacher:", "gold:G", "teacher-checked:G"])
+def test_targets_must_name_a_known_kind_and_a_directory(spec):
+    with pytest.raises(ConfigError, match="targets must be reference, teacher:DIR"):
+        load_distill_config(None, {**REQUIRED, "targets": spec})
+    cfg = load_distill_config(None, {**REQUIRED, "targets": "teacher-verified:gen"})
+    assert cfg.targets == "teacher-verified:gen"
+
+
+def test_on_policy_needs_the_online_teacher_and_a_teacher_term():
+    with pytest.raises(ConfigError, match="on_policy > 0 needs the online teacher"):
+        load_distill_config(None, {**REQUIRED, "teacher_cache": "c", "on_policy": 0.5})
+    with pytest.raises(ConfigError, match="nothing to distil"):
+        load_distill_config(None, {**REQUIRED, "loss": "ce", "on_policy": 0.5})
+    with pytest.raises(ConfigError, match=r"on_policy must be in \[0, 1\]"):
+        load_distill_config(None, {**REQUIRED, "on_policy": 1.5})
+    assert load_distill_config(None, {**REQUIRED, "on_policy": 0.5}).on_policy == 0.5

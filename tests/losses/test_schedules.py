@@ -11,16 +11,26 @@ def test_static_weight_is_constant_over_epochs():
     assert schedule.is_static
 
 
-def test_trident_jsd_default_decreases_linearly_from_zero_based_epoch():
+def test_trident_jsd_default_decreases_linearly_to_its_end_value_at_the_last_epoch():
     schedule = parse_weight([0.6, 0.3])
     got = [schedule.value(epoch, 3) for epoch in range(3)]
-    assert got == pytest.approx([0.6, 0.5, 0.4])
+    assert got == pytest.approx([0.6, 0.45, 0.3])
+
+
+@pytest.mark.parametrize("epochs", [2, 8, 12])
+def test_the_last_epoch_reaches_the_end_value(epochs):
+    # "JSD decreases from 0.6 to 0.3": with 8 epochs the paper's formula stopped at 0.3375.
+    assert parse_weight([0.6, 0.3]).value(epochs - 1, epochs) == pytest.approx(0.3)
+
+
+def test_a_one_epoch_run_uses_the_start_value():
+    assert parse_weight([0.6, 0.3]).value(0, 1) == pytest.approx(0.6)
 
 
 def test_trident_semantic_default_increases_linearly():
     schedule = parse_weight({"start": 0.1, "end": 0.3})
-    got = [schedule.value(epoch, 4) for epoch in range(4)]
-    assert got == pytest.approx([0.1, 0.15, 0.2, 0.25])
+    got = [schedule.value(epoch, 5) for epoch in range(5)]
+    assert got == pytest.approx([0.1, 0.15, 0.2, 0.25, 0.3])
 
 
 def test_parse_number_gives_static_schedule():

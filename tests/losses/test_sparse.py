@@ -261,3 +261,13 @@ def test_rejects_bad_inputs():
         sparse_reverse_kl(student, targets, mask, reduction="avg")
     with pytest.raises(ValueError, match="beta"):
         sparse_jsd(student, targets, mask, beta=1.5)
+
+
+def test_complete_rows_leave_no_tail_whatever_rounding_leaves():
+    # Rows renormalised in float32 sum to 1 only up to rounding; "complete" says they are the
+    # whole distribution, so the tail is empty rather than a sliver the student cannot match.
+    logp = torch.log_softmax(torch.randn(3, 5), dim=-1) - 1e-6
+    ids = torch.arange(5).expand(3, -1)
+    assert torch.isfinite(sparse_teacher_targets(ids, logp, teacher_vocab_size=9).tail_logp).all()
+    done = sparse_teacher_targets(ids, logp, teacher_vocab_size=9, complete=True)
+    assert torch.isneginf(done.tail_logp).all()

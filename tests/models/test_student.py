@@ -225,3 +225,73 @@ def test_unsupported_architecture_is_rejected(tmp_path):
     GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
     with pytest.raises(ValueError, match="cannot derive a student from GPT2LMHeadModel"):
         derive_student(tmp_path / "gpt2", tmp_path / "s", layers=1)
+
+
+# --- Qwen2 (byte-level BPE, tied head, padded embedding rows) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def qwen_dir(tmp_path_factory):
+    from tests.qwen_fixtures import make_tiny_qwen2
+
+    return make_tiny_qwen2(tmp_path_factory.mktemp("teachers") / "qwen", num_layers=4)
+
+
+def test_qwen2_trimmed_student_with_all_layers_gives_gathered_teacher_logits(
+    qwen_dir, tmp_path, vocab_texts
+):
+    out = tmp_path / "s"
+    summary = derive_student(qwen_dir, out, layers=4, vocab_texts=vocab_texts)
+    token_map = TokenMap.load(out)
+    assert summary["architecture"] == "Qwen2ForCausalLM"
+    assert summary["student_vocab_size"] < summary["teacher_vocab_size"]
+    teacher_tok = AutoTokenizer.from_pretrained(qwen_dir)
+    student_tok = AutoTokenizer.from_pretrained(out)
+    for text in vocab_texts:
+        teacher_ids = teacher_tok(text)["input_ids"]
+        assert student_tok(text)["input_ids"] == token_map.teacher_to_student(teacher_ids)
+    ids = torch.tensor([teacher_tok(vocab_texts[1])["input_ids"]])
+    expected = causal_logits(qwen_dir, ids)[..., token_map.student_to_teacher_tensor]
+    got = causal_logits(out, token_map.teacher_to_student(ids))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_qwen2_subset_student_copies_evenly_spaced_layers(qwen_dir, tmp_path, vocab_texts):
+    summary = derive_student(qwen_dir, tmp_path / "s", layers=2, vocab_texts=vocab_texts)
+    assert summary["layers"] == [0, 3]
+    teacher = AutoModelForCausalLM.from_pretrained(qwen_dir)
+    student = AutoModelForCausalLM.from_pretrained(tmp_path / "s")
+    assert student.config.num_hidden_layers == 2 and len(student.config.layer_types) == 2
+    for student_index, teacher_index in enumerate([0, 3]):
+        expected = teacher.model.layers[teacher_index].state_dict()
+        actual = student.model.layers[student_index].state_dict()
+        for key in expected:  # q/k/v biases included (Qwen2 has them)
+            assert torch.equal(actual[key], expected[key]), key
+    assert student.config.tie_word_embeddings
+    assert student.lm_head.weight.data_ptr() == student.model.embed_tokens.weight.data_ptr()
+
+
+def test_qwen2_student_keeps_chat_specials_and_maps_special_ids(qwen_dir, tmp_path, capfd):
+    derive_student(qwen_dir, tmp_path / "s", layers=2, vocab_texts=["def f():\n    pass\n"])
+    # Teacher ids past the student's vocabulary never reach the student config's range check.
+    assert "within the vocabulary" not in capfd.readouterr().err
+    tok = AutoTokenizer.from_pretrained(tmp_path / "s")
+    teacher_tok = AutoTokenizer.from_pretrained(qwen_dir)
+    token_map = TokenMap.load(tmp_path / "s")
+    student = AutoModelForCausalLM.from_pretrained(tmp_path / "s")
+    eos, endoftext = tok.eos_token_id, tok.convert_tokens_to_ids("<|endoftext|>")
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
+    assert token_map.student_to_teacher[eos] == teacher_tok.eos_token_id
+    assert student.config.eos_token_id == eos and student.config.pad_token_id == endoftext
+    assert student.generation_config.eos_token_id == [eos, endoftext]
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": "def f():"}], tokenize=False, add_generation_prompt=True
+    )
+    assert chat == teacher_tok.apply_chat_template(
+        [{"role": "user", "content": "def f():"}], tokenize=False, add_generation_prompt=True
+    )
+    ids = tok(chat)["input_ids"]
+    assert ids.count(tok.convert_tokens_to_ids("<|im_start|>")) == 2
+    # Byte-level BPE: text made of unseen words still encodes (to bytes) and decodes exactly.
+    unseen = 'System.out.println("Héllo 🙂");'
+    assert tok.decode(tok(unseen)["input_ids"]) == unseen

@@ -293,3 +293,20 @@ def test_token_map_rejects_ids_past_teacher_vocab():
 def test_token_map_rejects_repeated_teacher_ids():
     with pytest.raises(ValueError, match="repeat"):
         TokenMap([0, 1, 1], teacher_vocab_size=4, fallback_student_id=0)
+
+
+def test_qwen_byte_level_trim_keeps_alphabet_and_segments_corpus_like_the_teacher(vocab_texts):
+    from tests.qwen_fixtures import QWEN_SPECIALS, build_qwen_tokenizer
+
+    teacher = build_qwen_tokenizer()
+    keep = collect_token_ids(teacher, vocab_texts)
+    student, student_to_teacher = trim_tokenizer(teacher, keep)
+    token_map = TokenMap(student_to_teacher, len(teacher), student.pad_token_id)
+    kept = set(student.get_vocab())
+    assert set(pre_tokenizers.ByteLevel.alphabet()) <= kept
+    assert set(QWEN_SPECIALS) <= kept and len(student) < len(teacher)
+    for text in [*vocab_texts, *corpus_word_texts(vocab_texts)]:
+        assert student(text).input_ids == token_map.teacher_to_student(teacher(text).input_ids)
+    ids = student(UNSEEN_TEXT).input_ids
+    assert student.decode(ids) == UNSEEN_TEXT
+    assert token_map.count_unmapped(teacher(UNSEEN_TEXT).input_ids) > 0

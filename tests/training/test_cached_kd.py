@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from codistill.config.fields import ConfigError
 from codistill.data.jsonl import read_records
 from codistill.losses.objective import parse_objective
 from codistill.models.loading import load_model, load_tokenizer
@@ -122,6 +123,25 @@ def test_dense_baseline_cache_gives_the_online_teachers_loss(full_vocab_setup, t
     assert cos > 0.99
 
 
+def test_dense_cache_with_a_trimmed_student_gives_the_online_teachers_finite_loss(
+    tiny_setup, tmp_path
+):
+    # The student keeps part of the teacher's vocabulary: the teacher must be conditioned on it
+    # (as the online teacher's restricted head is), or the forward KL is inf everywhere.
+    dense = tmp_path / "dense"
+    records = read_records(tiny_setup["train"])
+    build_cache(tiny_setup["teacher"], records, dense, fmt="dense8", **LIMITS)
+    setup = {**tiny_setup, "dense": dense}
+    assert TokenMap.load(setup["student"]).is_identity is False
+    online, _ = _grads(setup, tmp_path, cached=False)
+    cached, _ = _grads(setup, tmp_path, cached=True, which="dense")
+    assert torch.isfinite(torch.tensor(cached["kl"])) and torch.isfinite(
+        torch.tensor(cached["jsd"])
+    )
+    assert cached["kl"] == pytest.approx(online["kl"], rel=0.05, abs=2e-3)
+    assert cached["jsd"] == pytest.approx(online["jsd"], rel=0.05, abs=2e-3)
+
+
 def test_cached_kd_run_needs_no_teacher_model(tiny_setup, tmp_path):
     cache = tmp_path / "cache"
     build_cache(tiny_setup["teacher"], read_records(tiny_setup["train"]), cache, k=8, **LIMITS)
@@ -146,5 +166,23 @@ def test_cache_built_with_other_settings_is_refused_naming_the_fix(tiny_setup, t
     cfg = distill_config(
         tiny_setup, tmp_path / "run", teacher=None, teacher_cache=str(cache), max_steps=1, **LIMITS
     )
-    with pytest.raises(ValueError, match="no cached teacher outputs for record 1"):
+    with pytest.raises(ConfigError, match="no cached teacher outputs for record 1"):
         distill(cfg)
+
+
+def test_a_refused_cache_is_one_line_and_exit_2_on_the_command_line(tiny_setup, tmp_path, capsys):
+    from codistill.cli.main import main
+
+    cache = tmp_path / "cache"
+    records = read_records(tiny_setup["train"])
+    build_cache(
+        tiny_setup["teacher"], records, cache, k=8, max_source_tokens=16, max_target_tokens=32
+    )
+    argv = ["distill", f"student={tiny_setup['student']}", f"train_data={tiny_setup['train']}"]
+    argv += [f"teacher_cache={cache}", f"output_dir={tmp_path / 'run'}", "max_steps=1"]
+    argv += [f"{k}={v}" for k, v in LIMITS.items()] + ["progress=false"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("codistill distill: error:")]
+    assert len(errors) == 1 and "no cached teacher outputs for record 1" in errors[0]
+    assert "Traceback" not in err

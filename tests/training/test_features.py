@@ -132,6 +132,8 @@ def test_exact_match_as_best_metric_saves_a_best_student(tiny_setup, tmp_path):
     info = json.loads((result.run_dir / "run.json").read_text())
     assert info["best"]["metric"] == "valid_exact_match"
     assert info["best"]["value"] == result.final_metrics["valid_exact_match"]
+    final = result.final_metrics
+    assert final["valid_exact_match"] <= final["valid_format_insensitive_match"] <= 1
 
 
 def test_dynamic_jsd_weight_follows_its_linear_schedule_per_epoch(tiny_setup, tmp_path):
@@ -153,7 +155,7 @@ def test_dynamic_jsd_weight_follows_its_linear_schedule_per_epoch(tiny_setup, tm
     weights = {}
     for x in train:
         weights.setdefault(x["epoch"], set()).add(round((x["loss"] - 0.4 * x["ce"]) / x["jsd"], 4))
-    assert weights == {0: {0.6}, 1: {0.5}, 2: {0.4}}
+    assert weights == {0: {0.6}, 1: {0.45}, 2: {0.3}}  # the last epoch reaches the end value
 
 
 def test_max_steps_stops_mid_epoch_and_still_validates(tiny_setup, tmp_path):

@@ -136,3 +136,27 @@ def test_ce_only_run_needs_no_teacher(tiny_setup, tmp_path):
     info = json.loads((result.run_dir / "run.json").read_text())
     assert "teacher" not in info["parameters"]
     assert result.status == "finished"
+
+
+def test_alpha_zero_and_one_train_without_evaluating_the_zero_weight_term(tiny_setup, tmp_path):
+    # alpha=0 used to evaluate the weight-0 KL term with no teacher loaded (TypeError).
+    for alpha, kept in ((0.0, {"ce"}), (1.0, {"kl"})):
+        assert (
+            set(parse_objective(_cfg(tiny_setup, tmp_path, f"c{alpha}", alpha=alpha)).terms) == kept
+        )
+        result = distill(
+            _cfg(tiny_setup, tmp_path, f"a{alpha}", alpha=alpha, max_steps=2, log_every=1)
+        )
+        assert result.status == "finished"
+        lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+        train = [json.loads(x) for x in lines if '"train"' in x]
+        assert all(set(kept) <= set(x) and torch.isfinite(torch.tensor(x["loss"])) for x in train)
+
+
+def test_a_loss_whose_every_weight_is_zero_is_refused(tiny_setup, tmp_path):
+    import pytest
+
+    from codistill.config.fields import ConfigError
+
+    with pytest.raises(ConfigError, match="every term has weight 0"):
+        _cfg(tiny_setup, tmp_path, "z", loss={"ce": 0, "kl": 0})

@@ -14,6 +14,11 @@ def register(sub) -> None:
         "distill",
         help="distil (or fine-tune with CE) a student",
         description="Train a student. Precedence: command line > YAML > defaults.",
+        epilog="Tasks: task=assertion (default) or task=codegen (prompt -> solution, "
+        "prompt_mode=raw|chat). Targets: targets=reference (default), teacher:DIR or "
+        "teacher-verified:DIR (sequence-level KD on `codistill teacher generate` outputs). "
+        "on_policy=L (0..1) trains a fraction L of micro-batches on the student's own samples "
+        "scored by the online teacher. `--help-config` lists every key.",
     )
     p.add_argument(
         "--config",

@@ -36,6 +36,15 @@ DEFAULT_CRITICAL_TOKENS = [
 ]
 
 
+TRAINABLE_TASKS = ("assertion", "codegen")
+# An assertion is one line; a code solution is a whole function body or program, and a
+# HumanEval-style prompt (imports, signature, docstring with examples) is longer than a test prefix.
+TASK_DEFAULTS = {
+    "assertion": {"max_source_tokens": 256, "max_target_tokens": 64},
+    "codegen": {"max_source_tokens": 512, "max_target_tokens": 384},
+}
+
+
 @dataclass(kw_only=True)
 class DistillConfig:
     # --- models -------------------------------------------------------------------------
@@ -49,17 +58,43 @@ class DistillConfig:
         "teacher outputs instead of running the teacher",
     )
     # --- data ---------------------------------------------------------------------------
-    train_data: str = field(help="training JSONL (assertion records)")
+    train_data: str = field(help="training JSONL (records of `task`)")
     valid_data: str | None = field(None, help="validation JSONL; null = no validation")
-    task: str = field("assertion", help="task of the records", choices=("assertion",))
+    task: str = field(
+        "assertion",
+        help="task of the records: assertion (test prefix -> assertion) or codegen (prompt -> "
+        "solution; records without a solution are skipped and counted in run.json)",
+        choices=TRAINABLE_TASKS,
+    )
     prompt_style: str = field(
         "prefix",
         help="assertion prompt: prefix (test up to the assertion; decoder-only) or placeholder "
         "(whole test with <AssertPlaceHolder>; ATLAS style)",
         choices=("prefix", "placeholder"),
     )
-    max_source_tokens: int = field(256, help="prompt tokens kept (left-truncated)", min=8)
-    max_target_tokens: int = field(64, help="target tokens kept (right-truncated)", min=1)
+    prompt_mode: str = field(
+        "raw",
+        help="codegen prompt: raw (the prompt as is; the target continues it) or chat (one user "
+        "turn of the model's chat template; the target is the fenced whole program)",
+        choices=("raw", "chat"),
+    )
+    targets: str = field(
+        "reference",
+        help="what the student is trained to write: reference (the records' targets), "
+        "teacher:DIR (the teacher's outputs from `codistill teacher generate --out DIR`, one "
+        "example per distinct output: sequence-level KD) or teacher-verified:DIR (only outputs "
+        "that passed their tests)",
+    )
+    max_source_tokens: int | None = field(
+        None,
+        help="prompt tokens kept (left-truncated); null = 256 for assertion, 512 for codegen",
+        min=8,
+    )
+    max_target_tokens: int | None = field(
+        None,
+        help="target tokens kept (right-truncated); null = 64 for assertion, 384 for codegen",
+        min=1,
+    )
     max_train_examples: int | None = field(
         None, help="use only the first N training records", min=1
     )
@@ -95,6 +130,17 @@ class DistillConfig:
     semantic_max_new_tokens: int = field(48, help="length cap of sampled candidates", min=1)
     semantic_sharpness: float = field(
         1.0, help="scale of log-likelihoods in the MRT softmax", min=0, min_exclusive=True
+    )
+    on_policy: float = field(
+        0.0,
+        help="probability per micro-batch that the student samples its own continuations and "
+        "the token-level teacher terms are computed on them against the online teacher "
+        "(generalized KD); student-only terms skip those micro-batches",
+        min=0,
+        max=1,
+    )
+    on_policy_temperature: float = field(
+        1.0, help="sampling temperature of on-policy continuations", min=0, min_exclusive=True
     )
     # --- optimisation -------------------------------------------------------------------
     epochs: int = field(3, help="passes over the training data", min=1)
@@ -167,6 +213,45 @@ class DistillConfig:
             )
         if self.best_metric == "valid_exact_match" and not self.valid_generate:
             raise ConfigError("best_metric=valid_exact_match needs valid_generate > 0")
+        if self.prompt_mode == "chat" and self.task != "codegen":
+            raise ConfigError("prompt_mode=chat is for task=codegen; assertions are prompted raw")
+        parse_targets(self.targets)
+        if self.on_policy > 0:
+            if self.teacher_cache is not None:
+                raise ConfigError(
+                    "on_policy > 0 needs the online teacher (teacher=DIR): a teacher_cache "
+                    "cannot score sequences the student samples during training"
+                )
+            if not objective.needs_teacher:
+                raise ConfigError(
+                    f"on_policy > 0 needs a teacher term in loss (kl, reverse_kl, jsd, gjsd); "
+                    f"loss {self.loss!r} has none, so there is nothing to distil"
+                )
+        # Task-dependent lengths, resolved once so run.json records the values used.
+        if self.max_source_tokens is None:
+            self.max_source_tokens = TASK_DEFAULTS[self.task]["max_source_tokens"]
+        if self.max_target_tokens is None:
+            self.max_target_tokens = TASK_DEFAULTS[self.task]["max_target_tokens"]
+
+
+TARGET_KINDS = ("reference", "teacher", "teacher-verified")
+
+
+def parse_targets(spec: str) -> tuple[str, str | None]:
+    """``reference`` -> ("reference", None); ``teacher:DIR`` / ``teacher-verified:DIR`` ->
+    (kind, DIR).
+
+    Raises:
+        ConfigError: any other form.
+    """
+    if spec == "reference":
+        return "reference", None
+    kind, sep, path = spec.partition(":")
+    if kind in TARGET_KINDS[1:] and sep and path:
+        return kind, path
+    raise ConfigError(
+        f"targets must be reference, teacher:DIR or teacher-verified:DIR, got {spec!r}"
+    )
 
 
 def load_distill_config(

@@ -273,9 +273,9 @@ def generalized_jsd(
     P = softmax(logits / T); β weights the teacher. β = 0.5 is the symmetric JSD (``jsd``),
     bounded by T²·ln 2 per token.
 
-    At β = 0 (M = P_s) and β = 1 (M = P_t) this formula is identically 0. TRL instead switches
-    to forward / reverse KL at those endpoints (the limit of JSD_β / β); here those are the
-    separate ``forward_kl`` and ``reverse_kl``, so the endpoints keep the formula's value.
+    At β = 0 (M = P_s) and β = 1 (M = P_t) the formula is identically 0 and would train
+    nothing, so, as TRL does, the endpoints are the limits the family tends to once rescaled:
+    β = 0 gives the forward KL(P_t‖P_s) and β = 1 the reverse KL(P_s‖P_t) (times T²).
 
     Args:
         student_logits: ``[batch, seq, vocab]`` float tensor.
@@ -298,23 +298,18 @@ def generalized_jsd(
 
 
 def generalized_jsd_rows(log_pt: Tensor, log_ps: Tensor, beta: float) -> Tensor:
-    """β·KL(P_t‖M) + (1−β)·KL(P_s‖M), M = β·P_t + (1−β)·P_s, per row of ``[n, V]`` log-probs.
+    """β·KL(P_t‖M) + (1−β)·KL(P_s‖M), M = β·P_t + (1−β)·P_s, per row of ``[n, V]`` log-probs;
+    at the endpoints, where that is 0, forward KL(P_t‖P_s) (β = 0) and reverse KL(P_s‖P_t)
+    (β = 1), as TRL's ``generalized_jsd_loss`` does.
 
     Shared by the dense and the sparse (top-k + tail) losses.
     """
     if beta == 0:
-        log_m = log_ps
-    elif beta == 1:
-        log_m = log_pt
-    else:
-        log_m = _log_mixture(log_pt, log_ps, beta)
-    per_token = torch.zeros(log_ps.shape[0], dtype=log_ps.dtype, device=log_ps.device)
-    # A zero-weight term is skipped, not multiplied by 0: its KL may be inf and 0·inf is NaN.
-    if beta > 0:
-        per_token = per_token + beta * kl_rows(log_pt, log_m)
-    if beta < 1:
-        per_token = per_token + (1 - beta) * kl_rows(log_ps, log_m)
-    return per_token
+        return kl_rows(log_pt, log_ps)
+    if beta == 1:
+        return kl_rows(log_ps, log_pt)
+    log_m = _log_mixture(log_pt, log_ps, beta)
+    return beta * kl_rows(log_pt, log_m) + (1 - beta) * kl_rows(log_ps, log_m)
 
 
 def jsd(

@@ -209,4 +209,9 @@ def parse_objective(cfg: Any) -> Objective:
             terms[name] = parse_weight(weight)
         except ValueError as exc:
             raise ConfigError(f"loss.{name}: {exc}") from exc
-    return Objective(terms)
+    # A term whose weight is 0 throughout is not computed at all (alpha=0 leaves the KL term at
+    # weight 0: evaluating it would need a teacher that is then not loaded, and 0 * inf is NaN).
+    active = {n: s for n, s in terms.items() if s.start > 0 or (s.end or 0) > 0}
+    if not active:
+        raise ConfigError(f"loss: every term has weight 0 in {spec!r}")
+    return Objective(active)

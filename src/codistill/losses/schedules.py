@@ -1,7 +1,7 @@
 """Per-epoch weights of loss components: static, or linear as in Trident's dynamic scheduling.
 
 A weight is written in a config as a number (static), a pair ``[start, end]`` or a mapping
-``{start: ..., end: ...}`` (linear from ``start`` at the first epoch towards ``end``).
+``{start: ..., end: ...}`` (linear from ``start`` at the first epoch to ``end`` at the last).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class WeightSchedule:
 
     Attributes:
         start: weight at epoch 0 (and throughout when ``end`` is None).
-        end: weight the linear schedule heads towards, or None for a static weight.
+        end: weight of the last epoch under the linear schedule, or None for a static weight.
     """
 
     start: float
@@ -45,10 +45,12 @@ class WeightSchedule:
     def value(self, epoch: int, total_epochs: int) -> float:
         """The weight during ``epoch``.
 
-        Trident eq. (section 3.2): w(t) = w_start + t / T · (w_end − w_start), with t the
-        0-based epoch and T the number of epochs, so the last epoch gets
-        w_start + (T − 1)/T · (w_end − w_start), not w_end itself (0.6 → 0.3 over 3 epochs
-        gives 0.6, 0.5, 0.4).
+        Trident (section 3.2) writes w(t) = w_start + t / T · (w_end − w_start) and says the
+        JSD weight "decreases from 0.6 to 0.3". With t the 0-based epoch that formula never
+        reaches w_end (its last epoch gets w_start + (T − 1)/T · (w_end − w_start): 0.3375 for
+        8 epochs), so we read the text as the intent: the first epoch gets w_start and the
+        last gets w_end, w(t) = w_start + t / (T − 1) · (w_end − w_start) (0.6 → 0.3 over 3
+        epochs gives 0.6, 0.45, 0.3). A one-epoch run uses w_start.
 
         Args:
             epoch: 0-based index of the current epoch, in [0, total_epochs).
@@ -66,7 +68,9 @@ class WeightSchedule:
             )
         if self.end is None:
             return self.start
-        return self.start + epoch / total_epochs * (self.end - self.start)
+        if total_epochs == 1:
+            return self.start
+        return self.start + epoch / (total_epochs - 1) * (self.end - self.start)
 
     def to_spec(self) -> float | list[float]:
         """The config form that ``parse_weight`` reads back: a number or ``[start, end]``."""

@@ -117,19 +117,25 @@ def sparse_teacher_targets(
     temperature: float = 1.0,
     *,
     teacher_vocab_size: int | None = None,
+    complete: bool = False,
 ) -> SparseTargets:
     """Tempers cached top-k teacher log-probabilities and maps them to the student vocabulary.
 
     See the module docstring for what is exact and how the tail is tempered.
 
     Args:
-        topk_ids: ``[n, k]`` integer teacher ids, distinct within a row.
+        topk_ids: ``[n, k]`` integer teacher ids, distinct within a row; ``-1`` marks padding
+            (a teacher cache row that kept fewer than ``k`` entries), whose log-prob must be
+            ``-inf``: padding is no outcome, its mass is already in the tail.
         topk_logprobs: ``[n, k]`` teacher log-probabilities at T = 1 (any float dtype).
         teacher_to_student: ``[V_teacher]`` int64 student id per teacher id, ``-1`` where the
             student lacks it; None when both models share one vocabulary.
         temperature: softening temperature T > 0.
         teacher_vocab_size: teacher vocabulary size; defaults to ``len(teacher_to_student)``.
             When ``k`` equals it the tail is empty by definition, not by rounding.
+        complete: the rows already are the whole distribution the student is matched to (a
+            dense cache restricted to the student's vocabulary and renormalised over it): the
+            tail is empty by definition, whatever rounding leaves of ``1 − Σp``.
 
     Returns:
         ``SparseTargets(student_ids, teacher_logp, tail_logp)``, a tuple of
@@ -148,8 +154,11 @@ def sparse_teacher_targets(
     ids = topk_ids.long()
     if teacher_vocab_size is None and teacher_to_student is not None:
         teacher_vocab_size = teacher_to_student.shape[0]
-    if ids.numel() and ids.min() < 0:
-        raise ValueError(f"topk_ids must be >= 0, got min {int(ids.min())}")
+    if ids.numel() and ids.min() < -1:
+        raise ValueError(f"topk_ids must be >= 0 (or -1 for padding), got min {int(ids.min())}")
+    padding = ids < 0
+    if (padding & (topk_logprobs > float("-inf"))).any():
+        raise ValueError("padding entries (topk_ids -1) must have log-prob -inf")
     if teacher_vocab_size is not None and ids.numel() and ids.max() >= teacher_vocab_size:
         raise ValueError(
             f"topk_ids must be < teacher_vocab_size={teacher_vocab_size}, got max {int(ids.max())}"
@@ -157,15 +166,19 @@ def sparse_teacher_targets(
     if teacher_to_student is None:
         student_ids = ids
     else:
-        student_ids = teacher_to_student.to(ids.device).long()[ids]
+        # Padding maps to -1 like an id the student lacks: no support entry, mass -inf.
+        mapped = teacher_to_student.to(ids.device).long()[ids.clamp(min=0)]
+        student_ids = mapped.masked_fill(padding, -1)
 
     # float64 for the tail: 1 − Σp cancels badly when the support holds nearly all the mass.
     logp = topk_logprobs.detach().double()
     k = logp.shape[-1]
-    if teacher_vocab_size is not None and k >= teacher_vocab_size:
-        log_r = torch.full(logp.shape[:-1], float("-inf"), dtype=logp.dtype, device=logp.device)
-    else:
-        log_r = _log1mexp(torch.logsumexp(logp, dim=-1))
+    log_r = _log1mexp(torch.logsumexp(logp, dim=-1))
+    if complete:
+        log_r = torch.full_like(log_r, float("-inf"))
+    elif teacher_vocab_size is not None and k >= teacher_vocab_size:
+        # A row holding the whole vocabulary has no tail; a padded row does not hold it.
+        log_r = log_r.masked_fill(~padding.any(dim=-1), float("-inf"))
     weights = torch.cat([logp, log_r[:, None]], dim=-1) / temperature
     log_all = weights - torch.logsumexp(weights, dim=-1, keepdim=True)
     missing = student_ids < 0

@@ -117,9 +117,11 @@ def _resolve_layers(layers: int | Sequence[int], stack: _LayerStack) -> list[int
 
 
 def _map_special_ids(holder: Any, token_map: TokenMap, what: str) -> None:
-    """Rewrites teacher special-token ids on a config or generation config to student ids."""
+    """Rewrites teacher special-token ids on a config, generation config or config dict (in
+    place) to student ids."""
+    is_dict = isinstance(holder, dict)
     for field in _SPECIAL_ID_FIELDS:
-        value = getattr(holder, field, None)
+        value = holder.get(field) if is_dict else getattr(holder, field, None)
         if value is None:
             continue
         ids = value if isinstance(value, list) else [value]
@@ -127,7 +129,11 @@ def _map_special_ids(holder: Any, token_map: TokenMap, what: str) -> None:
         if len(kept) < len(ids):
             logger.warning("%s.%s: teacher ids %s have no student token", what, field, ids)
         mapped = token_map.teacher_to_student(kept)
-        setattr(holder, field, mapped if isinstance(value, list) else (mapped or [None])[0])
+        new = mapped if isinstance(value, list) else (mapped or [None])[0]
+        if is_dict:
+            holder[field] = new
+        else:
+            setattr(holder, field, new)
 
 
 def _student_config(
@@ -146,9 +152,10 @@ def _student_config(
         if isinstance(layer_types, list) and len(layer_types) == stack.num_layers:
             data["layer_types"] = [layer_types[i] for i in layers]
     data["vocab_size"] = token_map.student_vocab_size
-    config = type(teacher.config).from_dict(data)
-    _map_special_ids(config, token_map, "config")
-    return config
+    # Mapped before the config is built: a teacher id past the student's vocabulary (Qwen's
+    # <|endoftext|> is 151643) would otherwise trip the config's own range check.
+    _map_special_ids(data, token_map, "config")
+    return type(teacher.config).from_dict(data)
 
 
 def _vocab_parameter_keys(model: PreTrainedModel) -> set[str]:

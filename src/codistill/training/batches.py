@@ -1,5 +1,9 @@
 """From task records to token ids, and from token ids to padded batches.
 
+Records are assertions (focal method and test prefix -> the masked assertion) or code-generation
+problems (prompt -> solution, see :func:`codegen_texts`); either way an example is a prompt and a
+target, and every loss is computed on the target tokens only.
+
 Token alignment between teacher and student is the whole game of logit distillation: the
 student's position t must see the same text as the teacher's position t. When the student has a
 trimmed vocabulary, we tokenize once with the *teacher's* tokenizer and map the ids into the
@@ -15,47 +19,18 @@ from typing import Any
 
 import torch
 
-from codistill.data.schema import PLACEHOLDER, AssertionRecord
+from codistill.data.prompts import (  # noqa: F401  (prompt builders re-exported from data/)
+    CODEGEN_INSTRUCTION,
+    assertion_prompt,
+    chat_template_adds_bos,
+    codegen_program,
+    codegen_texts,
+    encode_prompts,
+    record_texts,
+    render_prompt,
+)
+from codistill.data.schema import AssertionRecord, CodegenRecord
 from codistill.losses.focal import critical_token_weights
-
-
-def assertion_prompt(record: AssertionRecord, style: str = "prefix") -> str:
-    """The text a model continues (or, encoder-decoder, reads) to write the missing assertion.
-
-    The focal method (when linked) comes first as context. ``prefix`` then gives the test method
-    up to the masked assertion, ending with its indentation, for decoder-only models that
-    continue text. ``placeholder`` gives the whole test method with ``<AssertPlaceHolder>``
-    where the assertion was (the ATLAS/Methods2Test input), then asks for that line.
-    """
-    comment = "//" if record.language == "java" else "#"
-    parts = []
-    if record.focal_code:
-        parts.append(f"{comment} Method under test: {record.focal_name}\n{record.focal_code}\n\n")
-    if style == "prefix":
-        parts.append(f"{comment} Test\n")
-        parts.append(record.prompt_prefix())
-    elif style == "placeholder":
-        parts.append(f"{comment} Test\n{record.test_code.rstrip()}\n")
-        parts.append(f"{comment} {PLACEHOLDER}:\n")
-    else:
-        raise ValueError(f"prompt style must be 'prefix' or 'placeholder', got {style!r}")
-    return "".join(parts)
-
-
-def encode_prompts(
-    tokenizer, records: list[AssertionRecord], max_source_tokens: int, style: str = "prefix"
-) -> list[list[int]]:
-    """Prompt ids in the tokenizer's own vocabulary, left-truncated (BOS kept): what a model
-    is given at inference, outside training's teacher-tokenized-and-mapped path."""
-    out = []
-    bos = tokenizer.bos_token_id
-    for record in records:
-        ids = tokenizer(assertion_prompt(record, style))["input_ids"]
-        if len(ids) > max_source_tokens:
-            keep_bos = bos is not None and ids[0] == bos
-            ids = ([bos] if keep_bos else []) + ids[-(max_source_tokens - int(keep_bos)) :]
-        out.append(ids)
-    return out
 
 
 @dataclass
@@ -82,6 +57,7 @@ class TokenizeStats:
     examples_with_unmapped: int = 0
     truncated_prompts: int = 0
     truncated_targets: int = 0
+    skipped_without_solution: int = 0  # code problems with no solution to train on
     extra: dict = field(default_factory=dict)
 
 
@@ -91,7 +67,7 @@ def _encode(tokenizer, text: str, special: bool) -> tuple[list[int], list[tuple[
 
 
 def tokenize_records(
-    records: list[AssertionRecord],
+    records: list[AssertionRecord | CodegenRecord],
     tokenizer,
     *,
     max_source_tokens: int,
@@ -100,11 +76,13 @@ def tokenize_records(
     critical_words=None,
     critical_weight: float = 1.0,
     prompt_style: str = "prefix",
+    prompt_mode: str = "raw",
 ) -> tuple[list[Example], TokenizeStats]:
     """Tokenize records into :class:`Example` objects.
 
     Args:
-        records: task records.
+        records: assertion or code-generation records (see :func:`record_texts`); code problems
+            without a solution are skipped and counted (``skipped_without_solution``).
         tokenizer: the teacher's tokenizer when ``token_map`` is given, else the student's.
         max_source_tokens: prompts are cut from the left (the assertion's nearest context
             stays), keeping a leading BOS.
@@ -112,30 +90,45 @@ def tokenize_records(
         token_map: maps teacher ids to student ids (trimmed-vocabulary students).
         critical_words: identifiers whose target tokens get ``critical_weight``.
         prompt_style: ``prefix`` or ``placeholder`` (see :func:`assertion_prompt`).
+        prompt_mode: code generation: ``raw`` or ``chat`` (see :func:`codegen_texts`).
     """
     stats = TokenizeStats()
     eos = tokenizer.eos_token_id
     bos = tokenizer.bos_token_id
+    # A chat template that writes BOS itself (Gemma's) must not get a second one.
+    prompt_specials = prompt_mode == "raw" or not chat_template_adds_bos(tokenizer)
     out = []
     for record in records:
-        prompt, _ = _encode(tokenizer, assertion_prompt(record, prompt_style), special=True)
+        texts = record_texts(record, tokenizer, prompt_style, prompt_mode)
+        if texts is None:
+            stats.skipped_without_solution += 1
+            continue
+        prompt_text, target_text = texts
+        prompt, _ = _encode(tokenizer, prompt_text, special=prompt_specials)
+        if not prompt:
+            # A decoder-only model predicts token t from the tokens before it: with nothing
+            # before the target its first token would have no position (and no cache row) to
+            # be learnt at. Start from BOS (or EOS, which Qwen-style tokenizers use as such).
+            start = bos if bos is not None else tokenizer.eos_token_id
+            prompt = [start] if start is not None else prompt
+            stats.extra["empty_prompts"] = stats.extra.get("empty_prompts", 0) + 1
         if len(prompt) > max_source_tokens:
             stats.truncated_prompts += 1
             keep_bos = bool(prompt) and prompt[0] == bos and bos is not None
             tail = prompt[-(max_source_tokens - int(keep_bos)) :]
             prompt = ([bos] if keep_bos else []) + tail
-        target, offsets = _encode(tokenizer, record.target, special=False)
+        target, offsets = _encode(tokenizer, target_text, special=False)
         if len(target) >= max_target_tokens:
             stats.truncated_targets += 1
             target, offsets = target[: max_target_tokens - 1], offsets[: max_target_tokens - 1]
         weights = None
         if critical_words and critical_weight != 1.0:
             weights = critical_token_weights(
-                record.target, offsets, critical_words, critical_weight
+                target_text, offsets, critical_words, critical_weight
             ) + [1.0]
         target = target + [eos]
         ex = Example(
-            prompt_ids=prompt, target_ids=target, reference=record.target, token_weights=weights
+            prompt_ids=prompt, target_ids=target, reference=target_text, token_weights=weights
         )
         if token_map is not None:
             ex.teacher_prompt_ids, ex.teacher_target_ids = prompt, target
@@ -162,6 +155,12 @@ def collate_causal(
     ``labels[b, t]`` is the token at ``t + 1`` and ``target_mask[b, t]`` says whether that token
     belongs to the target, so logits at position t line up with ``labels`` and ``target_mask``.
     """
+    empty = [i for i, e in enumerate(examples) if not e.prompt_ids]
+    if empty:
+        raise ValueError(
+            f"example {empty[0]} has an empty prompt: a decoder-only model cannot predict the "
+            "first target token, so it would be neither learnt nor counted consistently"
+        )
     seqs = [e.prompt_ids + e.target_ids for e in examples]
     is_target = [[False] * len(e.prompt_ids) + [True] * len(e.target_ids) for e in examples]
     batch = {
@@ -179,6 +178,8 @@ def collate_causal(
         )
     if examples[0].cache_rows is not None:
         rows = [e.cache_rows() for e in examples]
+        # Dense rows are the teacher renormalised over the student's vocabulary: no tail.
+        batch["cache_complete"] = torch.tensor(True)
         batch["cache_ids"] = torch.cat([torch.as_tensor(r[0]) for r in rows])
         batch["cache_logprobs"] = torch.cat([torch.as_tensor(r[1]) for r in rows])
     elif examples[0].cache_ids is not None:  # rows in target-mask order: example by example

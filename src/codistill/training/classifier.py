@@ -60,6 +60,7 @@ from codistill.data.benchmarks import deterministic_split, load_bigclonebench, l
 from codistill.data.jsonl import read_records
 from codistill.data.schema import CloneRecord, DefectRecord, RecordError
 from codistill.evaluation.classification import classification_metrics
+from codistill.files import sha256_file
 from codistill.losses.divergences import forward_kl
 from codistill.models.classifier import (
     TASK_LABELS,
@@ -240,14 +241,6 @@ def _take(records: list[TaskRecord], n: int | None) -> list[TaskRecord]:
     return records if n is None else records[:n]
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _label_counts(records: Sequence[TaskRecord]) -> dict[str, int]:
     return {str(c): sum(r.label == c for r in records) for c in (0, 1)}
 
@@ -324,7 +317,7 @@ def backbone_fingerprint(path: str | Path) -> str:
     digest = hashlib.sha256()
     files = sorted(Path(path).glob("*.safetensors")) + sorted(Path(path).glob("*.bin"))
     for file in [Path(path) / "config.json", *files]:
-        digest.update(file.name.encode() + b"\0" + file_sha256(file).encode())
+        digest.update(file.name.encode() + b"\0" + sha256_file(file).encode())
     return digest.hexdigest()
 
 
@@ -549,7 +542,7 @@ def train_teacher(cfg: TeacherConfig) -> dict[str, Any]:
         "task": cfg.task,
         "backbone": str(cfg.backbone),
         "data": str(cfg.data),
-        "data_sha256": file_sha256(cfg.data),
+        "data_sha256": sha256_file(cfg.data),
         "split": _teacher_split_meta(cfg, parts, used),
         "training": history,
         "metrics": metrics,
@@ -780,7 +773,7 @@ def _student_parts(
 ) -> tuple[list[TaskRecord], list[TaskRecord]]:
     """The unlabeled records (first ``cfg.unlabeled_size``) and the teacher's test records."""
     records = load_task_records(tmeta["task"], cfg.data)
-    if file_sha256(cfg.data) != tmeta["data_sha256"]:
+    if sha256_file(cfg.data) != tmeta["data_sha256"]:
         raise ConfigError(
             f"{cfg.data} is not the file the teacher was trained on ({tmeta['data']}, sha256 "
             f"{tmeta['data_sha256'][:12]}...): the split would not be the teacher's"

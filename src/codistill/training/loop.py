@@ -2,7 +2,10 @@
 
 One loop serves knowledge distillation (any objective with teacher terms, online teacher under
 no-grad) and plain fine-tuning with CE alone (refining a teacher on the task, LoRA optional, and
-the no-distillation baseline every KD result is compared against).
+the no-distillation baseline every KD result is compared against), for assertion and
+code-generation records alike. The targets are the references or the teacher's own outputs
+(sequence-level KD, :mod:`codistill.training.targets`); with ``on_policy`` some micro-batches
+train on the student's own samples scored by the teacher (:mod:`codistill.training.onpolicy`).
 """
 
 from __future__ import annotations
@@ -23,13 +26,16 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 
-from codistill.config.distill import DistillConfig
+from codistill.config.distill import DistillConfig, parse_targets
+from codistill.config.fields import ConfigError
 from codistill.data.jsonl import read_records
+from codistill.data.prompts import has_chat_template
 from codistill.losses.objective import TERMS, Objective, parse_objective
 from codistill.models.loading import count_parameters, load_model, load_tokenizer
 from codistill.models.vocab import TokenMap
 from codistill.training import rundir
 from codistill.training.batches import Example, collate_causal, collate_seq2seq, tokenize_records
+from codistill.training.onpolicy import OnPolicy
 from codistill.training.semantic import SemanticTerm
 from codistill.training.step import micro_batch_terms, restrict_output_vocab
 from codistill.training.validate import validate
@@ -53,11 +59,11 @@ class RunResult:
 
 
 def resolve_teacher(path: str | None) -> str | None:
-    if path == "embedded":
-        from codistill.models.gemma import ensure_gemma_teacher
+    """A model directory for ``path``: ``embedded`` (Gemma 3 270M) and ``embedded:NAME`` are
+    converted once by the model registry; a directory (or None) is returned as given."""
+    from codistill.models.registry import resolve_model
 
-        return str(ensure_gemma_teacher())
-    return path
+    return resolve_model(path)
 
 
 def _mixed_precision(choice: str) -> str:
@@ -84,7 +90,6 @@ def strategy_plugins(cfg: DistillConfig) -> dict:
     Raises:
         ConfigError: an option the plugin does not take, or DeepSpeed not installed.
     """
-    from codistill.config.fields import ConfigError
 
     if cfg.distributed == "ddp":
         if cfg.fsdp or cfg.deepspeed:
@@ -189,10 +194,29 @@ def load_teacher(path: str, token_map: TokenMap | None, student_vocab: int):
     return teacher, teacher_tok, params
 
 
-def _examples(cfg, path, limit, tokenizer, token_map, objective: Objective):
+def _examples(cfg, path, limit, tokenizer, token_map, objective: Objective, train: bool = False):
+    """Tokenized examples of one data file, their tokenization counts and, for the training
+    data under ``targets=teacher...``, the summary of the teacher's outputs used (else None)."""
     records = read_records(path, task=cfg.task)[:limit]
+    kind, generations = parse_targets(cfg.targets)
+    summary = None
+    if train and kind != "reference":
+        from codistill.training.targets import teacher_target_records
+
+        records, summary = teacher_target_records(
+            records,
+            generations,
+            verified=kind == "teacher-verified",
+            task=cfg.task,
+            prompt_mode=cfg.prompt_mode,
+            prompt_style=cfg.prompt_style,
+            data_name=str(path),
+        )
+    if cfg.prompt_mode == "chat" and not has_chat_template(tokenizer):
+        name = getattr(tokenizer, "name_or_path", "") or "the tokenizer"
+        raise ConfigError(f"prompt_mode=chat: {name} has no chat template; use prompt_mode=raw")
     focal = "focal" in objective.terms
-    return tokenize_records(
+    examples, stats = tokenize_records(
         records,
         tokenizer,
         max_source_tokens=cfg.max_source_tokens,
@@ -201,7 +225,14 @@ def _examples(cfg, path, limit, tokenizer, token_map, objective: Objective):
         critical_words=cfg.critical_tokens if focal else None,
         critical_weight=cfg.critical_weight,
         prompt_style=cfg.prompt_style,
+        prompt_mode=cfg.prompt_mode,
     )
+    if train and not examples:
+        why = f"{stats.skipped_without_solution} code problems without a solution"
+        if summary is not None:
+            why += f", {summary['records_dropped']} records without a usable teacher output"
+        raise ConfigError(f"train_data {path}: no training examples left ({why})")
+    return examples, stats, summary
 
 
 def _collate(examples: list[Example], model, tokenizer, teacher_tok, encoder_decoder: bool):
@@ -233,6 +264,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     total_steps: int
     teacher_to_student: torch.Tensor | None = None  # teacher id -> student id (-1: none)
+    on_policy: OnPolicy | None = None
 
     @property
     def encoder_decoder(self) -> bool:
@@ -305,12 +337,12 @@ def build_run(cfg: DistillConfig, resume: bool) -> tuple[Run, TrainState]:
     # With a teacher and a trimmed student, tokenize with the teacher and map (see batches.py).
     with_teacher = teacher is not None or cache is not None
     data_tok, data_map = (teacher_tok, token_map) if with_teacher else (tokenizer, None)
-    train, train_stats = _examples(
-        cfg, cfg.train_data, cfg.max_train_examples, data_tok, data_map, objective
+    train, train_stats, targets = _examples(
+        cfg, cfg.train_data, cfg.max_train_examples, data_tok, data_map, objective, train=True
     )
     valid = None
-    if cfg.valid_data:
-        valid, _ = _examples(
+    if cfg.valid_data:  # always the references: validation measures the task
+        valid, _, _ = _examples(
             cfg, cfg.valid_data, cfg.max_valid_examples, data_tok, data_map, objective
         )
     teacher_to_student = None
@@ -318,6 +350,7 @@ def build_run(cfg: DistillConfig, resume: bool) -> tuple[Run, TrainState]:
         _attach_cache(train, cache, cfg, token_map)
         teacher_to_student = _teacher_to_student(token_map, cache.header.vocab_size)
     semantic = SemanticTerm(cfg, tokenizer, encoder_decoder) if objective.has_semantic else None
+    on_policy = _on_policy(cfg, tokenizer, token_map)
 
     n_batches = len(
         epoch_batches(
@@ -354,6 +387,11 @@ def build_run(cfg: DistillConfig, resume: bool) -> tuple[Run, TrainState]:
             status="running",
             total_steps=total_steps,
             tokenization=vars(train_stats),
+            prompt={
+                "mode": cfg.prompt_mode,
+                "style": cfg.prompt_style if cfg.task == "assertion" else None,
+            },
+            targets=targets or {"kind": "reference"},
             processes=_processes(cfg, accelerator),
         )
         rundir.write_json(run_dir / "run.json", info)
@@ -376,8 +414,22 @@ def build_run(cfg: DistillConfig, resume: bool) -> tuple[Run, TrainState]:
         scheduler,
         total_steps,
         teacher_to_student,
+        on_policy,
     )
     return run, state
+
+
+def _on_policy(cfg: DistillConfig, tokenizer, token_map: TokenMap | None) -> OnPolicy | None:
+    if cfg.on_policy <= 0:
+        return None
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    s2t = None
+    if token_map is not None and not token_map.is_identity:
+        s2t = token_map.student_to_teacher_tensor
+    return OnPolicy(
+        cfg.on_policy, cfg.on_policy_temperature, cfg.max_target_tokens, cfg.seed, eos, pad, s2t
+    )
 
 
 def train_loop(run: Run, state: TrainState) -> tuple[TrainState, dict]:
@@ -419,6 +471,8 @@ def train_loop(run: Run, state: TrainState) -> tuple[TrainState, dict]:
                 run.teacher_tok,
                 run.encoder_decoder,
                 teacher_to_student=run.teacher_to_student,
+                step=state.global_step,
+                on_policy=run.on_policy,
             )
             state.global_step += 1
             state.step_in_epoch += 1
@@ -486,23 +540,42 @@ def optimizer_step(
     teacher_tok,
     encoder_decoder,
     teacher_to_student: torch.Tensor | None = None,
+    step: int = 0,
+    on_policy: OnPolicy | None = None,
 ) -> dict:
     """One optimizer step over ``grad_accum`` micro-batches; returns the logged values.
 
     Every term is normalised by the whole step's count (target tokens, or sequences for the
     semantic term), summed over processes, so accumulation and data parallelism give the
-    same gradients as one big batch.
+    same gradients as one big batch. On-policy micro-batches (``step`` and the micro-batch's
+    index decide, see :class:`OnPolicy`) carry the teacher terms only: the student-only terms
+    (ce, focal, semantic) need a reference, so they are normalised by the reference
+    micro-batches' counts and the teacher terms by all target tokens.
     """
     device = accelerator.device
     micro = [[train[i] for i in idx] for idx in group]
-    n_tok = torch.tensor(float(sum(len(e.target_ids) for mb in micro for e in mb)), device=device)
+    sampled = [False] * len(micro)
+    if on_policy is not None:
+        model, rank = accelerator.unwrap_model(student), accelerator.process_index
+        for i, examples in enumerate(micro):
+            if on_policy.chosen(step, i, rank):
+                micro[i] = on_policy.examples(model, examples, step, i, rank, encoder_decoder)
+                sampled[i] = True
+    refs = [mb for mb, s in zip(micro, sampled, strict=True) if not s]
+    counts = torch.tensor(
+        [
+            float(sum(len(e.target_ids) for mb in micro for e in mb)),
+            float(sum(len(e.target_ids) for mb in refs for e in mb)),
+            float(sum(len(mb) for mb in refs)),
+        ],
+        device=device,
+    )
+    n_tok, n_ref_tok, n_seq = accelerator.reduce(counts, "sum").clamp(min=1).unbind()
     n_input = sum(len(e.prompt_ids) + len(e.target_ids) for mb in micro for e in mb)
-    n_seq = torch.tensor(float(sum(len(mb) for mb in micro)), device=device)
-    n_tok, n_seq = accelerator.reduce(n_tok, "sum"), accelerator.reduce(n_seq, "sum")
-    scale = {
-        "tokens": accelerator.num_processes / n_tok,
-        "sequences": accelerator.num_processes / n_seq,
-    }
+    world = accelerator.num_processes
+    denominators = {"sequences": n_seq, "teacher": n_tok, "student": n_ref_tok}
+    scale = {n: world / denominators[_count_of(TERMS[n])] for n in weights}
+    teacher_terms = [n for n in objective.token_terms if TERMS[n].needs_teacher]
     sums = {name: 0.0 for name in weights}
     for i, examples in enumerate(micro):
         batch = {
@@ -513,17 +586,24 @@ def optimizer_step(
         with sync:
             with accelerator.autocast():
                 terms = micro_batch_terms(
-                    student, teacher, batch, objective, cfg, encoder_decoder, teacher_to_student
+                    student,
+                    teacher,
+                    batch,
+                    objective,
+                    cfg,
+                    encoder_decoder,
+                    teacher_to_student,
+                    teacher_terms if sampled[i] else None,
                 )
-                if semantic is not None:
+                if semantic is not None and not sampled[i]:
                     terms["semantic"] = semantic(
                         accelerator.unwrap_model(student), examples, device
                     )
-                loss = sum(weights[n] * terms[n] * scale[TERMS[n].unit] for n in terms)
+                loss = sum(weights[n] * terms[n] * scale[n] for n in terms)
             accelerator.backward(loss)
         for n, v in terms.items():
-            sums[n] += float(v.detach() * scale[TERMS[n].unit] / accelerator.num_processes)
-    if accelerator.num_processes > 1:  # log the whole step's terms, not this rank's share
+            sums[n] += float(v.detach() * scale[n] / world)
+    if world > 1:  # log the whole step's terms, not this rank's share
         names = list(sums)
         total = accelerator.reduce(torch.tensor([sums[n] for n in names], device=device), "sum")
         sums = dict(zip(names, total.tolist(), strict=True))
@@ -535,8 +615,17 @@ def optimizer_step(
     logged = {n: v for n, v in sums.items()}
     logged["loss"] = sum(weights[n] * v for n, v in sums.items())
     logged["target_tokens"] = float(n_tok)
-    logged["tokens"] = float(n_input * accelerator.num_processes)
+    logged["tokens"] = float(n_input * world)
+    if on_policy is not None:
+        logged["on_policy_batches"] = float(sum(sampled))
     return logged
+
+
+def _count_of(spec) -> str:
+    """Which count of a step normalises a term (see :func:`optimizer_step`)."""
+    if spec.unit == "sequences":
+        return "sequences"
+    return "teacher" if spec.needs_teacher else "student"
 
 
 def _save_checkpoint(accelerator, run_dir: Path, state: TrainState) -> None:
@@ -598,14 +687,15 @@ def _attach_cache(examples: list[Example], cache, cfg: DistillConfig, token_map)
     for i, example in enumerate(examples):
         key = cache_key(example)
         if key not in cache:
-            raise ValueError(
+            raise ConfigError(
                 f"{cfg.teacher_cache}: no cached teacher outputs for record {i + 1} of "
-                f"{cfg.train_data}: cache it with the same data, max_source_tokens, "
-                "max_target_tokens and prompt_style (`codistill teacher cache`)"
+                f"{cfg.train_data}: cache it with the same data, task, targets, "
+                "max_source_tokens, max_target_tokens, prompt_style and prompt_mode "
+                "(`codistill teacher cache`)"
             )
         n = cache.positions(key)
         if n != len(example.target_ids):
-            raise ValueError(
+            raise ConfigError(
                 f"{cfg.teacher_cache}: record {i + 1} has {n} cached "
                 f"positions for {len(example.target_ids)} target tokens"
             )
@@ -618,8 +708,13 @@ def _attach_cache(examples: list[Example], cache, cfg: DistillConfig, token_map)
 
 
 def _dense_rows(cache, key: str, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cached rows restricted to the student's vocabulary and renormalised over it: the
+    teacher conditioned on the tokens the student can emit, as the online teacher's restricted
+    head gives it. Left unnormalised, the teacher's mass outside the student's vocabulary would
+    meet a student with no probability outside it, and the forward KL would be inf."""
     _, logprobs, _ = cache.get(key)
     rows = torch.from_numpy(np.ascontiguousarray(logprobs[:, keep.numpy()]))
+    rows = rows - torch.logsumexp(rows.double(), dim=-1, keepdim=True).to(rows.dtype)
     return keep.expand(rows.shape[0], -1), rows
 
 

@@ -17,6 +17,19 @@ from codistill.training.batches import Example, collate_causal, collate_seq2seq
 from codistill.training.step import head_fn, target_states
 
 
+def distinct_candidates(texts: list[str], n_examples: int, k: int) -> torch.Tensor:
+    """``[n_examples, k]`` bool, True for the first occurrence of each candidate text among an
+    example's ``k`` samples. MRT's distribution is renormalised over the candidate *set*
+    (Shen et al. 2016); a sequence sampled twice would otherwise count twice."""
+    keep = torch.zeros(n_examples, k, dtype=torch.bool)
+    for i in range(n_examples):
+        seen: set[str] = set()
+        for j, text in enumerate(texts[i * k : (i + 1) * k]):
+            keep[i, j] = text not in seen
+            seen.add(text)
+    return keep
+
+
 class SemanticTerm:
     """Callable: ``(student, examples, device) -> sum over the examples of their MRT risk``."""
 
@@ -35,6 +48,7 @@ class SemanticTerm:
             [e.prompt_ids for e in examples],
             max_new_tokens=self.cfg.semantic_max_new_tokens,
             batch_size=len(examples),
+            one_line=getattr(self.cfg, "task", "assertion") == "assertion",  # code: many lines
             encoder_decoder=self.encoder_decoder,
             do_sample=True,
             num_return_sequences=k,
@@ -50,7 +64,7 @@ class SemanticTerm:
             for e, t in zip([e for e in examples for _ in range(k)], sampled.texts, strict=True)
         ]
         logp = self._sequence_logprobs(student, cands, device)
-        valid = torch.ones(len(examples), k, dtype=torch.bool, device=device)
+        valid = distinct_candidates(sampled.texts, len(examples), k).to(device)
         return semantic_risk_loss(
             logp.view(len(examples), k),
             sims.view(len(examples), k),

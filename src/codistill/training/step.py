@@ -101,6 +101,7 @@ def token_term_sums(
     teacher_head: Callable | None,
     chunk: int,
     sparse: SparseTargets | None = None,
+    names: list[str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Sum of each token-level term over ``n`` target positions, computed chunk by chunk.
 
@@ -110,8 +111,9 @@ def token_term_sums(
         token_weights: ``[n]`` critical-token weights, or None.
         teacher_states: ``[n, d]`` teacher hidden states or logits (no grad), or None.
         sparse: a teacher cache's top-k targets for the ``n`` positions (instead of a teacher).
+        names: the terms to compute; all of the objective's token-level terms when None.
     """
-    names = objective.token_terms
+    names = objective.token_terms if names is None else names
     total = torch.zeros(len(names), device=student_states.device)
     n = student_states.shape[0]
     for start in range(0, n, chunk):
@@ -150,10 +152,12 @@ def micro_batch_terms(
     cfg: Any,
     encoder_decoder: bool,
     teacher_to_student: torch.Tensor | None = None,
+    names: list[str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Token-level term sums of one micro-batch: teacher forward under no-grad, or the cached
     teacher's top-k (``batch["cache_ids"]``/``["cache_logprobs"]``, mapped to the student's
-    vocabulary through ``teacher_to_student``, -1 for ids it lacks)."""
+    vocabulary through ``teacher_to_student``, -1 for ids it lacks). ``names`` restricts the
+    terms (on-policy micro-batches compute the teacher terms only)."""
     mask = batch["target_mask"].bool()
     s_states = target_states(
         student,
@@ -183,6 +187,7 @@ def micro_batch_terms(
             teacher_to_student,
             cfg.temperature,
             teacher_vocab_size=vocab,
+            complete="cache_complete" in batch,
         )
     weights = batch.get("token_weights")
     return token_term_sums(
@@ -196,4 +201,5 @@ def micro_batch_terms(
         None if (encoder_decoder or teacher is None) else head_fn(teacher),
         cfg.loss_chunk_tokens,
         sparse,
+        names,
     )

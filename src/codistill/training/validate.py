@@ -1,10 +1,16 @@
-"""Per-epoch validation: token-level CE of the targets and, optionally, decoded exact match."""
+"""Per-epoch validation: token-level CE of the targets and, optionally, decoded exact match.
+
+Code generation decodes whole solutions (up to ``max_target_tokens``, cut like evaluation cuts a
+raw completion) and compares them with the reference text: exact match and character
+similarity, a cheap training signal; pass@k in the sandbox is ``codistill eval``'s job.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from codistill.evaluation.assertion_metrics import assertion_metrics
+from codistill.evaluation.codegen import truncate_completion
 from codistill.evaluation.generate import generate
 from codistill.losses.divergences import cross_entropy
 from codistill.training.step import head_fn, target_states
@@ -46,16 +52,26 @@ def validate(model, tokenizer, examples, collate, cfg, encoder_decoder: bool, de
     result = {"valid_loss": total / max(count, 1), "valid_tokens": count}
     if cfg.valid_generate:
         subset = examples[: cfg.valid_generate]
+        codegen = getattr(cfg, "task", "assertion") == "codegen"
         gen = generate(
             model,
             tokenizer,
             [e.prompt_ids for e in subset],
-            max_new_tokens=cfg.max_new_tokens,
+            max_new_tokens=cfg.max_target_tokens if codegen else cfg.max_new_tokens,
             batch_size=step,
+            one_line=not codegen,
             encoder_decoder=encoder_decoder,
         )
-        m = assertion_metrics(gen.texts, [e.reference for e in subset])
+        texts = gen.texts
+        if codegen and cfg.prompt_mode == "raw":
+            texts = [truncate_completion(t) for t in texts]
+        # Assertions are compared as the alpha-T paper does (case folded), and by code tokens
+        # (the C-like lexer splits Python assertions the same way, comments aside).
+        m = assertion_metrics(
+            texts, [e.reference for e in subset], casefold=not codegen, language="java"
+        )
         result["valid_exact_match"] = m["exact_matches"] / len(subset)
+        result["valid_format_insensitive_match"] = m["format_insensitive_matches"] / len(subset)
         result["valid_similarity"] = m["similarity"]
     if was_training:
         model.train()
