@@ -42,6 +42,12 @@ def test_completion_stops_at_the_next_top_level_statement():
     assert truncate_completion("    return 1") == "    return 1"
 
 
+def test_a_whole_program_opening_with_a_blank_line_is_not_cut_to_nothing():
+    # MBPP answers are whole programs; one starting "\ndef f" used to be cut at index 0.
+    program = "\ndef f(x):\n    return x\n\ndef g():\n    pass\n"
+    assert truncate_completion(program) == "\ndef f(x):\n    return x\n"
+
+
 def test_base_program_passes_a_correct_completion_and_fails_a_wrong_one():
     record = _record()
     assert _runs(base_program(record, "    return a + b\n"))

@@ -196,7 +196,9 @@ def test_network_limit_off_keeps_the_host_network(isolated, site):
 def test_probe_write_outside_temp_dir_is_refused(isolated, site):
     result = isolated.run(site.probe("write outside temp dir").program)
     assert result.status == "failed"
-    assert "Read-only file system" in result.stderr
+    # Read-only where the bait is visible; absent where it sits in a directory the sandbox
+    # masks (a home under /tmp): contained either way.
+    assert "Read-only file system" in result.stderr or "No such file" in result.stderr
     assert not site.host_saw("write outside temp dir")
 
 
@@ -400,7 +402,8 @@ def test_benchmark_files_are_hidden_from_samples(site):
         if not sandbox.isolation["namespaces"]:
             pytest.skip("no user namespaces here")
         hidden = sandbox.isolation["hidden"]
-        assert str(answers) in hidden and set(benchmark_paths()) <= set(hidden)
+        assert set(benchmark_paths()) <= set(hidden)
+        assert str(answers) in hidden or str(answers).startswith("/tmp/")  # /tmp is private
         program = f"print(repr(open({str(answers)!r}).read()))"
         assert sandbox.run(program).stdout == "''\n"
         for path in benchmark_paths():

@@ -33,7 +33,11 @@ STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\na
 
 
 def truncate_completion(text: str) -> str:
-    cut = min((i for s in STOP_SEQUENCES if (i := text.find(s)) != -1), default=len(text))
+    """``text`` up to the next top-level statement after its first code (a whole-program answer
+    opening with a blank line before its ``def`` is not cut to nothing)."""
+    start = len(text) - len(text.lstrip())
+    start = text.rfind("\n", 0, start) + 1 if start else 0
+    cut = min((i for s in STOP_SEQUENCES if (i := text.find(s, start)) != -1), default=len(text))
     return text[:cut]
 
 
@@ -276,7 +280,9 @@ def generate_completions(
         raise ConfigError(str(exc)) from None
     start = time.perf_counter()
     if backend is not None:
-        raw = _generate_backend(backend, texts, cfg, n, sample)
+        # Whole-program answers (MBPP) may open with a top-level def: no stop strings then.
+        programs = any(r.source.lower().startswith("mbpp") for r in records)
+        raw = _generate_backend(backend, texts, cfg, n, sample, programs)
     else:
         raw = _generate_local(path, tokenizer, texts, cfg, n, sample)
     seconds = time.perf_counter() - start
@@ -318,7 +324,9 @@ def _generate_local(path, tokenizer, texts, cfg: EvalConfig, n: int, sample: boo
     return gen.texts
 
 
-def _generate_backend(spec: str, texts, cfg: EvalConfig, n: int, sample: bool) -> list[str]:
+def _generate_backend(
+    spec: str, texts, cfg: EvalConfig, n: int, sample: bool, programs: bool
+) -> list[str]:
     from codistill.evaluation.backends import make_backend
 
     backend = make_backend(spec)
@@ -329,6 +337,9 @@ def _generate_backend(spec: str, texts, cfg: EvalConfig, n: int, sample: bool) -
             temperature=cfg.sample_temperature if sample else 0.0,
             top_p=cfg.sample_top_p if sample else 1.0,
             n=n,
+            # A raw completion is cut at the next top-level statement anyway: let the server
+            # stop there instead of generating up to the length cap.
+            stop=list(STOP_SEQUENCES) if cfg.prompt_mode == "raw" and not programs else None,
         )
     finally:
         backend.close()

@@ -283,6 +283,21 @@ class Probe:
 SECRET_VARIABLE = "CODISTILL_PROBE_API_KEY"
 
 
+# Host directories the sandbox replaces with empty or private ones: bait there proves less.
+_MASKED = ("/tmp", "/var/tmp", "/run", "/dev/shm")
+
+
+def _bait_parent() -> str | None:
+    """A writable directory the sandbox leaves visible (read-only) to samples: the home
+    directory, else the working directory; None (the temp dir) when both are masked anyway."""
+    for candidate in (Path.home(), Path.cwd()):
+        path = str(candidate.resolve())
+        masked = any(path == m or path.startswith(m + "/") for m in _MASKED)
+        if not masked and os.access(path, os.W_OK):
+            return path
+    return None
+
+
 class ProbeSite:
     """Host-side bait for the probes: sockets, a directory outside the sandbox, a secret.
 
@@ -290,15 +305,13 @@ class ProbeSite:
     (:data:`SECRET_VARIABLE`), a TCP and a Unix socket listen, and a private file holds the
     token; so start the harness under test *inside* it. :meth:`probe` renders a probe for this
     site, :meth:`escaped` judges a run of it, :meth:`host_saw` reports effects seen by the host.
-    The bait directory is under the home directory when it is writable (the sandbox hides the
-    host's /tmp, so bait there would prove less).
+    The bait directory is under the home or working directory when one is writable and not
+    masked by the sandbox (it hides the host's /tmp, so bait there would prove less).
     """
 
     def __init__(self) -> None:
         self.token = uuid.uuid4().hex[:12]
-        home = Path.home()
-        parent = str(home) if os.access(home, os.W_OK) else None
-        self._dir = tempfile.TemporaryDirectory(prefix="codistill-probe-", dir=parent)
+        self._dir = tempfile.TemporaryDirectory(prefix="codistill-probe-", dir=_bait_parent())
         os.chmod(self._dir.name, 0o777)  # writable by anyone: only containment may stop it
         self.outside = self._dir.name
         self._server = socket.create_server(("127.0.0.1", 0))
