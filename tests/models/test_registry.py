@@ -160,3 +160,15 @@ def test_a_backend_target_may_name_an_embedded_model(fake_model):
     assert gguf == str(registry.model_gguf("fake-coder"))
     assert resolve_backend_target("openai", "http://127.0.0.1:1/v1") == "http://127.0.0.1:1/v1"
     assert resolve_backend_target("llamacpp", "/x/m.gguf") == "/x/m.gguf"
+
+
+def test_an_unknown_embedded_model_is_a_one_line_error_on_the_command_line(tmp_path, capsys):
+    from codistill.cli.main import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        '{"id": "a", "source": "s", "prompt": "def f():\\n", "entry_point": "f", "tests": "f()"}\n'
+    )
+    argv = ["eval", "--model", "embedded:qwen-9b", "--task", "codegen", "--data", str(data)]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    assert "unknown embedded model 'qwen-9b'" in capsys.readouterr().err

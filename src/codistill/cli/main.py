@@ -11,6 +11,7 @@ import sys
 from codistill import __version__
 from codistill.config.fields import ConfigError
 from codistill.data.schema import RecordError
+from codistill.models.registry import ModelIntegrityError, UnknownModelError
 
 # Pipeline order.
 SUBCOMMANDS = [
@@ -48,8 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     try:
         return int(args.func(args) or 0)
-    # User errors: bad config, missing or existing paths, a bad data line (named FILE:LINE).
-    except (ConfigError, RecordError, FileNotFoundError, FileExistsError) as exc:
+    # User errors: bad config, missing or existing paths, a bad data line (named FILE:LINE), an
+    # embedded model that does not exist or whose installed files do not match their hash.
+    except (
+        ConfigError,
+        RecordError,
+        FileNotFoundError,
+        FileExistsError,
+        UnknownModelError,
+        ModelIntegrityError,
+    ) as exc:
         print(f"codistill {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -147,6 +147,10 @@ class ModelIntegrityError(RuntimeError):
     """An assembled GGUF whose size or sha256 is not the recorded one."""
 
 
+class UnknownModelError(ValueError):
+    """``embedded:NAME`` with a NAME the registry does not hold."""
+
+
 def get_model(name: str) -> EmbeddedModel:
     """The registry entry ``name``.
 
@@ -157,7 +161,7 @@ def get_model(name: str) -> EmbeddedModel:
         return MODELS[name]
     except KeyError:
         known = ", ".join(MODELS)
-        raise ValueError(f"unknown embedded model {name!r}; known: {known}") from None
+        raise UnknownModelError(f"unknown embedded model {name!r}; known: {known}") from None
 
 
 def parse_embedded(spec: str | None) -> str | None:
