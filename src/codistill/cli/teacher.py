@@ -128,12 +128,12 @@ KEPT_MASS_DEFAULT = 0.999
 
 
 def run_cache(args) -> int:
-    from codistill.config.distill import TASK_DEFAULTS, parse_targets
+    from codistill.config.distill import TASK_DEFAULTS
     from codistill.data.jsonl import read_records
     from codistill.models.registry import resolve_model
     from codistill.teacher.cache import build_cache
     from codistill.teacher.cache_format import CacheMismatch
-    from codistill.training.targets import teacher_target_records
+    from codistill.training.targets import records_for_targets
 
     if not 0 < args.kept_mass <= 1:
         print(
@@ -151,17 +151,14 @@ def run_cache(args) -> int:
     max_source = args.max_source_tokens or lengths["max_source_tokens"]
     max_target = args.max_target_tokens or lengths["max_target_tokens"]
     try:
-        kind, generations = parse_targets(args.targets)
-        if kind != "reference":
-            records, _ = teacher_target_records(
-                records,
-                generations,
-                verified=kind == "teacher-verified",
-                task=args.task,
-                prompt_mode=args.prompt_mode,
-                prompt_style=args.prompt_style,
-                data_name=args.data,
-            )
+        records, _ = records_for_targets(
+            records,
+            args.targets,
+            task=args.task,
+            prompt_mode=args.prompt_mode,
+            prompt_style=args.prompt_style,
+            data_name=args.data,
+        )
     except ValueError as exc:  # ConfigError, GenerationsMismatch: named one-line errors
         print(f"codistill teacher cache: error: {exc}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 
-from codistill.config.distill import DistillConfig, parse_targets
+from codistill.config.distill import DistillConfig
 from codistill.config.fields import ConfigError
 from codistill.data.jsonl import read_records
 from codistill.data.prompts import has_chat_template
@@ -38,6 +38,7 @@ from codistill.training.batches import Example, collate_causal, collate_seq2seq,
 from codistill.training.onpolicy import OnPolicy
 from codistill.training.semantic import SemanticTerm
 from codistill.training.step import micro_batch_terms, restrict_output_vocab
+from codistill.training.targets import records_for_targets
 from codistill.training.validate import validate
 
 
@@ -198,15 +199,11 @@ def _examples(cfg, path, limit, tokenizer, token_map, objective: Objective, trai
     """Tokenized examples of one data file, their tokenization counts and, for the training
     data under ``targets=teacher...``, the summary of the teacher's outputs used (else None)."""
     records = read_records(path, task=cfg.task)[:limit]
-    kind, generations = parse_targets(cfg.targets)
     summary = None
-    if train and kind != "reference":
-        from codistill.training.targets import teacher_target_records
-
-        records, summary = teacher_target_records(
+    if train:  # validation always scores against the references
+        records, summary = records_for_targets(
             records,
-            generations,
-            verified=kind == "teacher-verified",
+            cfg.targets,
             task=cfg.task,
             prompt_mode=cfg.prompt_mode,
             prompt_style=cfg.prompt_style,

@@ -145,3 +145,32 @@ def teacher_target_records(
         **counts,
     }
     return out, summary
+
+
+def records_for_targets(
+    records: list,
+    targets: str,
+    *,
+    task: str,
+    prompt_mode: str,
+    prompt_style: str,
+    data_name: str,
+) -> tuple[list, dict | None]:
+    """The records to train (or cache) on under ``targets`` (``reference``, ``teacher:DIR``,
+    ``teacher-verified:DIR``), and the summary of the teacher's outputs used (None for the
+    references). One place for the trainer and ``teacher cache``, so both see the same
+    examples."""
+    from codistill.config.distill import parse_targets
+
+    kind, generations = parse_targets(targets)
+    if kind == "reference":
+        return records, None
+    return teacher_target_records(
+        records,
+        generations,
+        verified=kind == "teacher-verified",
+        task=task,
+        prompt_mode=prompt_mode,
+        prompt_style=prompt_style,
+        data_name=data_name,
+    )
