@@ -23,8 +23,10 @@ SUBCOMMANDS = [
     "sweep",
     "classifier",
     "eval",
+    "compare",
     "fidelity",
     "report",
+    "reproduce",
     "quickstart",
 ]
 

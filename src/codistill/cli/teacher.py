@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sys
 
+from codistill.cli.teacher_finetune import add_parser as add_finetune
 from codistill.cli.teacher_generate import add_parser as add_generate
+from codistill.teacher.cache_format import KEPT_MASS_DEFAULT, KMAX_DEFAULT
 
 
 def register(sub) -> None:
@@ -100,6 +102,7 @@ def register(sub) -> None:
     v.set_defaults(func=run_verify)
 
     add_generate(tsub)
+    add_finetune(tsub)
 
 
 def run_convert(args) -> int:
@@ -121,10 +124,6 @@ def run_convert(args) -> int:
         print(f"codistill teacher convert: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-KMAX_DEFAULT = 64
-KEPT_MASS_DEFAULT = 0.999
 
 
 def run_cache(args) -> int:

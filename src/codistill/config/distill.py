@@ -173,6 +173,11 @@ class DistillConfig:
         None, help="keyword arguments of accelerate.DeepSpeedPlugin (e.g. zero_stage: 2)"
     )
     lora: bool = field(False, help="train LoRA adapters (peft) instead of all weights")
+    freeze_embeddings: bool = field(
+        False,
+        help="keep the token embeddings (and an untied output head) fixed; the usual choice "
+        "when fine-tuning a teacher on a small task set",
+    )
     lora_r: int = field(8, help="LoRA rank", min=1)
     lora_alpha: int = field(16, help="LoRA alpha", min=1)
     seed: int = field(42, help="seed of weights, data order and sampling")
@@ -189,6 +194,12 @@ class DistillConfig:
         min=0,
     )
     max_new_tokens: int = field(48, help="generation length cap in validation", min=1)
+    valid_every_steps: int | None = field(
+        None,
+        help="also validate before the first step and every N optimizer steps (quality-vs-steps "
+        "curves); null = at epoch ends only",
+        min=1,
+    )
     save_every_steps: int | None = field(
         None, help="also checkpoint every N optimizer steps", min=1
     )

@@ -325,6 +325,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     }
     if cfg.task == "assertion":  # how predictions and references were compared (alpha-T Sec. 3)
         metrics["normalisation"] = "whitespace collapsed" + (", case folded" * cfg.casefold)
+        metrics["language"] = records[0].language
     if cfg.task == "codegen":
         metrics["prompt_mode"] = cfg.prompt_mode
     if "reference" in models and "efficiency" in models["student"]:

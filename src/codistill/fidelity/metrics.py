@@ -23,13 +23,21 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from codistill.evaluation.passk import pass_at_k
+from codistill.evaluation.stats import (
+    ConfidenceInterval,
+    McNemarResult,
+    booleans,
+    bootstrap_ci,
+    mcnemar,
+    same_length,
+    summarize,
+)
 
 __all__ = [
     "ConfidenceInterval",
@@ -75,20 +83,6 @@ def _probabilities(probs: ArrayLike, name: str = "probs") -> np.ndarray:
     return p
 
 
-def _booleans(values: ArrayLike, name: str) -> np.ndarray:
-    b = np.asarray(values)
-    if b.ndim != 1:
-        raise ValueError(f"{name} must be one boolean per item, got shape {b.shape}")
-    return b.astype(bool)
-
-
-def _same_length(**arrays: Any) -> int:
-    lengths = {name: len(a) for name, a in arrays.items()}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"arrays must have one entry per item, got lengths {lengths}")
-    return next(iter(lengths.values()), 0)
-
-
 def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else math.nan
 
@@ -115,7 +109,7 @@ def predicted_labels(pred: ArrayLike) -> np.ndarray:
 def same_label(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """Per item, ``label(a_i) == label(b_i)`` (bool ``[n]``); ``a``/``b``: labels or probs."""
     la, lb = predicted_labels(a), predicted_labels(b)
-    _same_length(a=la, b=lb)
+    same_length(a=la, b=lb)
     return np.asarray(la == lb, dtype=bool)
 
 
@@ -141,7 +135,7 @@ def correct_to_incorrect_rate(original: ArrayLike, variant: ArrayLike, labels: A
     no original right.
     """
     o, v, y = predicted_labels(original), predicted_labels(variant), np.asarray(labels)
-    _same_length(original=o, variant=v, labels=y)
+    same_length(original=o, variant=v, labels=y)
     correct = o == y
     return _ratio(np.sum(correct & (v != y)), np.sum(correct))
 
@@ -158,14 +152,14 @@ def flipped(
         mode: ``"any"``: ``M(x) != M(x')``; ``"correct_to_incorrect"``: ``M(x) = y != M(x')``.
     """
     o, v = predicted_labels(original), predicted_labels(variant)
-    _same_length(original=o, variant=v)
+    same_length(original=o, variant=v)
     if mode == "any":
         return np.asarray(o != v, dtype=bool)
     if mode == "correct_to_incorrect":
         if labels is None:
             raise ValueError("mode='correct_to_incorrect' needs labels")
         y = np.asarray(labels)
-        _same_length(original=o, labels=y)
+        same_length(original=o, labels=y)
         return np.asarray((o == y) & (v != y), dtype=bool)
     raise ValueError(f"mode must be 'any' or 'correct_to_incorrect', got {mode!r}")
 
@@ -177,8 +171,8 @@ def teacher_stable_student_flip_rate(teacher_same: ArrayLike, student_same: Arra
     the variant equals its output on the original" (:func:`same_label` or :func:`same_output`).
     ``nan`` when the teacher is stable on no item.
     """
-    t, s = _booleans(teacher_same, "teacher_same"), _booleans(student_same, "student_same")
-    _same_length(teacher_same=t, student_same=s)
+    t, s = booleans(teacher_same, "teacher_same"), booleans(student_same, "student_same")
+    same_length(teacher_same=t, student_same=s)
     return _ratio(np.sum(t & ~s), np.sum(t))
 
 
@@ -241,7 +235,7 @@ def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, n_bins: int 
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     p, y = _probabilities(probs), np.asarray(labels)
-    _same_length(probs=p, labels=y)
+    same_length(probs=p, labels=y)
     if not len(y):
         return math.nan
     confidence, correct = p.max(axis=1), (p.argmax(axis=1) == y).astype(float)
@@ -309,7 +303,7 @@ def same_output(
             a renamed local in the output is then not a difference.
         normalise: applied to both sides after renaming (e.g. whitespace folding).
     """
-    n = _same_length(a=a, b=b)
+    n = same_length(a=a, b=b)
     if renames is not None and len(renames) != n:
         raise ValueError(f"renames has {len(renames)} entries for {n} items")
     norm = normalise or (lambda s: s)
@@ -351,7 +345,7 @@ def cqs_agreement(
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     t, s = np.asarray(teacher_scores, dtype=float), np.asarray(student_scores, dtype=float)
-    _same_length(teacher_scores=t, student_scores=s)
+    same_length(teacher_scores=t, student_scores=s)
     diff = np.abs(t - s)
     return {"mean_abs_diff": _mean(diff), "within_tolerance": _mean(diff <= tolerance)}
 
@@ -432,201 +426,6 @@ def recode_robustness(nominal: ArrayLike, perturbed: ArrayLike, k: int = 1) -> d
 
 
 # --------------------------------------------------------------------------------------------
-# Statistics
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConfidenceInterval:
-    """A point estimate and its bootstrap interval (``nan`` where undefined)."""
-
-    value: float
-    low: float
-    high: float
-
-    def as_dict(self) -> dict[str, float | None]:
-        """``{"value", "ci_low", "ci_high"}`` with non-finite numbers as None (JSON-ready)."""
-        return {"value": _json(self.value), "ci_low": _json(self.low), "ci_high": _json(self.high)}
-
-
-def _json(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
-
-
-def _resampler(
-    n_items: int, groups: ArrayLike | None, rng: np.random.Generator
-) -> Callable[[], np.ndarray]:
-    """A function drawing one bootstrap sample of item indices (of items, or of whole groups)."""
-    if groups is None:
-        return lambda: rng.integers(0, n_items, size=n_items)
-    g = np.asarray(groups)
-    if len(g) != n_items:
-        raise ValueError(f"groups has {len(g)} entries for {n_items} items")
-    _, codes = np.unique(g, return_inverse=True)
-    order = np.argsort(codes, kind="stable")
-    counts = np.bincount(codes)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-
-    def draw() -> np.ndarray:
-        chosen = rng.integers(0, len(counts), size=len(counts))
-        c = counts[chosen]
-        offsets = np.repeat(starts[chosen] - (np.cumsum(c) - c), c)
-        return order[offsets + np.arange(c.sum())]
-
-    return draw
-
-
-def bootstrap_ci(
-    values: ArrayLike | None = None,
-    *,
-    statistic: Callable[[np.ndarray], float] | None = None,
-    n_items: int | None = None,
-    groups: ArrayLike | None = None,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> ConfidenceInterval:
-    """Percentile bootstrap interval of a per-item metric.
-
-    Two ways to call it:
-
-    - ``bootstrap_ci(values)``: the metric is the mean of per-item ``values`` (agreement is the
-      mean of ``1[T = S]``). ``statistic``, if given, maps the resampled values to the metric.
-    - ``bootstrap_ci(statistic=f, n_items=n)``: ``f(idx)`` computes the metric on the items at
-      the index array ``idx`` (with repeats). Use this for paired or ratio metrics
-      (teacher-stable student flips, ECE, high-confidence preservation) so every array is
-      resampled with the same indices.
-
-    Each of ``n_resamples`` resamples draws ``n`` item indices with replacement (or, with
-    ``groups``, as many groups as there are, keeping each drawn group's items together);
-    the interval is the ``(1-confidence)/2`` and ``(1+confidence)/2`` percentiles of the
-    resampled metric. Resamples where the metric is ``nan`` (an empty condition) are left out.
-    Same ``seed`` and same ``n`` -> same resamples, so metrics computed with one seed are paired.
-
-    Returns:
-        The metric on all items and the interval around it.
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    if values is not None:
-        v = np.asarray(values, dtype=float)
-        if n_items is not None and n_items != len(v):
-            raise ValueError(f"n_items={n_items} but {len(v)} values")
-        reduce = statistic or (lambda a: float(np.mean(a)) if a.size else math.nan)
-        n = len(v)
-
-        def stat(idx: np.ndarray) -> float:
-            return reduce(v[idx])
-    elif statistic is not None and n_items is not None:
-        n, stat = n_items, statistic
-    else:
-        raise ValueError("pass values, or statistic together with n_items")
-    if n == 0:
-        return ConfidenceInterval(math.nan, math.nan, math.nan)
-    point = float(stat(np.arange(n)))
-    draw = _resampler(n, groups, np.random.default_rng(seed))
-    samples = np.array([stat(draw()) for _ in range(n_resamples)], dtype=float)
-    samples = samples[~np.isnan(samples)]
-    if not samples.size:
-        return ConfidenceInterval(point, math.nan, math.nan)
-    alpha = (1.0 - confidence) / 2
-    low, high = np.percentile(samples, [100 * alpha, 100 * (1 - alpha)])
-    return ConfidenceInterval(point, float(low), float(high))
-
-
-@dataclass(frozen=True)
-class McNemarResult:
-    """McNemar's test on paired binary outcomes.
-
-    Attributes:
-        statistic: the chi-square statistic, or ``min(b, c)`` for the exact test.
-        p_value: two-sided p-value.
-        b: items where only the first outcome is true (teacher flipped, student did not).
-        c: items where only the second is true (student flipped, teacher did not).
-        method: ``"exact"`` or ``"chi2"``.
-    """
-
-    statistic: float
-    p_value: float
-    b: int
-    c: int
-    method: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def mcnemar(first: ArrayLike, second: ArrayLike, exact_below: int = 25) -> McNemarResult:
-    """McNemar's test: do two paired binary outcomes (teacher flipped / student flipped) differ?
-
-    Only discordant pairs matter: ``b = #{first and not second}``, ``c = #{second and not
-    first}``. Under H0 each discordant pair is equally likely to go either way.
-
-    - ``b + c < exact_below``: exact binomial test,
-      ``p = min(1, 2 * sum_{i=0}^{min(b,c)} C(b+c, i) / 2^(b+c))``, statistic ``min(b, c)``.
-    - otherwise: chi-square with Edwards' continuity correction,
-      ``X2 = (|b - c| - 1)^2 / (b + c)``, ``p = P(chi2_1 > X2) = erfc(sqrt(X2 / 2))``
-      (the conventions of statsmodels' ``mcnemar``).
-
-    With no discordant pair the test has nothing to say: statistic 0, p-value 1.
-    """
-    a, s = _booleans(first, "first"), _booleans(second, "second")
-    _same_length(first=a, second=s)
-    b, c = int(np.sum(a & ~s)), int(np.sum(~a & s))
-    n = b + c
-    if n == 0:
-        return McNemarResult(0.0, 1.0, b, c, "exact")
-    if n < exact_below:
-        tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
-        return McNemarResult(float(min(b, c)), min(1.0, 2.0 * tail), b, c, "exact")
-    stat = (abs(b - c) - 1.0) ** 2 / n
-    return McNemarResult(stat, math.erfc(math.sqrt(stat / 2.0)), b, c, "chi2")
-
-
-def summarize(
-    per_item: Mapping[str, ArrayLike] | None = None,
-    statistics: Mapping[str, Callable[[np.ndarray], float]] | None = None,
-    *,
-    n_items: int | None = None,
-    groups: ArrayLike | None = None,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> dict[str, dict[str, float | None]]:
-    """JSON-ready ``{metric: {"value", "ci_low", "ci_high"}}`` for many metrics at once.
-
-    Args:
-        per_item: metrics that are the mean of per-item values (``1[T = S]``, per-item JSD).
-        statistics: metrics given as ``f(idx) -> float`` over item indices (see
-            :func:`bootstrap_ci`); needs ``n_items`` unless ``per_item`` fixes it.
-        n_items: the number of items (rows).
-        groups: the input id of each row, to resample inputs rather than rows.
-        n_resamples, confidence, seed: as in :func:`bootstrap_ci`. Every metric is resampled with
-            the same seed, hence the same resamples.
-    """
-    per_item, statistics = dict(per_item or {}), dict(statistics or {})
-    lengths = {len(np.asarray(v)) for v in per_item.values()}
-    if n_items is not None:
-        lengths.add(n_items)
-    if len(lengths) > 1:
-        raise ValueError(f"metrics disagree on the number of items: {sorted(lengths)}")
-    if statistics and not lengths:
-        raise ValueError("statistics need n_items")
-    n = lengths.pop() if lengths else 0
-    options = {"groups": groups, "n_resamples": n_resamples, "confidence": confidence, "seed": seed}
-    out = {}
-    for name, values in per_item.items():
-        out[name] = bootstrap_ci(values, **options).as_dict()
-    for name, fn in statistics.items():
-        if name in out:
-            raise ValueError(f"metric {name!r} given twice")
-        out[name] = bootstrap_ci(statistic=fn, n_items=n, **options).as_dict()
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # Everything at once
 # --------------------------------------------------------------------------------------------
 
@@ -663,7 +462,7 @@ def classifier_fidelity(
     to, tv = _probabilities(teacher_original), _probabilities(teacher_variant)
     so, sv = _probabilities(student_original), _probabilities(student_variant)
     y = np.asarray(labels)
-    n = _same_length(to=to, tv=tv, so=so, sv=sv, labels=y)
+    n = same_length(to=to, tv=tv, so=so, sv=sv, labels=y)
     lt_o, lt_v, ls_o, ls_v = (m.argmax(axis=1) for m in (to, tv, so, sv))
     t_same, s_same = lt_o == lt_v, ls_o == ls_v
     per_item = {
@@ -748,7 +547,7 @@ def generator_fidelity(
             ``x'`` is not (both or neither).
         groups, n_resamples, confidence, seed: as in :func:`summarize`.
     """
-    n = _same_length(
+    n = same_length(
         teacher_original=teacher_original,
         teacher_variant=teacher_variant,
         student_original=student_original,

@@ -90,6 +90,11 @@ from pathlib import Path
 
 import numpy as np
 
+# `codistill teacher cache` defaults: at most 64 tokens per position, fewer where they already
+# hold 99.9% of the probability (the adaptive cut of cache format v3).
+KMAX_DEFAULT = 64
+KEPT_MASS_DEFAULT = 0.999
+
 SCHEMA_VERSION = 3
 # Versions this module reads; only SCHEMA_VERSION is written.
 READABLE_VERSIONS = (2, 3)

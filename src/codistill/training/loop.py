@@ -11,7 +11,9 @@ train on the student's own samples scored by the teacher (:mod:`codistill.traini
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
+import json
 import math
 import os
 import sys
@@ -168,6 +170,11 @@ def load_student(cfg: DistillConfig):
         for module in student.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = cfg.dropout
+    if cfg.freeze_embeddings:
+        student.get_input_embeddings().requires_grad_(False)
+        head = student.get_output_embeddings()
+        if head is not None:  # tied heads share the embedding's weight: frozen with it
+            head.requires_grad_(False)
     if cfg.lora:
         from peft import LoraConfig, get_peft_model
 
@@ -433,6 +440,7 @@ def train_loop(run: Run, state: TrainState) -> tuple[TrainState, dict]:
     """Optimizer steps until the budget, epochs or ``halt_after_steps`` run out.
 
     Validates at every epoch end (and once more when ``max_steps`` stops inside an epoch),
+    with ``valid_every_steps`` also before the first step and every that many steps,
     checkpoints at epoch ends, every ``save_every_steps`` and when halted.
     """
     cfg, acc = run.cfg, run.accelerator
@@ -445,6 +453,8 @@ def train_loop(run: Run, state: TrainState) -> tuple[TrainState, dict]:
     )
     steps_this_run, last_valid = 0, {}
     state.status = "running"  # a resumed checkpoint says "halted"
+    if cfg.valid_every_steps and state.global_step == 0:  # curves start at the init
+        last_valid = _validate(run, state)
     run.student.train()
     while state.epoch < cfg.epochs and state.global_step < run.total_steps:
         weights = run.objective.weights(state.epoch, cfg.epochs)
@@ -480,8 +490,17 @@ def train_loop(run: Run, state: TrainState) -> tuple[TrainState, dict]:
                 epoch=state.epoch,
                 lr=run.scheduler.get_last_lr()[0],
                 tokens_per_s=logged["tokens"] / (time.perf_counter() - tick),
+                # which examples this step saw: runs meant to share a data order can be checked
+                batch_digest=hashlib.sha256(json.dumps(group).encode()).hexdigest()[:12],
             )
             _log_step(run, state, logged, bar, weights)
+            if (
+                cfg.valid_every_steps
+                and state.global_step % cfg.valid_every_steps == 0
+                and state.global_step < run.total_steps  # the last step is validated below
+                and state.step_in_epoch < len(groups)  # so is an epoch's last
+            ):
+                last_valid = _validate(run, state)
             if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0:
                 _save_checkpoint(acc, run.run_dir, state)
             if state.global_step >= run.total_steps:

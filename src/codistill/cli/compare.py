@@ -1,0 +1,98 @@
+"""``codistill compare``: does distillation pay? Eval runs side by side with paired intervals."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="eval runs of several arms on the same items: 95%% intervals, paired differences "
+        "against a baseline arm, McNemar on exact match / pass@1",
+    )
+    p.add_argument(
+        "--arm",
+        action="append",
+        required=True,
+        metavar="NAME=RUN_DIR",
+        help="an arm and its `codistill eval` run directory (repeat; at least two)",
+    )
+    p.add_argument("--baseline", required=True, help="the arm the others are compared with")
+    p.add_argument(
+        "--teacher", help="the teacher's arm: assertions are also scored against its outputs"
+    )
+    p.add_argument("--out", required=True, help="directory for comparison.json / comparison.md")
+    p.add_argument("--language", choices=["python", "java"], help="if the runs do not say")
+    p.add_argument(
+        "--cqs", action="store_true", help="also the per-item Code Quality Score (assertions)"
+    )
+    p.add_argument("--keep-case", action="store_true", help="exact match without case folding")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.set_defaults(func=run)
+
+
+def parse_arms(specs: list[str]) -> dict[str, str]:
+    """``["kd=runs/a", "ce=runs/b"]`` -> ``{"kd": "runs/a", "ce": "runs/b"}``, checked."""
+    from codistill.config.fields import ConfigError
+
+    arms: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--arm {spec!r}: expected NAME=RUN_DIR")
+        if name in arms:
+            raise ConfigError(f"--arm {name!r} given twice")
+        arms[name] = path
+    if len(arms) < 2:
+        raise ConfigError("compare needs at least two --arm NAME=RUN_DIR")
+    return arms
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from codistill.config.fields import ConfigError
+    from codistill.evaluation.compare import (
+        arm_scores,
+        compare_arms,
+        read_eval_run,
+        render_comparison,
+    )
+    from codistill.training.rundir import write_json
+
+    arms = parse_arms(args.arm)
+    for role, name in (("--baseline", args.baseline), ("--teacher", args.teacher)):
+        if name is not None and name not in arms:
+            raise ConfigError(f"{role} {name!r} is not one of the arms {sorted(arms)}")
+    if args.resamples < 1:
+        raise ConfigError(f"--resamples must be >= 1, got {args.resamples}")
+    try:
+        runs = {name: read_eval_run(path) for name, path in arms.items()}
+        scores = arm_scores(
+            runs,
+            teacher=args.teacher,
+            language=args.language,
+            casefold=not args.keep_case,
+            cqs=args.cqs,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    result = compare_arms(
+        scores,
+        baseline=args.baseline,
+        teacher=args.teacher,
+        n_resamples=args.resamples,
+        seed=args.seed,
+    )
+    result["runs"] = arms
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = render_comparison(result)
+    write_json(out / "comparison.json", result)
+    tmp = out / ".comparison.md.tmp"
+    tmp.write_text(text)
+    tmp.replace(out / "comparison.md")
+    sys.stdout.write(text)
+    return 0

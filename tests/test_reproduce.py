@@ -1,0 +1,80 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from codistill.cli.main import main
+from codistill.data.jsonl import write_records
+from codistill.reproduce import BUDGETS, STUDIES, content_key
+from tests.helpers import make_records
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reproduce")
+    data = root / "data"
+    for split, n in (("train", 96), ("valid", 8), ("test", 24)):
+        write_records(data / f"{split}.jsonl", make_records(n, split))
+    out = root / "out"
+    argv = ["reproduce", "alpha-t", "--budget", "smoke", "--out", str(out), "--data", str(data)]
+    assert main([*argv, "--arms", "alpha_t,seq_kd"]) == 0
+    return out, argv
+
+
+def _train_rows(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["kind"] == "train"]
+
+
+def test_smoke_study_ends_in_a_paired_comparison(smoke_run):
+    out, _ = smoke_run
+    report = (out / "alpha-t" / "report.md").read_text()
+    assert "Does distillation pay?" in report and "Against the teacher" in report
+    result = json.loads((out / "alpha-t" / "comparison.json").read_text())
+    assert result["n"] == 24 and result["baseline"] == "ce"
+    assert set(result["arms"]) == {"teacher", "student_init", "ce", "alpha_t", "seq_kd"}
+    assert set(result["paired"]) == {"teacher", "student_init", "alpha_t", "seq_kd"}
+    for name in ("quality_vs_steps.png", "ratios.png"):
+        assert (out / "alpha-t" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_equal_budget_arms_see_the_same_examples_in_the_same_order(smoke_run):
+    out, _ = smoke_run
+    summary = json.loads((out / "alpha-t" / "reproduce.json").read_text())
+    runs = {arm: _train_rows(Path(p)) for arm, p in summary["runs"].items()}
+    steps = {arm: [r["step"] for r in rows] for arm, rows in runs.items()}
+    assert len(set(map(tuple, steps.values()))) == 1  # same budget
+    assert steps["ce"] == list(range(1, BUDGETS["smoke"].student_steps + 1))
+    # Token-level arms train on the same records: same batches in the same order. Sequence-level
+    # KD trains on the teacher's usable outputs, a set of its own.
+    digests = {arm: [r["batch_digest"] for r in runs[arm]] for arm in ("ce", "alpha_t")}
+    assert digests["ce"] == digests["alpha_t"]
+    assert len(set(digests["ce"])) == len(digests["ce"])  # and the batches do change
+    configs = {
+        arm: json.loads((Path(p) / "run.json").read_text())["config"]
+        for arm, p in summary["runs"].items()
+    }
+    shared = ("student", "lr", "batch_size", "max_steps", "seed", "train_data")
+    for key in shared:
+        assert len({json.dumps(c[key]) for c in configs.values()}) == 1, key
+    assert configs["seq_kd"]["targets"].startswith("teacher:")
+
+
+def test_a_second_run_reuses_every_stage(smoke_run, capsys):
+    out, argv = smoke_run
+    before = sorted(p.name for p in out.iterdir())
+    assert main([*argv, "--arms", "alpha_t,seq_kd"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert "building" not in capsys.readouterr().out
+
+
+def test_unknown_arm_is_a_clear_error(tmp_path, capsys):
+    argv = ["reproduce", "trident", "--budget", "smoke", "--out", str(tmp_path), "--arms", "alpha_t"]
+    assert main(argv) == 2
+    assert "not part of the trident study" in capsys.readouterr().err
+
+
+def test_budgets_and_content_keys():
+    assert set(BUDGETS) == {"smoke", "cpu", "full"}
+    assert all("ce" in arms for arms in STUDIES.values())
+    assert content_key("a", 1) == content_key("a", 1) != content_key("a", 2)
