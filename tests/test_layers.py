@@ -12,6 +12,7 @@ import codistill
 
 ORDER = [
     "files",
+    "rundir",
     "data",
     "models",
     "losses",
@@ -26,8 +27,6 @@ ORDER = [
     "cli",
 ]
 KNOWN_UPWARD = {
-    ("codistill.evaluation.runner", "codistill.training"),
-    ("codistill.losses.objective", "codistill.config.fields"),
     ("codistill.teacher.cache", "codistill.training.batches"),
     ("codistill.teacher.cache", "codistill.training.step"),
 }

@@ -69,7 +69,16 @@ def test_a_second_run_reuses_every_stage(smoke_run, capsys):
 
 
 def test_unknown_arm_is_a_clear_error(tmp_path, capsys):
-    argv = ["reproduce", "trident", "--budget", "smoke", "--out", str(tmp_path), "--arms", "alpha_t"]
+    argv = [
+        "reproduce",
+        "trident",
+        "--budget",
+        "smoke",
+        "--out",
+        str(tmp_path),
+        "--arms",
+        "alpha_t",
+    ]
     assert main(argv) == 2
     assert "not part of the trident study" in capsys.readouterr().err
 

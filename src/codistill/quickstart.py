@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from codistill import rundir
 from codistill.config.distill import load_distill_config
 from codistill.config.evaluate import load_eval_config
 from codistill.data.jsonl import read_records, write_records
 from codistill.evaluation.assertion_metrics import assertion_metrics
 from codistill.evaluation.compare import assertion_item_scores, compare_arms, render_comparison
 from codistill.evaluation.runner import ModelOutputs, generate_assertions
-from codistill.training import rundir
 
 
 @dataclass

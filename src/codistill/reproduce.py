@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from codistill.training import rundir
+from codistill import rundir
 
 
 @dataclass(frozen=True)

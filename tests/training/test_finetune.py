@@ -58,7 +58,9 @@ def test_finetune_refuses_a_tuned_teacher_and_fixed_keys(tiny_setup, tmp_path, c
 
 
 @pytest.mark.parametrize("every, expected", [(2, [0, 2, 4, 5]), (None, [5])])
-def test_valid_every_steps_validates_the_init_and_every_n_steps(tiny_setup, tmp_path, every, expected):
+def test_valid_every_steps_validates_the_init_and_every_n_steps(
+    tiny_setup, tmp_path, every, expected
+):
     out = tmp_path / "run"
     argv = ["distill", f"student={tiny_setup['student']}", "loss=ce", "progress=false"]
     argv += [f"train_data={tiny_setup['train']}", f"valid_data={tiny_setup['valid']}"]

@@ -60,7 +60,7 @@ def run(args) -> int:
         read_eval_run,
         render_comparison,
     )
-    from codistill.training.rundir import write_json
+    from codistill.rundir import write_json
 
     arms = parse_arms(args.arm)
     for role, name in (("--baseline", args.baseline), ("--teacher", args.teacher)):

@@ -217,7 +217,10 @@ class DistillConfig:
     def check(self) -> None:
         from codistill.losses.objective import parse_objective
 
-        objective = parse_objective(self)
+        try:
+            objective = parse_objective(self)
+        except ValueError as exc:  # losses raise ValueError; here it is a config error
+            raise ConfigError(str(exc)) from None
         if objective.needs_teacher and self.teacher is None and self.teacher_cache is None:
             raise ConfigError(
                 f"loss {self.loss!r} needs a teacher: set teacher=DIR or teacher_cache=DIR"

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from codistill import rundir
 from codistill.config.evaluate import EvalConfig
 from codistill.config.fields import ConfigError
 from codistill.data.jsonl import read_records
@@ -28,7 +29,6 @@ from codistill.evaluation.efficiency import PeakRSS, measure_latency, ratios, rs
 from codistill.evaluation.generate import generate
 from codistill.models.loading import count_parameters, dir_size_bytes, load_model, load_tokenizer
 from codistill.models.registry import resolve_model
-from codistill.training import rundir
 
 
 @dataclasses.dataclass

@@ -368,9 +368,9 @@ def _jsonable(x):
 
 def run_fidelity(opts: FidelityOptions) -> dict:
     """Run everything and write ``fidelity.json`` (atomically) into ``opts.out``."""
+    from codistill import rundir
     from codistill.fidelity.models import DEFAULT_CACHE_DIR, Classifier, Generator
     from codistill.fidelity.relations import relation_names
-    from codistill.training import rundir
 
     log = opts.log
     alert_names = attack_candidates(opts)  # a bad --attack-mlm fails before any model runs

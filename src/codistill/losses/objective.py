@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 
-from codistill.config.fields import ConfigError
 from codistill.losses import divergences, focal, sparse
 from codistill.losses.schedules import WeightSchedule, parse_weight
 from codistill.losses.sparse import SparseTargets
@@ -193,25 +192,25 @@ def parse_objective(cfg: Any) -> Objective:
     if isinstance(spec, str):
         mapping = _named(spec, cfg)
         if mapping is None:
-            raise ConfigError(
+            raise ValueError(
                 f"loss must be one of {list(NAMED_OBJECTIVES)} or a mapping "
                 f"term -> weight, got {spec!r}"
             )
     elif isinstance(spec, dict) and spec:
         mapping = spec
     else:
-        raise ConfigError(f"loss must be a name or a non-empty mapping, got {spec!r}")
+        raise ValueError(f"loss must be a name or a non-empty mapping, got {spec!r}")
     terms = {}
     for name, weight in mapping.items():
         if name not in TERMS:
-            raise ConfigError(f"loss: unknown term '{name}' (known: {', '.join(sorted(TERMS))})")
+            raise ValueError(f"loss: unknown term '{name}' (known: {', '.join(sorted(TERMS))})")
         try:
             terms[name] = parse_weight(weight)
         except ValueError as exc:
-            raise ConfigError(f"loss.{name}: {exc}") from exc
+            raise ValueError(f"loss.{name}: {exc}") from exc
     # A term whose weight is 0 throughout is not computed at all (alpha=0 leaves the KL term at
     # weight 0: evaluating it would need a teacher that is then not loaded, and 0 * inf is NaN).
     active = {n: s for n, s in terms.items() if s.start > 0 or (s.end or 0) > 0}
     if not active:
-        raise ConfigError(f"loss: every term has weight 0 in {spec!r}")
+        raise ValueError(f"loss: every term has weight 0 in {spec!r}")
     return Objective(active)

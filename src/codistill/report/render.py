@@ -597,7 +597,7 @@ def write_report(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
     Each file is replaced atomically, the assets directory as a whole: a reader never sees a
     half-written report, and a failure while plotting leaves the previous report in place.
     """
-    from codistill.training.rundir import fresh_tmp_dir, replace_dir
+    from codistill.rundir import fresh_tmp_dir, replace_dir
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from codistill import rundir
 from codistill.config.distill import load_distill_config
-from codistill.training import rundir
 
 MODES = ("full", "lora")
 

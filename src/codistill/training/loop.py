@@ -28,6 +28,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 
+from codistill import rundir
 from codistill.config.distill import DistillConfig
 from codistill.config.fields import ConfigError
 from codistill.data.jsonl import read_records
@@ -35,7 +36,6 @@ from codistill.data.prompts import has_chat_template
 from codistill.losses.objective import TERMS, Objective, parse_objective
 from codistill.models.loading import count_parameters, load_model, load_tokenizer
 from codistill.models.vocab import TokenMap
-from codistill.training import rundir
 from codistill.training.batches import Example, collate_causal, collate_seq2seq, tokenize_records
 from codistill.training.onpolicy import OnPolicy
 from codistill.training.semantic import SemanticTerm

@@ -10,9 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from codistill import rundir
 from codistill.config.distill import DistillConfig, load_distill_config
 from codistill.config.fields import ConfigError, parse_overrides, parse_value
-from codistill.training import rundir
 
 
 def split_values(text: str) -> list[Any]:
