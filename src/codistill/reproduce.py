@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -140,7 +141,11 @@ def stage(root: Path, name: str, key: str, build: Callable[[Path], Any]) -> Path
         return final
     _log(f"{name}: building {final.name}")
     tmp = rundir.fresh_tmp_dir(final)
-    _measured(name, tmp, build)
+    try:
+        _measured(name, tmp, build)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-built is left behind
+        raise
     rundir.replace_dir(tmp, final)
     return final
 

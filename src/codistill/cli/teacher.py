@@ -4,6 +4,7 @@ top-k log-probs over a dataset, and verify such a cache."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from codistill.cli.teacher_finetune import add_parser as add_finetune
 from codistill.cli.teacher_generate import add_parser as add_generate
@@ -217,10 +218,16 @@ def run_verify(args) -> int:
     from codistill.teacher.cache import list_shards
     from codistill.teacher.cache_format import ShardReader, verify_shard
 
+    if not Path(args.dir).is_dir():
+        print(f"codistill teacher verify: error: {args.dir}: no such directory", file=sys.stderr)
+        return 2
     shards = list_shards(args.dir)
-    if not shards:
-        print(f"{args.dir}: no shards (shard-*.cdt) found", file=sys.stderr)
-        return 1
+    if not shards:  # a directory that is not a cache is a usage error, not a bad cache
+        print(
+            f"codistill teacher verify: error: {args.dir}: no shards (shard-*.cdt) found",
+            file=sys.stderr,
+        )
+        return 2
     bad = entries = positions = size = 0
     expected = None  # every shard must agree with the first readable one (same teacher, k...)
     for path in shards:
