@@ -151,7 +151,9 @@ def build_optimizer(model, cfg: DistillConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def _scheduler(optimizer, total_steps: int, warmup_ratio: float):
+def linear_schedule(optimizer, total_steps: int, warmup_ratio: float):
+    """Linear warm-up over ``ceil(total_steps * warmup_ratio)`` steps, then linear decay to 0:
+    the schedule of every training loop in codistill (students, teachers, classifiers)."""
     warmup = math.ceil(total_steps * warmup_ratio)
 
     def factor(step: int) -> float:  # linear warm-up, then linear decay to zero
@@ -370,7 +372,7 @@ def build_run(cfg: DistillConfig, resume: bool) -> tuple[Run, TrainState]:
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     optimizer = build_optimizer(student, cfg)
-    scheduler = _scheduler(optimizer, total_steps, cfg.warmup_ratio)
+    scheduler = linear_schedule(optimizer, total_steps, cfg.warmup_ratio)
     student, optimizer = accelerator.prepare(student, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     state = TrainState()
