@@ -96,13 +96,13 @@ def test_student_of_a_directory_that_is_not_a_teacher(files, tmp_path, capsys):
 
 
 def test_a_failed_run_leaves_no_output(files, tmp_path, monkeypatch):
-    import codistill.training.classifier as training
+    from codistill.training.classifier import outputs
 
     def boom(staged, final):
         assert (staged / CLASSIFIER_FILE).is_file()  # fully written, then the move fails
         raise OSError("disk full")
 
-    monkeypatch.setattr(training, "replace_dir", boom)
+    monkeypatch.setattr(outputs, "replace_dir", boom)
     with pytest.raises(OSError, match="disk full"):
         _teacher(files, tmp_path / "t")
     assert list(tmp_path.iterdir()) == []

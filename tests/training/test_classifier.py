@@ -1,31 +1,24 @@
+"""`codistill.training.classifier`: the teacher (head, features, fine-tuning) and the student."""
+
 import json
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from codistill.config.fields import ConfigError
-from codistill.data.benchmarks import load_bigclonebench
-from codistill.data.schema import RecordError
 from codistill.models.classifier import ClassifierModel, read_classifier_json, task_input
 from codistill.models.tiny import make_tiny_causal_lm
-from codistill.training.classifier import (
-    SPLIT_NAMES,
-    TEST_LOGITS_FILE,
-    class_weights,
-    distill_student,
-    fit_head,
-    load_task_records,
-    soft_label_loss,
-    split_records,
-    student_config,
-    teacher_config,
-    train_teacher,
-)
+from codistill.training.classifier import features
+from codistill.training.classifier import student as student_module
+from codistill.training.classifier.config import student_config, teacher_config
+from codistill.training.classifier.outputs import TEST_LOGITS_FILE
+from codistill.training.classifier.splits import load_task_records
+from codistill.training.classifier.student import distill_student
+from codistill.training.classifier.teacher import fit_head, train_teacher
+from codistill.training.loop import linear_schedule
 
 PYTHON = [
     "def {n}(items):\n    return items.pop()\n",
@@ -112,70 +105,7 @@ def teacher(setup) -> dict:
     return {"dir": out, "meta": meta}
 
 
-# --- split -------------------------------------------------------------------------------------
-
-
-def test_split_is_deterministic_order_free_and_disjoint(setup):
-    records = load_bigclonebench(setup["clone"])
-    parts = split_records(records, [0.4, 0.4, 0.05, 0.15], seed=0)
-    shuffled = list(records)
-    random.Random(1).shuffle(shuffled)
-    again = split_records(shuffled, [0.4, 0.4, 0.05, 0.15], seed=0)
-    assert {k: [r.id for r in v] for k, v in parts.items()} == {
-        k: [r.id for r in v] for k, v in again.items()
-    }
-    assert list(parts) == list(SPLIT_NAMES)
-    ids = [r.id for part in parts.values() for r in part]
-    assert sorted(ids) == sorted(r.id for r in records)  # a partition
-    other_seed = split_records(records, [0.4, 0.4, 0.05, 0.15], seed=1)
-    assert [r.id for r in other_seed["teacher"]] != [r.id for r in parts["teacher"]]
-
-
-def test_split_keeps_the_pairs_of_one_first_function_together(setup):
-    parts = split_records(load_bigclonebench(setup["clone"]), [0.4, 0.4, 0.05, 0.15], seed=0)
-    home = {}
-    for name, part in parts.items():
-        for record in part:
-            assert home.setdefault(record.extra["id1"], name) == name
-
-
-def test_split_rejects_bad_fractions(setup):
-    records = load_bigclonebench(setup["clone"])
-    with pytest.raises(ConfigError, match="fractions must be 4 shares"):
-        split_records(records, [0.5, 0.5], seed=0)
-    with pytest.raises(ConfigError, match="sum to 1"):
-        split_records(records, [0.4, 0.4, 0.4, 0.4], seed=0)
-
-
-def test_load_task_records_names_the_expected_format_for_the_wrong_task(setup):
-    with pytest.raises(RecordError, match="is this a clone file"):
-        load_task_records("clone", setup["defect"])
-    with pytest.raises(FileNotFoundError, match="clone data file not found"):
-        load_task_records("clone", setup["root"] / "missing.jsonl")
-
-
-# --- pure maths ----------------------------------------------------------------------------------
-
-
-def test_class_weights_balance_the_classes():
-    weights = class_weights(torch.tensor([0, 0, 0, 1]))
-    torch.testing.assert_close(weights, torch.tensor([4 / 6, 2.0]))
-    torch.testing.assert_close(class_weights(torch.tensor([1, 1])), torch.tensor([0.0, 0.5]))
-
-
-def test_soft_label_loss_is_t_squared_kl_and_ignores_labels_at_alpha_zero():
-    student = torch.tensor([[0.3, -1.0], [2.0, 0.5]])
-    teacher = torch.tensor([[1.0, 0.0], [-0.5, 0.5]])
-    t = 2.0
-    p = np.exp(teacher.numpy() / t) / np.exp(teacher.numpy() / t).sum(-1, keepdims=True)
-    q = np.exp(student.numpy() / t) / np.exp(student.numpy() / t).sum(-1, keepdims=True)
-    expected = t**2 * (p * (np.log(p) - np.log(q))).sum(-1).mean()
-    got = soft_label_loss(student, teacher, t, labels=torch.tensor([0, 1]))
-    assert float(got) == pytest.approx(expected, rel=1e-5)
-    assert float(soft_label_loss(teacher, teacher, t)) == pytest.approx(0.0, abs=1e-7)
-    mixed = soft_label_loss(student, teacher, t, torch.tensor([0, 1]), alpha=0.5)
-    ce = F.cross_entropy(student, torch.tensor([0, 1]))
-    assert float(mixed) == pytest.approx(0.5 * expected + 0.5 * float(ce), rel=1e-5)
+# --- head ----------------------------------------------------------------------------------------
 
 
 def test_fit_head_separates_features_with_a_large_constant_dimension():
@@ -241,8 +171,6 @@ def test_train_size_takes_a_nested_sample(setup, tmp_path):
 
 
 def test_feature_cache_is_reused_only_for_the_same_inputs(setup, tmp_path, monkeypatch):
-    import codistill.training.classifier as training
-
     def run(out, max_length):
         return train_teacher(
             teacher_config(
@@ -259,10 +187,10 @@ def test_feature_cache_is_reused_only_for_the_same_inputs(setup, tmp_path, monke
 
     first = run("a", 32)
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 3  # train, valid, test
-    real = training._features
-    monkeypatch.setattr(training, "_features", lambda *a: pytest.fail("cache missed"))
+    real = features._features
+    monkeypatch.setattr(features, "_features", lambda *a: pytest.fail("cache missed"))
     assert run("b", 32)["metrics"] == first["metrics"]
-    monkeypatch.setattr(training, "_features", real)
+    monkeypatch.setattr(features, "_features", real)
     run("c", 24)  # other token ids: new entries, not the old ones
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 6
 
@@ -320,6 +248,33 @@ def test_distill_student_reduces_kl_to_the_teacher(teacher, setup, tmp_path):
     assert config.vocab_size < AutoConfig.from_pretrained(setup["backbone"]).vocab_size
     assert (out / "token_map.json").is_file()
     assert ClassifierModel.load(out).predict_proba(["def add(a, b):"]).shape == (1, 2)
+
+
+def test_distill_student_follows_the_schedule_of_the_main_loop(
+    teacher, setup, tmp_path, monkeypatch
+):
+    factors = []
+
+    def spy(optimizer, total_steps, warmup_ratio):
+        schedule = linear_schedule(optimizer, total_steps, warmup_ratio)
+        factors.extend(schedule.lr_lambdas[0](s) for s in range(total_steps))
+        return schedule
+
+    monkeypatch.setattr(student_module, "linear_schedule", spy)
+    distill_student(
+        student_config(
+            teacher=str(teacher["dir"]),
+            data=str(setup["defect"]),
+            out=str(tmp_path / "s"),
+            layers=1,
+            unlabeled_size=8,
+            steps=4,
+            warmup=0.5,
+            progress=False,
+        )
+    )
+    # ceil(4 * 0.5) = 2 warm-up steps at (s + 1) / (warmup + 1), then linear decay.
+    assert factors == pytest.approx([1 / 3, 2 / 3, 1.0, 0.5])
 
 
 def test_distill_student_refuses_a_different_data_file(teacher, setup, tmp_path):

@@ -103,9 +103,9 @@ def _common(p) -> None:
 
 def config_for(args) -> Any:
     """The validated config of a ``classifier`` action from YAML, overrides and flags."""
-    from codistill.training import classifier as training
+    from codistill.training.classifier import config
 
-    cls = getattr(training, args.config_class)
+    cls = getattr(config, args.config_class)
     command_line = parse_overrides(args.overrides)
     command_line.update(
         {key: getattr(args, key) for key in args.flags if getattr(args, key) is not None}
@@ -141,10 +141,10 @@ def _summary(meta: dict[str, Any], out: str) -> dict[str, Any]:
 
 
 def _run(args, action) -> int:
-    from codistill.training import classifier as training
+    from codistill.training.classifier import config
 
     if args.help_config:
-        print(describe(getattr(training, args.config_class)))
+        print(describe(getattr(config, args.config_class)))
         return 0
     cfg = config_for(args)
     try:
@@ -158,7 +158,7 @@ def _run(args, action) -> int:
 
 
 def run_teacher(args) -> int:
-    from codistill.training.classifier import train_teacher
+    from codistill.training.classifier.teacher import train_teacher
     from codistill.training.loop import resolve_teacher
 
     def train(cfg):
@@ -169,6 +169,6 @@ def run_teacher(args) -> int:
 
 
 def run_student(args) -> int:
-    from codistill.training.classifier import distill_student
+    from codistill.training.classifier.student import distill_student
 
     return _run(args, distill_student)
