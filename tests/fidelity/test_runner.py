@@ -126,6 +126,14 @@ def test_unknown_relation_is_refused(tiny_setup, tmp_path):
         run_fidelity(_opts(tiny_setup, tmp_path, relations=["spin"]))
 
 
+def test_options_built_in_python_are_validated_before_anything_runs(tiny_setup, tmp_path):
+    with pytest.raises(FidelityError, match="variants must be >= 1, got 0"):
+        run_fidelity(_opts(tiny_setup, tmp_path / "out", variants=0))
+    with pytest.raises(FidelityError, match="attacks: unknown"):
+        run_fidelity(_opts(tiny_setup, tmp_path / "out", attacks=["alert", "fgsm"]))
+    assert not (tmp_path / "out").exists()
+
+
 def test_codegen_input_is_docstring_plus_part_of_the_body():
     code = 'def add(a, b):\n    """Add."""\n    s = a\n    s += b\n    return s\n'
     assert codegen_input(code, "add", 0.0) == 'def add(a, b):\n    """Add."""\n'
@@ -179,14 +187,27 @@ def test_java_assertion_variants_are_compiled_and_keep_the_hole(tiny_setup, tmp_
 
 
 SHARED = __import__("pathlib").Path(__file__).resolve().parents[2].parent / "shared" / "data"
+needs_humaneval = pytest.mark.skipif(
+    not (SHARED / "humaneval-plus").is_dir(), reason="../shared/data absent"
+)
 
 
-@pytest.mark.skipif(not (SHARED / "humaneval-plus").is_dir(), reason="../shared/data absent")
-def test_codegen_variants_are_verified_by_tests_and_scored_the_recode_way(
-    tiny_setup, tmp_path, monkeypatch
-):
+@pytest.fixture(scope="module")
+def humaneval_data(tmp_path_factory):
+    """HumanEval/0 and /4 (HumanEval+ tests) as codistill codegen JSONL."""
     from codistill.data.benchmarks import load_humaneval_plus
     from codistill.data.jsonl import write_records
+
+    path = next((SHARED / "humaneval-plus").glob("*.jsonl.gz"))
+    records = [r for r in load_humaneval_plus(path) if r.id in ("HumanEval/0", "HumanEval/4")]
+    data = tmp_path_factory.mktemp("he") / "he.jsonl"
+    write_records(data, records)
+    return data
+
+
+@pytest.fixture(scope="module")
+def codegen_run(tiny_setup, humaneval_data, tmp_path_factory):
+    """One code-generation run of the tiny models; also returns each Generator's budget."""
     from codistill.fidelity import models
 
     budgets = []
@@ -196,41 +217,100 @@ def test_codegen_variants_are_verified_by_tests_and_scored_the_recode_way(
         budgets.append(kwargs["max_new_tokens"])
         real_init(self, path, **kwargs)
 
-    monkeypatch.setattr(models.Generator, "__init__", spy)
+    out = tmp_path_factory.mktemp("codegen")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models.Generator, "__init__", spy)
+        res = run_fidelity(
+            _opts(
+                tiny_setup,
+                out,
+                task="codegen",
+                data=str(humaneval_data),
+                attacks=["mhm"],
+                relations=["rename_placeholder", "loop_exchange", "dead_code"],
+            )
+        )
+    return out, res, budgets
 
-    path = next((SHARED / "humaneval-plus").glob("*.jsonl.gz"))
-    records = [r for r in load_humaneval_plus(path) if r.id in ("HumanEval/0", "HumanEval/4")]
-    data = tmp_path / "he.jsonl"
-    write_records(data, records)
+
+@needs_humaneval
+def test_codegen_variants_are_verified_by_running_the_tests(codegen_run):
+    _, res, _ = codegen_run
+    assert res["verification"]["summary"]["variants"].get("tests", 0) >= 1
+
+
+@needs_humaneval
+def test_codegen_is_scored_the_recode_way(codegen_run):
+    _, res, _ = codegen_run
+    assert set(res["codegen"]) == {"teacher", "student"}
+    assert res["codegen"]["student"]["inputs"] >= 1
+    assert "pass@1" in res["originals"]["teacher"]
+
+
+@needs_humaneval
+def test_codegen_generates_with_the_given_budget_not_the_codegen_default(codegen_run):
+    _, _, budgets = codegen_run
+    assert budgets == [12, 12]
+
+
+@needs_humaneval
+def test_codegen_attacks_nothing_when_no_model_solves_an_input(codegen_run):
+    _, res, _ = codegen_run
+    assert not any(ok for q in res["originals"].values() for ok in q["_passed"].values())
+    assert res["attacks"]["inputs"] == 0
+    assert res["attacks"]["selection"].startswith("the first inputs the teacher or the student")
+
+
+@needs_humaneval
+def test_codegen_markdown_and_report_show_the_recode_table(codegen_run):
+    from codistill.report.collect import collect
+    from codistill.report.render import build_sections
+
+    out, _, _ = codegen_run
+    markdown = (out / "fidelity.md").read_text()
+    assert "| model | pass@1 | robust pass |" in markdown
+    assert "On the originals: teacher" in markdown
+    blocks = {s.id: s for s in build_sections(collect([out]))}["fidelity"].blocks
+    recode = [b for b in blocks if getattr(b, "title", "").startswith("code generation")]
+    assert [row[0] for row in recode[0].rows] == ["teacher", "student"]
+
+
+@needs_humaneval
+def test_codegen_attacks_break_a_teacher_that_solves_only_the_originals(
+    tiny_setup, humaneval_data, tmp_path, monkeypatch
+):
+    # The tiny random models pass no HumanEval test, and an attack only attacks inputs some
+    # model solves; so the teacher is scripted: given the whole original program (partial=1)
+    # it adds nothing (a pass), given anything else a failing statement. Any rename breaks it.
+    from codistill.fidelity import models
+
+    items = load_items("codegen", str(humaneval_data), None)
+    originals = {codegen_input(it.code, it.record.entry_point, 1.0) for it in items}
+    real_call = models.Generator.__call__
+
+    def scripted(self, prompts):
+        if self.path != str(tiny_setup["teacher"]):
+            return real_call(self, prompts)
+        return ["" if p in originals else "assert False\n" for p in prompts]
+
+    monkeypatch.setattr(models.Generator, "__call__", scripted)
     res = run_fidelity(
         _opts(
             tiny_setup,
             tmp_path / "out",
             task="codegen",
-            data=str(data),
-            attacks=["mhm"],
-            relations=["rename_placeholder", "loop_exchange", "dead_code"],
+            data=str(humaneval_data),
+            partial=1.0,
+            attacks=["mhm", "alert"],
+            relations=["rename_placeholder"],
         )
     )
-    summary = res["verification"]["summary"]
-    assert summary["variants"].get("tests", 0) >= 1  # whole programs run against the tests
-    assert set(res["codegen"]) == {"teacher", "student"}
-    assert res["codegen"]["student"]["inputs"] >= 1
-    assert "pass@1" in res["originals"]["teacher"]
-    assert budgets == [12, 12]  # the given budget, not the codegen default
-    # Only inputs some model solves are attacked (the tiny models solve none).
-    solved = [i for q in res["originals"].values() for i, ok in q["_passed"].items() if ok]
-    assert res["attacks"]["inputs"] == min(len(set(solved)), 2)
-    assert res["attacks"]["selection"].startswith("the first inputs the teacher or the student")
-    markdown = (tmp_path / "out" / "fidelity.md").read_text()
-    assert "| model | pass@1 | robust pass |" in markdown
-    assert "On the originals: teacher" in markdown
-    from codistill.report.collect import collect
-    from codistill.report.render import build_sections
-
-    blocks = {s.id: s for s in build_sections(collect([tmp_path / "out"]))}["fidelity"].blocks
-    recode = [b for b in blocks if getattr(b, "title", "").startswith("code generation")]
-    assert [row[0] for row in recode[0].rows] == ["teacher", "student"]
+    assert res["originals"]["teacher"]["pass@1"] == 1.0
+    assert res["attacks"]["inputs"] == 2
+    for method in ("mhm", "alert"):
+        teacher = res["attacks"][method]["teacher"]["summary"]
+        assert teacher["attack_success_rate"] == 1.0 and 1 <= teacher["mean_queries"] <= 12
+        assert teacher["drop"] == 1.0
 
 
 def test_classifier_pair_on_c_defects_gives_distribution_metrics(tiny_setup, tmp_path):

@@ -10,6 +10,11 @@ Pipeline (one task, one teacher-student pair)::
     attacks -> per model           ALERT and MHM renaming under a query budget, relative drop
     gates -> exit status           ``--fail-under metric=value`` (and ``--fail-over``)
 
+:func:`run_fidelity` is these steps in four stages: :func:`prepare_variants` (records to kept
+variants), :func:`run_models`, :func:`score` (metrics and attacks) and :func:`write_result`
+(gates, ``fidelity.json``, ``fidelity.md``); its settings are a
+:class:`~codistill.config.fidelity.FidelityConfig`.
+
 Tasks: ``assertion`` (Java/Python AssertionRecord), ``codegen`` (Python CodegenRecord: HumanEval+
 or MBPP), ``clone`` (CloneRecord pairs: the relation transforms the first method of the pair) and
 ``defect`` (DefectRecord C functions).
@@ -34,20 +39,26 @@ import random
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from codistill.config.fidelity import (
+    CLASSIFIER_TASKS,
+    FIDELITY_TASKS,
+    FidelityConfig,
+    check_fidelity_config,
+)
+from codistill.config.fields import ConfigError
 from codistill.evaluation.assertion_metrics import code_tokens
 from codistill.fidelity import metrics as fm
 from codistill.fidelity.gates import check_gates
 from codistill.fidelity.render import render_markdown
 from codistill.models.registry import resolve_model
 
-TASKS = ("assertion", "codegen", "clone", "defect")
-CLASSIFIER_TASKS = ("clone", "defect")
+TASKS = FIDELITY_TASKS
 HOLE = "__codistill_hole__"
 # Horizontal space only: a newline after the hole belongs to the code that follows it.
 _HOLE_RE = re.compile(re.escape(HOLE) + r"[ \t]*\([ \t]*\)(?:[ \t]*;)?")
@@ -58,37 +69,12 @@ class FidelityError(ValueError):
 
 
 @dataclass
-class FidelityOptions:
-    teacher: str
-    student: str
-    task: str
-    data: str
-    out: str
-    relations: list[str] | None = None  # None: every relation of the data's language
-    variants: int = 1
-    max_records: int | None = 50
-    attacks: list[str] = field(default_factory=lambda: ["alert", "mhm"])
-    attack_budget: int = 60
-    attack_records: int = 20
-    attack_target: str = "auto"  # reference | self | auto (classifiers: reference; else self)
-    attack_mlm: str | None = None  # masked LM directory for ALERT's candidates; None: synonyms
-    # Generation backends (evaluation.backends specs, e.g. llamacpp:FILE.gguf) instead of
-    # loading the teacher/student in-process; generator tasks only.
-    teacher_backend: str | None = None
-    student_backend: str | None = None
-    verify: str = "compile"
-    partial: float = 0.5
-    max_source_tokens: int = 256
-    max_new_tokens: int | None = None  # None: 48 (one assertion line), 256 (a function body)
-    batch_size: int = 8
-    prompt_style: str = "prefix"
-    cqs: bool = False  # also compare teacher and student CQS against the reference (assertions)
-    n_resamples: int = 1000
-    seed: int = 0
-    cache_dir: str | None = None
-    fail_under: dict[str, float] = field(default_factory=dict)
-    fail_over: dict[str, float] = field(default_factory=dict)
-    worst: int = 8
+class FidelityOptions(FidelityConfig):
+    """A :class:`~codistill.config.fidelity.FidelityConfig` plus where progress lines go.
+
+    ``fidelity.json`` records every field but ``log`` as ``options``.
+    """
+
     log: Callable[[str], None] = print
 
 
@@ -113,7 +99,7 @@ def held_out(records: list, teacher_dir: str, data_path: str) -> tuple[list, str
     on what the teacher was trained on. Any other data is used whole."""
     from codistill.files import sha256_file as file_sha256
     from codistill.models.classifier import CLASSIFIER_FILE
-    from codistill.training.classifier import split_records
+    from codistill.training.classifier.splits import split_records
 
     meta_path = Path(teacher_dir) / CLASSIFIER_FILE
     if not meta_path.is_file():
@@ -137,7 +123,7 @@ def load_items(
     if task not in TASKS:
         raise FidelityError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     if task in CLASSIFIER_TASKS:
-        from codistill.training.classifier import load_task_records
+        from codistill.training.classifier.splits import load_task_records
 
         records = load_task_records(task, path)  # codistill JSONL or the CodeXGLUE file as is
     else:
@@ -319,7 +305,7 @@ def verify_candidates(items: list[Item], candidates, mode: str, partial: float):
 # --------------------------------------------------------------------------- models
 
 
-def model_inputs(task: str, item: Item, code: str, target: str | None, opts: FidelityOptions):
+def model_inputs(task: str, item: Item, code: str, target: str | None, opts: FidelityConfig):
     """What the models are given for (a variant of) an item; None when it cannot be built."""
     if task == "assertion":
         from codistill.data.prompts import assertion_prompt
@@ -366,20 +352,73 @@ def _jsonable(x):
     return x
 
 
-def run_fidelity(opts: FidelityOptions) -> dict:
-    """Run everything and write ``fidelity.json`` (atomically) into ``opts.out``."""
-    from codistill import rundir
-    from codistill.fidelity.models import DEFAULT_CACHE_DIR, Classifier, Generator
-    from codistill.fidelity.relations import relation_names
+@dataclass
+class Variants:
+    """Stage 1's product: the inputs, and their verified variants with the verification report."""
 
-    log = opts.log
+    items: list[Item]
+    language: str
+    relations: list[str]
+    rows: list[Row]
+    verification: dict
+
+
+@dataclass
+class Outputs:
+    """Stage 2's product: what each model was given and what it answered.
+
+    ``outputs[name] = (originals, variants)``: ``originals`` maps an item's index to the model's
+    output on it (items whose input could be built: ``ok_items``), ``variants`` lists the outputs
+    on ``var_inputs``, one per row of ``rows`` (the verified variants the model sees differently
+    from their original).
+    """
+
+    orig_inputs: list
+    ok_items: list[int]
+    rows: list[Row]
+    var_inputs: list
+    outputs: dict[str, tuple[dict, Any]]
+
+
+def run_fidelity(opts: FidelityConfig, log: Callable[[str], None] | None = None) -> dict:
+    """Run everything and write ``fidelity.json`` (atomically) into ``opts.out``.
+
+    Four stages: :func:`prepare_variants` (inputs, variants, verification), :func:`run_models`
+    (teacher and student on originals and variants, cached), :func:`score` (metrics, quality on
+    the originals, worst cases, attacks) and :func:`write_result` (gates, files).
+
+    Args:
+        opts: the run's settings; a :class:`FidelityOptions` also carries ``log``.
+        log: where progress lines go (default: ``opts.log``, else ``print``).
+
+    Raises:
+        FidelityError: a bad setting, input, relation, backend or masked LM, before any model
+            runs.
+    """
+    log = log or getattr(opts, "log", print)
+    try:
+        check_fidelity_config(opts)
+    except ConfigError as exc:
+        raise FidelityError(str(exc)) from exc
     alert_names = attack_candidates(opts)  # a bad --attack-mlm fails before any model runs
     _check_backends(opts)
-    if opts.cqs and opts.task != "assertion":
-        raise FidelityError(
-            f"--cqs scores outputs against a reference assertion; the {opts.task} task has "
-            "none (code generation is scored by its tests)"
-        )
+    variants = prepare_variants(opts, log)
+    # embedded / embedded:NAME on either side: converted once, then a plain directory.
+    opts = replace(opts, teacher=resolve_model(opts.teacher), student=resolve_model(opts.student))
+    models = load_models(opts)
+    try:
+        ran = run_models(opts, variants, models, log)
+        result = score(opts, variants, ran, models, alert_names, log)
+    finally:  # stop the servers a backend started, also when something failed
+        for model in models.values():
+            model.close()
+    return write_result(opts, result)
+
+
+def prepare_variants(opts: FidelityConfig, log: Callable[[str], None]) -> Variants:
+    """Stage 1: read the inputs, apply the relations, verify every variant."""
+    from codistill.fidelity.relations import relation_names
+
     items = load_items(opts.task, opts.data, opts.max_records, opts.teacher)
     language = items[0].language
     known = relation_names(language)
@@ -387,7 +426,6 @@ def run_fidelity(opts: FidelityOptions) -> dict:
     unknown = [r for r in relations if r not in relation_names()]
     if unknown:
         raise FidelityError(f"unknown relation(s) {unknown}; known: {', '.join(relation_names())}")
-    cache_dir = Path(opts.cache_dir) if opts.cache_dir else DEFAULT_CACHE_DIR / "fidelity"
     log(f"{len(items)} {opts.task} inputs ({language}); relations: {', '.join(relations)}")
 
     candidates, applicable = make_variants(items, relations, opts.variants, opts.seed)
@@ -398,131 +436,122 @@ def run_fidelity(opts: FidelityOptions) -> dict:
         validity.setdefault(name, {"generated": 0, "verified": 0, "validity_rate": None})
         validity[name]["applicable_inputs"] = applicable.get(name, 0)
     log(f"{len(rows)} verified variants")
+    verification = {"per_relation": validity, "summary": vstats, "rejected": rejected}
+    return Variants(items, language, relations, rows, verification)
 
+
+def load_models(opts: FidelityConfig) -> dict[str, Any]:
+    """The teacher and the student: classifiers, or generators (in-process or a backend)."""
+    from codistill.fidelity.models import DEFAULT_CACHE_DIR, Classifier, Generator
+
+    cache_dir = Path(opts.cache_dir) if opts.cache_dir else DEFAULT_CACHE_DIR / "fidelity"
+    if opts.task in CLASSIFIER_TASKS:
+        return {
+            side: Classifier(getattr(opts, side), batch_size=opts.batch_size, cache_dir=cache_dir)
+            for side in ("teacher", "student")
+        }
+    gen = {
+        "mode": "code" if opts.task == "codegen" else "line",
+        "max_source_tokens": opts.max_source_tokens,
+        "max_new_tokens": opts.max_new_tokens or (256 if opts.task == "codegen" else 48),
+        "batch_size": opts.batch_size,
+        "cache_dir": cache_dir,
+    }
+    return {
+        side: Generator(getattr(opts, side), backend=getattr(opts, f"{side}_backend"), **gen)
+        for side in ("teacher", "student")
+    }
+
+
+def run_models(
+    opts: FidelityConfig, variants: Variants, models: dict[str, Any], log: Callable[[str], None]
+) -> Outputs:
+    """Stage 2: each model on every original and on every variant it sees differently."""
+    items = variants.items
+    orig_inputs = [model_inputs(opts.task, it, it.code, it.target, opts) for it in items]
+    rows, var_inputs = [], []
+    for row in variants.rows:
+        x = model_inputs(opts.task, items[row.item], row.code, row.target, opts)
+        if x is None or orig_inputs[row.item] is None:
+            continue
+        if x == orig_inputs[row.item]:
+            continue  # the change fell outside what the model sees (codegen: past the cut)
+        rows.append(row)
+        var_inputs.append(x)
+    ok_items = [i for i, x in enumerate(orig_inputs) if x is not None]
+    log(f"running teacher and student on {len(ok_items)} originals and {len(rows)} variants")
     classifier = opts.task in CLASSIFIER_TASKS
-    # embedded / embedded:NAME on either side: converted once, then a plain directory.
-    opts.teacher, opts.student = resolve_model(opts.teacher), resolve_model(opts.student)
-    if classifier:
-        teacher = Classifier(opts.teacher, batch_size=opts.batch_size, cache_dir=cache_dir)
-        student = Classifier(opts.student, batch_size=opts.batch_size, cache_dir=cache_dir)
-    else:
-        gen = {
-            "mode": "code" if opts.task == "codegen" else "line",
-            "max_source_tokens": opts.max_source_tokens,
-            "max_new_tokens": opts.max_new_tokens or (256 if opts.task == "codegen" else 48),
-            "batch_size": opts.batch_size,
-            "cache_dir": cache_dir,
-        }
-        teacher = Generator(opts.teacher, backend=opts.teacher_backend, **gen)
-        student = Generator(opts.student, backend=opts.student_backend, **gen)
+    outputs = {}
+    for name, model in models.items():
+        o = model([orig_inputs[i] for i in ok_items])
+        v = model(var_inputs) if var_inputs else ([] if not classifier else np.zeros((0, 2)))
+        outputs[name] = ({i: o[k] for k, i in enumerate(ok_items)}, v)
+        log(f"{name}: cache {model.cache.hits} hits, {model.cache.misses} computed")
+    return Outputs(orig_inputs, ok_items, rows, var_inputs, outputs)
 
-    try:
-        orig_inputs = [model_inputs(opts.task, it, it.code, it.target, opts) for it in items]
-        keep_rows = []
-        var_inputs = []
-        for row in rows:
-            x = model_inputs(opts.task, items[row.item], row.code, row.target, opts)
-            if x is None or orig_inputs[row.item] is None:
-                continue
-            if x == orig_inputs[row.item]:
-                continue  # the change fell outside what the model sees (codegen: past the cut)
-            keep_rows.append(row)
-            var_inputs.append(x)
-        rows = keep_rows
-        ok_items = [i for i, x in enumerate(orig_inputs) if x is not None]
-        log(f"running teacher and student on {len(ok_items)} originals and {len(rows)} variants")
-        outputs = {}
-        for name, model in (("teacher", teacher), ("student", student)):
-            o = model([orig_inputs[i] for i in ok_items])
-            v = model(var_inputs) if var_inputs else ([] if not classifier else np.zeros((0, 2)))
-            full = {i: o[k] for k, i in enumerate(ok_items)}
-            outputs[name] = (full, v)
-            log(f"{name}: cache {model.cache.hits} hits, {model.cache.misses} computed")
 
-        result: dict[str, Any] = {
-            "task": opts.task,
-            "language": language,
-            "teacher": opts.teacher,
-            "student": opts.student,
-            "data": opts.data,
-            "n_inputs": len(items),
-            "n_variants": len(rows),
-            "relations_requested": relations,
-            "options": {k: v for k, v in vars(opts).items() if k != "log"},
-            "verification": {"per_relation": validity, "summary": vstats, "rejected": rejected},
-        }
-        per_relation = defaultdict(list)
-        for r_i, row in enumerate(rows):
-            per_relation[row.relation].append(r_i)
-        per_relation["all"] = list(range(len(rows)))
-
-        cqs = (
-            _variant_cqs(rows, outputs, language) if opts.cqs and opts.task == "assertion" else None
+def score(
+    opts: FidelityConfig,
+    variants: Variants,
+    ran: Outputs,
+    models: dict[str, Any],
+    alert_names: tuple[str, Any] = ("synonyms", None),
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Stage 3: the result document (everything but the gates): per-relation metrics, each
+    model's quality on the originals, ReCode's robustness, the worst cases and the attacks."""
+    items, rows, outputs = variants.items, ran.rows, ran.outputs
+    classifier = opts.task in CLASSIFIER_TASKS
+    result: dict[str, Any] = {
+        "task": opts.task,
+        "language": variants.language,
+        "teacher": opts.teacher,
+        "student": opts.student,
+        "data": opts.data,
+        "n_inputs": len(items),
+        "n_variants": len(rows),
+        "relations_requested": variants.relations,
+        "options": {k: v for k, v in vars(opts).items() if k != "log"},
+        "verification": variants.verification,
+    }
+    per_relation = defaultdict(list)
+    for r_i, row in enumerate(rows):
+        per_relation[row.relation].append(r_i)
+    per_relation["all"] = list(range(len(rows)))
+    cqs = None
+    if opts.cqs and opts.task == "assertion":
+        cqs = _variant_cqs(rows, outputs, variants.language)
+    result["relations"] = {
+        name: _relation_metrics(opts, items, rows, outputs, idx, cqs)
+        for name, idx in per_relation.items()
+        if idx
+    }
+    result["originals"] = _original_quality(opts, items, ran.ok_items, ran.orig_inputs, outputs)
+    if opts.task == "codegen" and rows:
+        result["codegen"] = _codegen_robustness(
+            items, rows, ran.var_inputs, outputs, result["originals"]
         )
-        refs = opts.task == "assertion"  # code generation's correctness is its tests (ReCode table)
+    result["worst"] = _worst(opts, items, rows, outputs, ran.orig_inputs, classifier)
+    if opts.attacks and opts.attack_records:
+        result["attacks"] = _attacks(
+            opts,
+            items,
+            ran.ok_items,
+            ran.orig_inputs,
+            outputs,
+            models,
+            classifier,
+            alert_names,
+            result["originals"],
+            log,
+        )
+    return result
 
-        def subset(idx: list[int]) -> dict:
-            groups = [rows[j].item for j in idx]
-            if classifier:
-                to = np.array([outputs["teacher"][0][rows[j].item] for j in idx])
-                so = np.array([outputs["student"][0][rows[j].item] for j in idx])
-                tv = np.array([outputs["teacher"][1][j] for j in idx])
-                sv = np.array([outputs["student"][1][j] for j in idx])
-                labels = [items[rows[j].item].label for j in idx]
-                return fm.classifier_fidelity(
-                    to,
-                    tv,
-                    so,
-                    sv,
-                    labels,
-                    groups=groups,
-                    n_resamples=opts.n_resamples,
-                    seed=opts.seed,
-                )
-            to = [outputs["teacher"][0][rows[j].item] for j in idx]
-            so = [outputs["student"][0][rows[j].item] for j in idx]
-            tv = [outputs["teacher"][1][j] for j in idx]
-            sv = [outputs["student"][1][j] for j in idx]
-            return fm.generator_fidelity(
-                to,
-                tv,
-                so,
-                sv,
-                renames=[rows[j].renames for j in idx],
-                normalise=str.strip,
-                reference_original=[items[rows[j].item].target or "" for j in idx]
-                if refs
-                else None,
-                reference_variant=[rows[j].target or "" for j in idx] if refs else None,
-                teacher_cqs=None if cqs is None else [cqs["teacher"][j] for j in idx],
-                student_cqs=None if cqs is None else [cqs["student"][j] for j in idx],
-                groups=groups,
-                n_resamples=opts.n_resamples,
-                seed=opts.seed,
-            )
 
-        result["relations"] = {name: subset(idx) for name, idx in per_relation.items() if idx}
-        result["originals"] = _original_quality(opts, items, ok_items, orig_inputs, outputs)
-        if opts.task == "codegen" and rows:
-            result["codegen"] = _codegen_robustness(
-                items, rows, var_inputs, outputs, result["originals"]
-            )
-        result["worst"] = _worst(opts, items, rows, outputs, orig_inputs, classifier)
-        if opts.attacks and opts.attack_records:
-            result["attacks"] = _attacks(
-                opts,
-                items,
-                ok_items,
-                orig_inputs,
-                outputs,
-                {"teacher": teacher, "student": student},
-                classifier,
-                alert_names,
-                result["originals"],
-            )
-    finally:  # stop the servers a backend started, also when something failed
-        teacher.close()
-        student.close()
+def write_result(opts: FidelityConfig, result: dict) -> dict:
+    """Stage 4: the gates' verdicts, then ``fidelity.json`` and ``fidelity.md`` in ``opts.out``."""
+    from codistill import rundir
+
     result["gates"] = check_gates(result, opts.fail_under, opts.fail_over)
     result["passed"] = all(g["passed"] for g in result["gates"])
     out = Path(opts.out)
@@ -530,6 +559,40 @@ def run_fidelity(opts: FidelityOptions) -> dict:
     rundir.write_json(out / "fidelity.json", _jsonable(result))
     (out / "fidelity.md").write_text(render_markdown(result))
     return result
+
+
+def _relation_metrics(opts, items, rows, outputs, idx: list[int], cqs) -> dict:
+    """Fidelity metrics with intervals over the variant rows ``idx`` (one relation, or all)."""
+    groups = [rows[j].item for j in idx]
+    originals = {name: [outputs[name][0][rows[j].item] for j in idx] for name in outputs}
+    on_variants = {name: [outputs[name][1][j] for j in idx] for name in outputs}
+    if opts.task in CLASSIFIER_TASKS:
+        return fm.classifier_fidelity(
+            np.array(originals["teacher"]),
+            np.array(on_variants["teacher"]),
+            np.array(originals["student"]),
+            np.array(on_variants["student"]),
+            [items[rows[j].item].label for j in idx],
+            groups=groups,
+            n_resamples=opts.n_resamples,
+            seed=opts.seed,
+        )
+    refs = opts.task == "assertion"  # code generation's correctness is its tests (ReCode table)
+    return fm.generator_fidelity(
+        originals["teacher"],
+        on_variants["teacher"],
+        originals["student"],
+        on_variants["student"],
+        renames=[rows[j].renames for j in idx],
+        normalise=str.strip,
+        reference_original=[items[rows[j].item].target or "" for j in idx] if refs else None,
+        reference_variant=[rows[j].target or "" for j in idx] if refs else None,
+        teacher_cqs=None if cqs is None else [cqs["teacher"][j] for j in idx],
+        student_cqs=None if cqs is None else [cqs["student"][j] for j in idx],
+        groups=groups,
+        n_resamples=opts.n_resamples,
+        seed=opts.seed,
+    )
 
 
 def _variant_cqs(rows, outputs, language: str) -> dict[str, list[float]]:
@@ -654,27 +717,23 @@ def _worst(opts, items, rows, outputs, orig_inputs, classifier) -> list[dict]:
     return [s[1] for s in scored[: opts.worst]]
 
 
-def _check_backends(opts: FidelityOptions) -> None:
-    """Refuses a malformed backend spec, a missing GGUF file, or a backend for a classifier,
-    before anything slow runs (a llama.cpp server itself starts on the first uncached input)."""
+def _check_backends(opts: FidelityConfig) -> None:
+    """Refuses a malformed backend spec or a missing GGUF file before anything slow runs (a
+    llama.cpp server itself starts on the first uncached input); a backend for a classifier is
+    refused by :meth:`FidelityConfig.check`."""
     from codistill.fidelity.models import check_backend_spec
 
     for side in ("teacher", "student"):
         spec = getattr(opts, f"{side}_backend")
         if spec is None:
             continue
-        if opts.task in CLASSIFIER_TASKS:
-            raise FidelityError(
-                f"--{side}-backend generates text; the {opts.task} task needs classifier "
-                "directories"
-            )
         try:
             check_backend_spec(spec)
         except (OSError, ValueError) as exc:
             raise FidelityError(f"--{side}-backend: {exc}") from exc
 
 
-def attack_candidates(opts: FidelityOptions) -> tuple[str, Any]:
+def attack_candidates(opts: FidelityConfig) -> tuple[str, Any]:
     """ALERT's source of substitute names: ``("synonyms", None)`` (the synonym table), or
     ``("mlm:<dir name>", source)`` for the masked LM at ``opts.attack_mlm``
     (:class:`codistill.fidelity.mlm.MaskedLmCandidates`)."""
@@ -701,30 +760,17 @@ def _attacks(
     classifier,
     candidates=("synonyms", None),
     originals=None,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """ALERT and MHM on teacher and student separately; relative drop of the student.
     ``candidates``: :func:`attack_candidates`, ALERT's substitute names; ``originals``:
     :func:`_original_quality`, whose pass/fail per input picks the code-generation inputs."""
-    from codistill.fidelity.attacks import (
-        Outcome,
-        attack_inputs,
-        relative_drop,
-        summarize_attacks,
-    )
-    from codistill.fidelity.relations.rename import local_identifiers, rename_target
+    from codistill.fidelity.attacks import attack_inputs, relative_drop, summarize_attacks
 
     target_mode = opts.attack_target
     if target_mode == "auto":
         target_mode = "reference" if classifier else "self"
-    chosen, selection = ok_items, "the first inputs"
-    if opts.task == "codegen":
-        # An attack can only break a passing solution: with weak models most of the first
-        # inputs fail for both and would spend the budget on nothing. Both models still get
-        # the same inputs, so their drops (and the relative drop) compare like for like.
-        solved = {iid for q in (originals or {}).values() for iid, ok in q["_passed"].items() if ok}
-        chosen = [i for i in ok_items if items[i].id in solved]
-        selection = "the first inputs the teacher or the student solves"
-    chosen = chosen[: opts.attack_records]
+    chosen, selection = _attacked_inputs(opts, items, ok_items, originals)
     language = items[0].language
     report: dict[str, Any] = {
         "target": target_mode,
@@ -733,55 +779,18 @@ def _attacks(
         "selection": selection,
         "candidates": candidates[0],
     }
-
-    def query_for(name: str, i: int):
-        item, model = items[i], models[name]
-        original_ids = local_identifiers(item.code, item.language)
-        own = outputs[name][0][i]
-
-        def query(codes: list[str]) -> list[Outcome]:
-            xs, refs = [], []
-            for code in codes:
-                mapping = dict(
-                    zip(original_ids, local_identifiers(code, item.language), strict=False)
-                )
-                mapping = {a: b for a, b in mapping.items() if a != b}
-                if classifier:
-                    xs.append(model_inputs(opts.task, item, code, None, opts))
-                    refs.append(item.label)
-                    continue
-                target = rename_target(item.target, item.language, mapping) if item.target else None
-                xs.append(model_inputs(opts.task, item, code, target, opts))
-                ref = (
-                    target
-                    if target_mode == "reference"
-                    else rename_target(str(own), item.language, mapping)
-                )
-                refs.append(ref)
-            if classifier:
-                probs = model(xs)
-                return [
-                    Outcome(float(p[y]), int(np.argmax(p)) == y)
-                    for p, y in zip(probs, refs, strict=True)
-                ]
-            got = model(xs)
-            if opts.task == "codegen":
-                passed = codegen_passes([item] * len(xs), xs, got)
-                return [
-                    Outcome(float(p) + 0.1 * _similarity(g, str(own)), bool(p))
-                    for p, g in zip(passed, got, strict=True)
-                ]
-            return [
-                Outcome(_similarity(g, r or ""), (g or "").strip() == (r or "").strip())
-                for g, r in zip(got, refs, strict=True)
-            ]
-
-        return query
-
     for method in opts.attacks:
         per_model = {}
         for name in ("teacher", "student"):
-            inputs = [(items[i].code, query_for(name, i)) for i in chosen]
+            inputs = [
+                (
+                    items[i].code,
+                    _attack_query(
+                        opts, items[i], models[name], outputs[name][0][i], classifier, target_mode
+                    ),
+                )
+                for i in chosen
+            ]
             # Only ALERT takes masked-LM candidates; MHM keeps the synonym table.
             extra = {"mlm_candidates": candidates[1]} if method == "alert" else {}
             results = attack_inputs(
@@ -795,5 +804,73 @@ def _attacks(
         rel = relative_drop(sd, td) if td is not None and sd is not None else None
         per_model["relative_drop"] = rel
         report[method] = per_model
-        opts.log(f"attack {method}: teacher drop {td}, student drop {sd}, relative {rel}")
+        log(f"attack {method}: teacher drop {td}, student drop {sd}, relative {rel}")
     return report
+
+
+def _attacked_inputs(opts, items, ok_items, originals) -> tuple[list[int], str]:
+    """The inputs both models are attacked on (the same for both), and how they were chosen."""
+    chosen, selection = ok_items, "the first inputs"
+    if opts.task == "codegen":
+        # An attack can only break a passing solution: with weak models most of the first
+        # inputs fail for both and would spend the budget on nothing. Both models still get
+        # the same inputs, so their drops (and the relative drop) compare like for like.
+        solved = {iid for q in (originals or {}).values() for iid, ok in q["_passed"].items() if ok}
+        chosen = [i for i in ok_items if items[i].id in solved]
+        selection = "the first inputs the teacher or the student solves"
+    return chosen[: opts.attack_records], selection
+
+
+def _attack_query(opts, item: Item, model, own, classifier: bool, target_mode: str):
+    """The attack's oracle for one model on one input: renamed codes -> :class:`Outcome` each.
+
+    An identifier renamed in the code is renamed in what the answer is judged against (the
+    reference assertion, or ``own``: the model's output on the original), so a rename alone
+    never counts as a changed answer.
+    """
+    from codistill.fidelity.attacks import Outcome
+    from codistill.fidelity.relations.rename import local_identifiers, rename_target
+
+    original_ids = local_identifiers(item.code, item.language)
+
+    def query(codes: list[str]) -> list[Outcome]:
+        xs, refs = [], []
+        for code in codes:
+            mapping = dict(zip(original_ids, local_identifiers(code, item.language), strict=False))
+            mapping = {a: b for a, b in mapping.items() if a != b}
+            if classifier:
+                xs.append(model_inputs(opts.task, item, code, None, opts))
+                refs.append(item.label)
+                continue
+            target = rename_target(item.target, item.language, mapping) if item.target else None
+            xs.append(model_inputs(opts.task, item, code, target, opts))
+            ref = (
+                target
+                if target_mode == "reference"
+                else rename_target(str(own), item.language, mapping)
+            )
+            refs.append(ref)
+        return _outcomes(opts.task, item, model(xs), xs, refs, own)
+
+    return query
+
+
+def _outcomes(task: str, item: Item, got, xs: list, refs: list, own) -> list:
+    """Score a model's answers ``got`` on attack inputs ``xs`` against ``refs``: how close each
+    is to the right answer (what an attack drives down) and whether it is right."""
+    from codistill.fidelity.attacks import Outcome
+
+    if task in CLASSIFIER_TASKS:
+        return [
+            Outcome(float(p[y]), int(np.argmax(p)) == y) for p, y in zip(got, refs, strict=True)
+        ]
+    if task == "codegen":
+        passed = codegen_passes([item] * len(xs), xs, got)
+        return [
+            Outcome(float(p) + 0.1 * _similarity(g, str(own)), bool(p))
+            for p, g in zip(passed, got, strict=True)
+        ]
+    return [
+        Outcome(_similarity(g, r or ""), (g or "").strip() == (r or "").strip())
+        for g, r in zip(got, refs, strict=True)
+    ]
