@@ -19,9 +19,19 @@ AGAINST_HELP = (
 
 
 def register(sub) -> None:
+    """Add ``codistill data`` and its subcommands, in the order ``--help`` lists them."""
     p = sub.add_parser("data", help="build and inspect datasets")
     dsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_mine(dsub)
+    _add_stdlib(dsub)
+    _add_stdlib_functions(dsub)
+    _add_functions(dsub)
+    _add_import(dsub)
+    _add_decontaminate(dsub)
+    _add_stats(dsub)
 
+
+def _add_mine(dsub) -> None:
     m = dsub.add_parser("mine", help="mine test-assertion records from a source tree")
     m.add_argument("path", help="source tree holding the tests (and the code under test)")
     m.add_argument("--language", required=True, choices=("python", "java"))
@@ -56,6 +66,8 @@ def register(sub) -> None:
     m.add_argument("--max-target-chars", type=int, default=300)
     m.set_defaults(func=run_mine)
 
+
+def _add_stdlib(dsub) -> None:
     s = dsub.add_parser(
         "stdlib",
         help="build the embedded default corpus stdlib-asserts from "
@@ -70,6 +82,8 @@ def register(sub) -> None:
     )
     s.set_defaults(func=run_stdlib)
 
+
+def _add_stdlib_functions(dsub) -> None:
     f = dsub.add_parser(
         "stdlib-functions",
         help="code-generation training prompts (signature + docstring -> body) from the "
@@ -78,6 +92,8 @@ def register(sub) -> None:
     _add_functions_options(f)
     f.set_defaults(func=run_functions, path=None, source=None)
 
+
+def _add_functions(dsub) -> None:
     fp = dsub.add_parser(
         "functions",
         help="code-generation training prompts from the documented top-level functions of "
@@ -88,6 +104,8 @@ def register(sub) -> None:
     _add_functions_options(fp)
     fp.set_defaults(func=run_functions)
 
+
+def _add_import(dsub) -> None:
     i = dsub.add_parser("import", help="convert a benchmark set into codistill's JSONL")
     i.add_argument("benchmark", choices=BENCHMARKS)
     i.add_argument(
@@ -104,6 +122,8 @@ def register(sub) -> None:
     )
     i.set_defaults(func=run_import)
 
+
+def _add_decontaminate(dsub) -> None:
     d = dsub.add_parser(
         "decontaminate",
         help="drop training records too close to benchmark "
@@ -132,6 +152,8 @@ def register(sub) -> None:
     )
     d.set_defaults(func=run_decontaminate)
 
+
+def _add_stats(dsub) -> None:
     st = dsub.add_parser("stats", help="counts, length distributions, assertion kinds")
     st.add_argument("files", nargs="+", help="JSONL files (splits from the split field or name)")
     st.add_argument("--tokenizer", help="HF tokenizer dir for token-length distributions")

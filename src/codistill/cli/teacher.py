@@ -12,8 +12,17 @@ from codistill.teacher.cache_format import KEPT_MASS_DEFAULT, KMAX_DEFAULT
 
 
 def register(sub) -> None:
+    """Add ``codistill teacher`` and its subcommands, in the order ``--help`` lists them."""
     p = sub.add_parser("teacher", help="prepare the teacher")
     tsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_convert(tsub)
+    _add_cache(tsub)
+    _add_verify(tsub)
+    add_generate(tsub)
+    add_finetune(tsub)
+
+
+def _add_convert(tsub) -> None:
     c = tsub.add_parser(
         "convert",
         help="convert an embedded model (default Gemma 3 270M; --model NAME) or --gguf FILE to a "
@@ -35,6 +44,8 @@ def register(sub) -> None:
     )
     c.set_defaults(func=run_convert)
 
+
+def _add_cache(tsub) -> None:
     k = tsub.add_parser(
         "cache",
         help="run the teacher once over a dataset and store its top-k log-probs (resumable)",
@@ -98,12 +109,11 @@ def register(sub) -> None:
     )
     k.set_defaults(func=run_cache)
 
+
+def _add_verify(tsub) -> None:
     v = tsub.add_parser("verify", help="check every shard of a teacher cache; exit 1 if any is bad")
     v.add_argument("dir", help="cache dir")
     v.set_defaults(func=run_verify)
-
-    add_generate(tsub)
-    add_finetune(tsub)
 
 
 def run_convert(args) -> int:

@@ -668,39 +668,25 @@ def build_functions(
         FileNotFoundError: ``root`` is not a directory.
     """
     start = time.perf_counter()
-    for name, value in (("valid_frac", valid_frac), ("test_frac", test_frac)):
-        if not 0 <= value < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {value}")
-    if valid_frac + test_frac >= 1:
-        raise ValueError(f"valid_frac + test_frac must be < 1, got {valid_frac + test_frac}")
-    if split_by not in ("package", "module"):
-        raise ValueError(f"split_by must be 'package' or 'module', got {split_by!r}")
+    _check_split_settings(valid_frac, test_frac, split_by)
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
     options = options or MiningOptions()
-    mined = mine_functions(root, source or root.resolve().name, options)
-    placed = []
-    for record in mined.records:
-        unit = split_unit(record, split_by)
-        placed.append(
-            dataclasses.replace(record, split=assign_split(unit, seed, valid_frac, test_frac))
-        )
+    source = source or root.resolve().name
+    mined = mine_functions(root, source, options)
+    placed = _assign_splits(mined.records, split_by, seed, valid_frac, test_frac)
     kept, dedup = deduplicate(placed, threshold=near_dup_threshold, priority=split_priority())
     clean, decontam = decontaminate(kept, None, benchmark_texts, threshold=decontam_threshold)
-    by_split: dict[str, list[CodegenRecord]] = {s: [] for s in SPLITS}
-    for record in clean:
-        by_split[record.split].append(record)
     out = Path(out_dir)
-    for split in SPLITS:
-        write_records(out / f"{split}.jsonl", by_split[split])
+    by_split = _write_splits(out, clean)
     write_report(out / "decontam.json", decontam)
-    dedup_dict = dedup.to_dict()
-    dedup_dict.pop("duplicates")
-    decontam_dict = decontam.to_dict()
-    decontam_dict.pop("removals")
+    # stats.json keeps the counts; the per-record lists would swamp it (decontam.json has the
+    # removals with their closest benchmark item).
+    dedup_dict = {k: v for k, v in dedup.to_dict().items() if k != "duplicates"}
+    decontam_dict = {k: v for k, v in decontam.to_dict().items() if k != "removals"}
     report = FunctionsReport(
-        source=mined.records[0].source if mined.records else (source or root.resolve().name),
+        source=source,
         root=str(root),
         seed=seed,
         valid_frac=valid_frac,
@@ -713,17 +699,63 @@ def build_functions(
         dedup=dedup_dict,
         decontamination={**decontam_dict, "report": "decontam.json"},
         records=len(clean),
-        splits={
-            s: {
-                "records": len(by_split[s]),
-                "units": len({split_unit(r, split_by) for r in by_split[s]}),
-            }
-            for s in SPLITS
-        },
+        splits=_split_counts(by_split, split_by),
         seconds=round(time.perf_counter() - start, 2),
     )
     write_text_atomic(out / "stats.json", json.dumps(report.to_dict(), indent=2) + "\n")
     return report
+
+
+def _check_split_settings(valid_frac: float, test_frac: float, split_by: str) -> None:
+    """Raise ValueError naming the first split setting out of range (see `build_functions`)."""
+    for name, value in (("valid_frac", valid_frac), ("test_frac", test_frac)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if valid_frac + test_frac >= 1:
+        raise ValueError(f"valid_frac + test_frac must be < 1, got {valid_frac + test_frac}")
+    if split_by not in ("package", "module"):
+        raise ValueError(f"split_by must be 'package' or 'module', got {split_by!r}")
+
+
+def _assign_splits(
+    records: Iterable[CodegenRecord],
+    split_by: SplitBy,
+    seed: int,
+    valid_frac: float,
+    test_frac: float,
+) -> list[CodegenRecord]:
+    """Copies of ``records`` with ``split`` set from their unit (`split_unit`), so a unit's
+    records all land in one split."""
+    return [
+        dataclasses.replace(
+            record, split=assign_split(split_unit(record, split_by), seed, valid_frac, test_frac)
+        )
+        for record in records
+    ]
+
+
+def _write_splits(out: Path, records: Iterable[CodegenRecord]) -> dict[str, list[CodegenRecord]]:
+    """Write ``{split}.jsonl`` for every split (empty ones too) into ``out``; return the records
+    per split, in their input order."""
+    by_split: dict[str, list[CodegenRecord]] = {s: [] for s in SPLITS}
+    for record in records:
+        by_split[record.split].append(record)
+    for split in SPLITS:
+        write_records(out / f"{split}.jsonl", by_split[split])
+    return by_split
+
+
+def _split_counts(
+    by_split: Mapping[str, Sequence[CodegenRecord]], split_by: SplitBy
+) -> dict[str, dict[str, int]]:
+    """Records and distinct split units per split."""
+    return {
+        s: {
+            "records": len(records),
+            "units": len({split_unit(r, split_by) for r in records}),
+        }
+        for s, records in by_split.items()
+    }
 
 
 def stdlib_source() -> str:
