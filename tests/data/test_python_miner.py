@@ -124,8 +124,16 @@ def test_test_code_is_dedented_and_masks_only_the_target():
 
 def test_helper_method_assertions_are_not_mined():
     records = _mine(UNITTEST_SRC)
-    assert all(not r.test_name.endswith("check_positive") for r in records)
-    assert "x > 0" not in {r.target for r in records}
+    # Every test method yields records and the helper none (an empty result would not do).
+    assert sorted({r.test_name for r in records}) == [
+        "TestArea.test_area",
+        "TestArea.test_multiline",
+        "TestArea.test_nested",
+        "TestArea.test_raises",
+    ]
+    targets = {r.target for r in records}
+    assert "self.assertTrue(x > 0)" not in targets
+    assert "self.check_positive(sq.area())" not in targets  # a call to it is no assertion either
 
 
 def test_multiline_assertion_becomes_one_line_target_without_comments():

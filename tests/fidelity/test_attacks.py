@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import keyword
 import math
 import random
@@ -231,11 +230,8 @@ def test_result_rates_without_identifiers():
     assert result.identifier_change_rate == 0.0 and result.token_change_rate == 0.0
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("codistill.fidelity.relations.rename") is None
-    or importlib.util.find_spec("codistill.fidelity.synonyms") is None,
-    reason="the tree-sitter renamer is not available",
-)
+# No skip: the default renamer runs on tree-sitter, a core dependency, so a broken renamer must
+# fail here rather than disappear from the run.
 @pytest.mark.parametrize("attack", [alert_attack, mhm_attack])
 def test_default_renamer_attack_on_python(attack):
     from codistill.fidelity.code import parses

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from codistill.cli.main import main
+from codistill.fidelity.attack_run import attack_candidates
 from codistill.fidelity.attacks import alert_attack
 from codistill.fidelity.mlm import MaskedLmCandidates, mask_windows, strip_subword_marker
-from codistill.fidelity.runner import FidelityError, FidelityOptions, attack_candidates
+from codistill.fidelity.runner import FidelityError, FidelityOptions
 from tests.fidelity.test_attacks import CODE, Model, count_sensitive
 
 JAVA = """int sum(int[] xs) {

@@ -118,11 +118,21 @@ def test_generalized_jsd_matches_numpy_for_beta(beta):
     np.testing.assert_allclose(got.numpy(), np.where(mask.numpy(), expected, 0.0), rtol=1e-5)
 
 
-def test_generalized_jsd_at_half_equals_jsd():
+@pytest.mark.parametrize("beta", [0.2, 0.5, 0.7])
+def test_generalized_jsd_mirrors_when_student_and_teacher_swap(beta):
+    # beta weights the teacher both in the mixture and in the outer sum, so swapping the two
+    # models is the same as swapping beta for 1 - beta; a beta put on the wrong side of either
+    # breaks this (and at beta = 0.5 makes the symmetric JSD asymmetric).
     student, teacher, _, mask = _inputs(seed=4)
-    a = generalized_jsd(student, teacher, mask, beta=0.5, temperature=1.5, reduction="none")
-    b = jsd(student, teacher, mask, temperature=1.5, reduction="none")
+    a = generalized_jsd(student, teacher, mask, beta=beta, temperature=1.5, reduction="none")
+    b = generalized_jsd(teacher, student, mask, beta=1 - beta, temperature=1.5, reduction="none")
     torch.testing.assert_close(a, b)
+    assert a[mask].min().item() > 0
+    if beta == 0.5:
+        swapped = jsd(teacher, student, mask, temperature=1.5, reduction="none")
+        torch.testing.assert_close(
+            jsd(student, teacher, mask, temperature=1.5, reduction="none"), swapped
+        )
 
 
 def test_generalized_jsd_is_not_symmetric_in_beta():

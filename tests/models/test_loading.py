@@ -54,19 +54,40 @@ def test_is_encoder_decoder_accepts_model_or_config(gemma_dir, t5_dir):
     assert not is_encoder_decoder(load_model(gemma_dir))
 
 
+def _layer_params(config, norms: int, qk_norm: bool) -> int:
+    """One decoder layer's parameters, counted from the architecture (no biases): attention
+    q/k/v/o, the gated MLP's gate/up/down, ``norms`` RMSNorm vectors, Gemma's q/k norms."""
+    h, i, d = config.hidden_size, config.intermediate_size, config.head_dim
+    heads, kv = config.num_attention_heads, config.num_key_value_heads
+    attention = h * heads * d + 2 * h * kv * d + heads * d * h
+    return attention + 3 * h * i + norms * h + (2 * d if qk_norm else 0)
+
+
 def test_count_parameters_counts_tied_embeddings_once(gemma_dir):
     model = load_model(gemma_dir)
-    counts = count_parameters(model)
-    vocab, hidden = model.config.vocab_size, model.config.hidden_size
-    assert counts["embedding"] == vocab * hidden
-    assert counts["total"] == sum(p.numel() for p in model.parameters())
-    assert counts["non_embedding"] == counts["total"] - counts["embedding"]
+    c = model.config
+    # hidden 32, 4 heads of 8, 2 KV heads, MLP 64: 9,360 per Gemma 3 layer, final norm 32.
+    assert _layer_params(c, norms=4, qk_norm=True) == 9360
+    embedding = c.vocab_size * c.hidden_size  # the tied head adds nothing
+    body = c.num_hidden_layers * 9360 + c.hidden_size
+    assert count_parameters(model) == {
+        "total": embedding + body,
+        "embedding": embedding,
+        "non_embedding": body,
+    }
 
 
 def test_count_parameters_includes_untied_head(llama_untied_dir):
     model = load_model(llama_untied_dir)
-    counts = count_parameters(model)
-    assert counts["embedding"] == 2 * model.config.vocab_size * model.config.hidden_size
+    c = model.config
+    assert _layer_params(c, norms=2, qk_norm=False) == 9280
+    embedding = 2 * c.vocab_size * c.hidden_size  # input embeddings and the separate head
+    body = c.num_hidden_layers * 9280 + c.hidden_size
+    assert count_parameters(model) == {
+        "total": embedding + body,
+        "embedding": embedding,
+        "non_embedding": body,
+    }
 
 
 def test_dir_size_bytes_sums_all_files(gemma_dir):

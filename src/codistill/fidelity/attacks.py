@@ -402,45 +402,65 @@ def alert_attack(
     s = _Search(code, language, query, budget, renamer, batch_size)
     if not s.start():
         return s.result("alert")
-    original_score = s.original_score
+    subs = _alert_substitutes(s, rng, n_candidates, mlm_candidates)
+    names = [n for n in s.names if subs[n]]
+    if not names:
+        return s.result("alert")
+    order = _by_importance(s, names, subs, placeholder)
+    if s.done:
+        return s.result("alert")
+    current = _greedy(s, order, subs)
+    if genetic and not s.done:
+        _genetic(s, order, subs, current, rng, population_size, max_generations, crossover_rate)
+    return s.result("alert")
+
+
+def _alert_substitutes(
+    s: _Search, rng: random.Random, n_candidates: int, mlm_candidates: MlmCandidates | None
+) -> dict[str, list[str]]:
+    """ALERT step 1: up to ``n_candidates`` substitutes per identifier, none already a name in
+    the code (see :func:`alert_attack`)."""
     taken = set(s.names)
     subs: dict[str, list[str]] = {}
     for name in s.names:
         if mlm_candidates is not None:
-            raw = mlm_candidates(code, language, name, n_candidates)
+            raw = mlm_candidates(s.code, s.language, name, n_candidates)
         else:
-            raw = renamer.candidates(name, n_candidates, rng)
+            raw = s.renamer.candidates(name, n_candidates, rng)
         subs[name] = [c for c in dict.fromkeys(raw) if c not in taken][:n_candidates]
-    names = [n for n in s.names if subs[n]]
-    if not names:
-        return s.result("alert")
+    return subs
 
-    unk = _unused_name(placeholder, taken | {c for cs in subs.values() for c in cs})
+
+def _by_importance(
+    s: _Search, names: list[str], subs: dict[str, list[str]], placeholder: str
+) -> list[str]:
+    """ALERT step 2: ``names``, most important first (the score lost when an identifier is
+    renamed to a neutral placeholder); the probes cost queries but never count as a success."""
+    unk = _unused_name(placeholder, set(s.names) | {c for cs in subs.values() for c in cs})
     probes = s.evaluate([{n: unk} for n in names], "importance", can_succeed=False)
-    if s.done:
-        return s.result("alert")
     importance = {
-        n: original_score - o.score if o is not None else -math.inf
+        n: s.original_score - o.score if o is not None else -math.inf
         for n, o in zip(names, probes, strict=True)
     }
-    order = sorted(names, key=lambda n: -importance[n])  # stable: ties keep source order
+    return sorted(names, key=lambda n: -importance[n])  # stable: ties keep source order
 
+
+def _greedy(s: _Search, order: list[str], subs: dict[str, list[str]]) -> dict[str, str]:
+    """ALERT step 3: per identifier in ``order``, the candidate that lowers the score most on
+    top of those kept so far; records a success in ``s`` and stops there, or at the budget."""
     current: dict[str, str] = {}
-    current_score = original_score
+    current_score = s.original_score
     for name in order:
         trials = [{**current, name: c} for c in subs[name] if c not in current.values()]
         outcomes = s.evaluate(trials, "greedy")
         if s.done:
-            return s.result("alert")
+            break
         scored = [(o.score, t) for t, o in zip(trials, outcomes, strict=True) if o is not None]
         if scored:
             score, trial = min(scored, key=lambda st: st[0])
             if score < current_score:
                 current, current_score = trial, score
-
-    if genetic:
-        _genetic(s, order, subs, current, rng, population_size, max_generations, crossover_rate)
-    return s.result("alert")
+    return current
 
 
 def _genetic(

@@ -560,30 +560,22 @@ def generator_fidelity(
         "agreement_variant": same_output(teacher_variant, student_variant, normalise=normalise),
         "teacher_consistency": t_same,
         "student_consistency": s_same,
+        **_cqs_items(teacher_cqs, student_cqs, cqs_tolerance),
     }
-    if (teacher_cqs is None) != (student_cqs is None):
-        raise ValueError("pass both teacher_cqs and student_cqs, or neither")
-    if teacher_cqs is not None:
-        diff = np.abs(np.asarray(teacher_cqs, dtype=float) - np.asarray(student_cqs, dtype=float))
-        per_item["cqs_mean_abs_diff"] = diff
-        per_item["cqs_within_tolerance"] = diff <= cqs_tolerance
     statistics = {
         "teacher_stable_student_change_rate": lambda i: teacher_stable_student_flip_rate(
             t_same[i], s_same[i]
-        )
+        ),
+        **_correct_to_incorrect(
+            {
+                "teacher": (teacher_original, teacher_variant),
+                "student": (student_original, student_variant),
+            },
+            reference_original,
+            reference_variant,
+            normalise,
+        ),
     }
-    if (reference_original is None) != (reference_variant is None):
-        raise ValueError("pass both reference_original and reference_variant, or neither")
-    if reference_original is not None:
-        for name, orig, var in (
-            ("teacher", teacher_original, teacher_variant),
-            ("student", student_original, student_variant),
-        ):
-            right = same_output(orig, reference_original, normalise=normalise)
-            still = same_output(var, reference_variant, normalise=normalise)
-            statistics[f"{name}_correct_to_incorrect"] = lambda i, right=right, still=still: _ratio(
-                np.sum(right[i] & ~still[i]), np.sum(right[i])
-            )
     metrics = summarize(
         per_item,
         statistics,
@@ -594,3 +586,38 @@ def generator_fidelity(
         seed=seed,
     )
     return {"n": n, "metrics": metrics, "mcnemar": mcnemar(~t_same, ~s_same).as_dict()}
+
+
+def _cqs_items(
+    teacher_cqs: ArrayLike | None, student_cqs: ArrayLike | None, tolerance: float
+) -> dict[str, np.ndarray]:
+    """Per row, ``cqs_mean_abs_diff`` and ``cqs_within_tolerance`` (:func:`cqs_agreement`'s
+    parts, bootstrapped with the rest); nothing when neither model's CQS is given."""
+    if (teacher_cqs is None) != (student_cqs is None):
+        raise ValueError("pass both teacher_cqs and student_cqs, or neither")
+    if teacher_cqs is None:
+        return {}
+    diff = np.abs(np.asarray(teacher_cqs, dtype=float) - np.asarray(student_cqs, dtype=float))
+    return {"cqs_mean_abs_diff": diff, "cqs_within_tolerance": diff <= tolerance}
+
+
+def _correct_to_incorrect(
+    outputs: Mapping[str, tuple[Sequence[str], Sequence[str]]],
+    reference_original: Sequence[str] | None,
+    reference_variant: Sequence[str] | None,
+    normalise: Callable[[str], str] | None,
+) -> dict[str, Callable[[np.ndarray], float]]:
+    """Per model (``outputs[name] = (on x, on x')``), the statistic ``{name}_correct_to_incorrect``:
+    among rows right on ``x``, the share wrong on ``x'``; nothing without references."""
+    if (reference_original is None) != (reference_variant is None):
+        raise ValueError("pass both reference_original and reference_variant, or neither")
+    if reference_original is None:
+        return {}
+    statistics = {}
+    for name, (orig, var) in outputs.items():
+        right = same_output(orig, reference_original, normalise=normalise)
+        still = same_output(var, reference_variant, normalise=normalise)
+        statistics[f"{name}_correct_to_incorrect"] = lambda i, right=right, still=still: _ratio(
+            np.sum(right[i] & ~still[i]), np.sum(right[i])
+        )
+    return statistics

@@ -47,9 +47,10 @@ def relation_table(result: dict) -> tuple[list[str], list[list[str]]]:
     header = ["relation", "validity", "n", *cols, "McNemar p"]
     rows = []
     validity = result["verification"]["per_relation"]
-    names = sorted(result["relations"], key=lambda n: (n == "all", n))
-    for name in [*sorted(validity), "all"]:
-        if name not in names and name != "all" and name in validity:
+    names = set(result["relations"])
+    # every relation that was generated or measured, so none drops out of the table
+    for name in [*sorted((set(validity) | names) - {"all"}), "all"]:
+        if name not in names and name in validity:
             v = validity[name]
             rate = v.get("validity_rate")
             rows.append(

@@ -11,9 +11,9 @@ Pipeline (one task, one teacher-student pair)::
     gates -> exit status           ``--fail-under metric=value`` (and ``--fail-over``)
 
 :func:`run_fidelity` is these steps in four stages: :func:`prepare_variants` (records to kept
-variants), :func:`run_models`, :func:`score` (metrics and attacks) and :func:`write_result`
-(gates, ``fidelity.json``, ``fidelity.md``); its settings are a
-:class:`~codistill.config.fidelity.FidelityConfig`.
+variants), :func:`run_models`, :func:`score` (metrics, and the attacks of
+:mod:`codistill.fidelity.attack_run`) and :func:`write_result` (gates, ``fidelity.json``,
+``fidelity.md``); its settings are a :class:`~codistill.config.fidelity.FidelityConfig`.
 
 Tasks: ``assertion`` (Java/Python AssertionRecord), ``codegen`` (Python CodegenRecord: HumanEval+
 or MBPP), ``clone`` (CloneRecord pairs: the relation transforms the first method of the pair) and
@@ -330,7 +330,7 @@ def codegen_passes(task_items: list[Item], prompts: list[str], completions: list
     return [r.passed for r in run_programs(programs, timeout_s=10.0, workers=2)]
 
 
-def _similarity(a: str, b: str) -> float:
+def similarity(a: str, b: str) -> float:
     """The evaluation's character similarity (``codistill eval``), on stripped outputs."""
     from codistill.evaluation.assertion_metrics import char_similarity
 
@@ -395,6 +395,8 @@ def run_fidelity(opts: FidelityConfig, log: Callable[[str], None] | None = None)
         FidelityError: a bad setting, input, relation, backend or masked LM, before any model
             runs.
     """
+    from codistill.fidelity.attack_run import attack_candidates  # it imports this module
+
     log = log or getattr(opts, "log", print)
     try:
         check_fidelity_config(opts)
@@ -533,7 +535,9 @@ def score(
         )
     result["worst"] = _worst(opts, items, rows, outputs, ran.orig_inputs, classifier)
     if opts.attacks and opts.attack_records:
-        result["attacks"] = _attacks(
+        from codistill.fidelity.attack_run import run_attacks  # it imports this module
+
+        result["attacks"] = run_attacks(
             opts,
             items,
             ran.ok_items,
@@ -629,7 +633,7 @@ def _original_quality(opts, items, ok_items, orig_inputs, outputs) -> dict:
                 == code_tokens(items[i].target, items[i].language)
                 for i in ok_items
             ]
-            sim = [_similarity(o[i], items[i].target) for i in ok_items]
+            sim = [similarity(o[i], items[i].target) for i in ok_items]
             out[name] = {
                 "exact_match": float(np.mean(em)),
                 "format_insensitive_match": float(np.mean(tok)),
@@ -684,7 +688,7 @@ def _worst(opts, items, rows, outputs, orig_inputs, classifier) -> list[dict]:
             back = fm.undo_renames
             t_same = back(str(t1), row.renames).strip() == str(t0).strip()
             s_same = back(str(s1), row.renames).strip() == str(s0).strip()
-            shift = 1 - _similarity(back(str(s1), row.renames), str(s0))
+            shift = 1 - similarity(back(str(s1), row.renames), str(s0))
             show = [str(x) for x in (t0, t1, s0, s1)]
         if s_same:
             continue
@@ -731,146 +735,3 @@ def _check_backends(opts: FidelityConfig) -> None:
             check_backend_spec(spec)
         except (OSError, ValueError) as exc:
             raise FidelityError(f"--{side}-backend: {exc}") from exc
-
-
-def attack_candidates(opts: FidelityConfig) -> tuple[str, Any]:
-    """ALERT's source of substitute names: ``("synonyms", None)`` (the synonym table), or
-    ``("mlm:<dir name>", source)`` for the masked LM at ``opts.attack_mlm``
-    (:class:`codistill.fidelity.mlm.MaskedLmCandidates`)."""
-    if not opts.attack_mlm:
-        return "synonyms", None
-    from codistill.fidelity.mlm import MaskedLmCandidates
-
-    try:
-        source = MaskedLmCandidates.load(opts.attack_mlm)
-    except (OSError, ValueError) as exc:
-        raise FidelityError(
-            f"--attack-mlm (attack_mlm) {opts.attack_mlm!r}: cannot load a masked LM: {exc}"
-        ) from exc
-    return f"mlm:{source.name}", source
-
-
-def _attacks(
-    opts,
-    items,
-    ok_items,
-    orig_inputs,
-    outputs,
-    models,
-    classifier,
-    candidates=("synonyms", None),
-    originals=None,
-    log: Callable[[str], None] = print,
-) -> dict:
-    """ALERT and MHM on teacher and student separately; relative drop of the student.
-    ``candidates``: :func:`attack_candidates`, ALERT's substitute names; ``originals``:
-    :func:`_original_quality`, whose pass/fail per input picks the code-generation inputs."""
-    from codistill.fidelity.attacks import attack_inputs, relative_drop, summarize_attacks
-
-    target_mode = opts.attack_target
-    if target_mode == "auto":
-        target_mode = "reference" if classifier else "self"
-    chosen, selection = _attacked_inputs(opts, items, ok_items, originals)
-    language = items[0].language
-    report: dict[str, Any] = {
-        "target": target_mode,
-        "budget": opts.attack_budget,
-        "inputs": len(chosen),
-        "selection": selection,
-        "candidates": candidates[0],
-    }
-    for method in opts.attacks:
-        per_model = {}
-        for name in ("teacher", "student"):
-            inputs = [
-                (
-                    items[i].code,
-                    _attack_query(
-                        opts, items[i], models[name], outputs[name][0][i], classifier, target_mode
-                    ),
-                )
-                for i in chosen
-            ]
-            # Only ALERT takes masked-LM candidates; MHM keeps the synonym table.
-            extra = {"mlm_candidates": candidates[1]} if method == "alert" else {}
-            results = attack_inputs(
-                inputs, language, method, seed=opts.seed, budget=opts.attack_budget, **extra
-            )
-            summary = summarize_attacks(results)
-            examples = [r.as_dict() for r in results if r.success][:3]
-            per_model[name] = {"summary": summary, "successes": examples}
-        td = per_model["teacher"]["summary"]["drop"]
-        sd = per_model["student"]["summary"]["drop"]
-        rel = relative_drop(sd, td) if td is not None and sd is not None else None
-        per_model["relative_drop"] = rel
-        report[method] = per_model
-        log(f"attack {method}: teacher drop {td}, student drop {sd}, relative {rel}")
-    return report
-
-
-def _attacked_inputs(opts, items, ok_items, originals) -> tuple[list[int], str]:
-    """The inputs both models are attacked on (the same for both), and how they were chosen."""
-    chosen, selection = ok_items, "the first inputs"
-    if opts.task == "codegen":
-        # An attack can only break a passing solution: with weak models most of the first
-        # inputs fail for both and would spend the budget on nothing. Both models still get
-        # the same inputs, so their drops (and the relative drop) compare like for like.
-        solved = {iid for q in (originals or {}).values() for iid, ok in q["_passed"].items() if ok}
-        chosen = [i for i in ok_items if items[i].id in solved]
-        selection = "the first inputs the teacher or the student solves"
-    return chosen[: opts.attack_records], selection
-
-
-def _attack_query(opts, item: Item, model, own, classifier: bool, target_mode: str):
-    """The attack's oracle for one model on one input: renamed codes -> :class:`Outcome` each.
-
-    An identifier renamed in the code is renamed in what the answer is judged against (the
-    reference assertion, or ``own``: the model's output on the original), so a rename alone
-    never counts as a changed answer.
-    """
-    from codistill.fidelity.attacks import Outcome
-    from codistill.fidelity.relations.rename import local_identifiers, rename_target
-
-    original_ids = local_identifiers(item.code, item.language)
-
-    def query(codes: list[str]) -> list[Outcome]:
-        xs, refs = [], []
-        for code in codes:
-            mapping = dict(zip(original_ids, local_identifiers(code, item.language), strict=False))
-            mapping = {a: b for a, b in mapping.items() if a != b}
-            if classifier:
-                xs.append(model_inputs(opts.task, item, code, None, opts))
-                refs.append(item.label)
-                continue
-            target = rename_target(item.target, item.language, mapping) if item.target else None
-            xs.append(model_inputs(opts.task, item, code, target, opts))
-            ref = (
-                target
-                if target_mode == "reference"
-                else rename_target(str(own), item.language, mapping)
-            )
-            refs.append(ref)
-        return _outcomes(opts.task, item, model(xs), xs, refs, own)
-
-    return query
-
-
-def _outcomes(task: str, item: Item, got, xs: list, refs: list, own) -> list:
-    """Score a model's answers ``got`` on attack inputs ``xs`` against ``refs``: how close each
-    is to the right answer (what an attack drives down) and whether it is right."""
-    from codistill.fidelity.attacks import Outcome
-
-    if task in CLASSIFIER_TASKS:
-        return [
-            Outcome(float(p[y]), int(np.argmax(p)) == y) for p, y in zip(got, refs, strict=True)
-        ]
-    if task == "codegen":
-        passed = codegen_passes([item] * len(xs), xs, got)
-        return [
-            Outcome(float(p) + 0.1 * _similarity(g, str(own)), bool(p))
-            for p, g in zip(passed, got, strict=True)
-        ]
-    return [
-        Outcome(_similarity(g, r or ""), (g or "").strip() == (r or "").strip())
-        for g, r in zip(got, refs, strict=True)
-    ]
