@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codistill.config.fields import ConfigError, build, field, load_yaml, parse_overrides
+from codistill.config.fields import (
+    ConfigError,
+    field,
+    load_layers,
+)
 
 # Assertion-API names whose tokens get the Trident critical-token weight in the focal loss.
 DEFAULT_CRITICAL_TOKENS = [
@@ -274,15 +278,8 @@ def load_distill_config(
     base: dict[str, Any] | None = None,
 ) -> DistillConfig:
     """Defaults < ``base`` (programmatic) < YAML file < command-line overrides."""
-    layers: list[tuple[str, dict]] = []
-    if base:
-        layers.append(("defaults", base))
-    if config is not None:
-        layers.append((str(config), load_yaml(resolve_preset(config))))
-    if overrides:
-        parsed = overrides if isinstance(overrides, dict) else parse_overrides(list(overrides))
-        layers.append(("command line", parsed))
-    return build(DistillConfig, *layers)
+    preset = None if config is None else resolve_preset(config)
+    return load_layers(DistillConfig, preset, overrides, base)
 
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from codistill.config.fields import ConfigError, build, field, load_yaml, parse_overrides
+from codistill.config.fields import (
+    ConfigError,
+    field,
+    load_layers,
+)
 
 
 @dataclass(kw_only=True)
@@ -98,10 +101,4 @@ def load_eval_config(
     config: str | Path | None, overrides: list[str] | dict | None = None
 ) -> EvalConfig:
     """Defaults < YAML file < command-line overrides."""
-    layers: list[tuple[str, dict[str, Any]]] = []
-    if config is not None:
-        layers.append((str(config), load_yaml(config)))
-    if overrides:
-        parsed = overrides if isinstance(overrides, dict) else parse_overrides(list(overrides))
-        layers.append(("command line", parsed))
-    return build(EvalConfig, *layers)
+    return load_layers(EvalConfig, config, overrides)

@@ -15,10 +15,8 @@ from typing import Any
 
 from codistill.config.fields import (
     ConfigError,
-    build,
     field,
-    load_yaml,
-    parse_overrides,
+    load_layers,
     validate_field,
 )
 
@@ -163,10 +161,4 @@ def load_fidelity_config(
     config: str | Path | None, overrides: list[str] | dict | None = None
 ) -> FidelityConfig:
     """Defaults < YAML file < command-line overrides (``key=value`` strings or a mapping)."""
-    layers: list[tuple[str, dict[str, Any]]] = []
-    if config is not None:
-        layers.append((str(config), load_yaml(config)))
-    if overrides:
-        parsed = overrides if isinstance(overrides, dict) else parse_overrides(list(overrides))
-        layers.append(("command line", parsed))
-    return build(FidelityConfig, *layers)
+    return load_layers(FidelityConfig, config, overrides)

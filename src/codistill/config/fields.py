@@ -224,3 +224,22 @@ def describe(cls: type) -> str:
         )
         lines.append(f"  {f.name} = {default!r}\n      {f.metadata.get('help', '')}")
     return "\n".join(lines)
+
+
+def load_layers(
+    cls: type,
+    config: str | Path | None,
+    overrides: list[str] | dict | None = None,
+    base: dict[str, Any] | None = None,
+):
+    """``cls`` from defaults < ``base`` (programmatic) < YAML file < command-line overrides
+    (``key=value`` strings or a mapping): the precedence of every codistill config."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if base:
+        layers.append(("defaults", base))
+    if config is not None:
+        layers.append((str(config), load_yaml(config)))
+    if overrides:
+        parsed = overrides if isinstance(overrides, dict) else parse_overrides(list(overrides))
+        layers.append(("command line", parsed))
+    return build(cls, *layers)
