@@ -15,6 +15,8 @@ import os
 import platform
 from pathlib import Path
 
+from codistill.rundir import write_text
+
 BEGIN, END = "<!-- quickstart:begin -->", "<!-- quickstart:end -->"
 
 
@@ -42,9 +44,7 @@ def main() -> None:
         raise SystemExit(f"{readme}: no {BEGIN} ... {END} block to replace")
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
-    tmp = readme.with_name(f".{readme.name}.tmp")
-    tmp.write_text(head + block(Path(args.run)) + tail)
-    tmp.replace(readme)
+    write_text(readme, head + block(Path(args.run)) + tail)
     print(f"{readme}: quickstart block regenerated from {args.run}")
 
 

@@ -206,7 +206,7 @@ def quickstart(opts: QuickstartOptions) -> dict:
     }
     rundir.write_json(out / "quickstart.json", result)
     md = render_table(table) + "\n\n" + render_comparison(comparison)
-    (out / "quickstart.md").write_text(md + "\n")
+    rundir.write_text(out / "quickstart.md", md + "\n")
     print(md)
     _log(f"done in {result['wall_seconds'] / 60:.1f} min; results in {out}")
     return result

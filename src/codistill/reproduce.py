@@ -479,27 +479,9 @@ def _study_arms(opts: StudyOptions) -> list[str]:
 
 def _compare(out: Path, evals: dict[str, Path], budget: Budget) -> None:
     """``codistill compare``: every arm against the CE-only arm, and against the teacher."""
-    from codistill.evaluation.compare import (
-        arm_scores,
-        compare_arms,
-        read_eval_run,
-        render_comparison,
-    )
+    from codistill.evaluation.compare import compare_eval_runs
 
-    runs = {name: read_eval_run(path) for name, path in evals.items()}
-    scores = arm_scores(runs, teacher="teacher", cqs=budget.cqs)
-    result = compare_arms(scores, baseline=BASELINE, teacher="teacher")
-    result["runs"] = {name: str(path) for name, path in evals.items()}
-    out.mkdir(parents=True, exist_ok=True)
-    rundir.write_json(out / "comparison.json", result)
-    write_text(out / "comparison.md", render_comparison(result))
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write through a temporary file and rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    compare_eval_runs(evals, out, baseline=BASELINE, teacher="teacher", cqs=budget.cqs)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -564,7 +546,7 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         final = (info.get("final_validation") or {}).get("valid_loss")
         lines.append(f"| {arm} | {info.get('wall_seconds', 0):.0f} | {_num(final)} |")
     lines += ["", "![quality vs steps](quality_vs_steps.png)", "", "![ratios](ratios.png)", ""]
-    write_text(out / "report.md", "\n".join(lines))
+    rundir.write_text(out / "report.md", "\n".join(lines))
     return out / "report.md"
 
 

@@ -51,16 +51,8 @@ def parse_arms(specs: list[str]) -> dict[str, str]:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from codistill.config.fields import ConfigError
-    from codistill.evaluation.compare import (
-        arm_scores,
-        compare_arms,
-        read_eval_run,
-        render_comparison,
-    )
-    from codistill.rundir import write_json
+    from codistill.evaluation.compare import compare_eval_runs
 
     arms = parse_arms(args.arm)
     for role, name in (("--baseline", args.baseline), ("--teacher", args.teacher)):
@@ -69,30 +61,18 @@ def run(args) -> int:
     if args.resamples < 1:
         raise ConfigError(f"--resamples must be >= 1, got {args.resamples}")
     try:
-        runs = {name: read_eval_run(path) for name, path in arms.items()}
-        scores = arm_scores(
-            runs,
+        _, text = compare_eval_runs(
+            arms,
+            args.out,
+            baseline=args.baseline,
             teacher=args.teacher,
             language=args.language,
             casefold=not args.keep_case,
             cqs=args.cqs,
+            n_resamples=args.resamples,
+            seed=args.seed,
         )
-    except ValueError as exc:
+    except ValueError as exc:  # runs on different items, a bad predictions line, ...
         raise ConfigError(str(exc)) from None
-    result = compare_arms(
-        scores,
-        baseline=args.baseline,
-        teacher=args.teacher,
-        n_resamples=args.resamples,
-        seed=args.seed,
-    )
-    result["runs"] = arms
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = render_comparison(result)
-    write_json(out / "comparison.json", result)
-    tmp = out / ".comparison.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(out / "comparison.md")
     sys.stdout.write(text)
     return 0

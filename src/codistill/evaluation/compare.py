@@ -355,3 +355,31 @@ def _shared_ids(runs: Mapping[str, Mapping[str, Any]], key: str) -> list[str]:
 
 def _by_id(rows: Sequence[Mapping[str, Any]], field: str) -> dict[str, str]:
     return {r["id"]: r.get(field) or "" for r in rows}
+
+
+def compare_eval_runs(
+    run_dirs: Mapping[str, str | Path],
+    out: str | Path,
+    *,
+    baseline: str,
+    teacher: str | None = None,
+    language: str | None = None,
+    casefold: bool = True,
+    cqs: bool = False,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[dict[str, Any], str]:
+    """``codistill compare``: read the eval runs, compare them, write ``comparison.json`` and
+    ``comparison.md`` into ``out`` (atomically); returns the result and its Markdown."""
+    from codistill import rundir
+
+    runs = {name: read_eval_run(path) for name, path in run_dirs.items()}
+    scores = arm_scores(runs, teacher=teacher, language=language, casefold=casefold, cqs=cqs)
+    result = compare_arms(
+        scores, baseline=baseline, teacher=teacher, n_resamples=n_resamples, seed=seed
+    )
+    result["runs"] = {name: str(path) for name, path in run_dirs.items()}
+    text = render_comparison(result)
+    rundir.write_json(Path(out) / "comparison.json", result)
+    rundir.write_text(Path(out) / "comparison.md", text)
+    return result, text
