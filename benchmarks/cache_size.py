@@ -50,6 +50,7 @@ def _kl_buckets(p_kept, tail_exact, q_kept, tail_stored) -> np.ndarray:
 
 def teacher_rows(teacher_dir: Path, backend: str, records, args):
     """Top-``k_max`` ids/log-probs, the exact log tail beyond them, argmax and dense samples."""
+    from codistill.data.batches import tokenize_records
     from codistill.models.loading import load_tokenizer
     from codistill.teacher.cache import (
         _load_torch_teacher,
@@ -57,7 +58,6 @@ def teacher_rows(teacher_dir: Path, backend: str, records, args):
         teacher_topk,
     )
     from codistill.teacher.llamacpp import LlamaCppTeacher
-    from codistill.training.batches import tokenize_records
 
     tokenizer = load_tokenizer(teacher_dir)
     examples, _ = tokenize_records(

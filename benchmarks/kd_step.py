@@ -6,7 +6,9 @@ mode, with the KD/CE ratios. Each mode runs in its own process, so peak RSS is t
 
     python benchmarks/kd_step.py --run-dir runs/quickstart [--steps 6 --batch-size 8]
 
-Needs a finished ``codistill quickstart`` run directory (its student and data).
+Needs a finished ``codistill quickstart`` run directory (its student and data); ``--teacher DIR``
+replaces the embedded Gemma 3 270M (a tiny run directory and teacher make a smoke run). Each mode
+builds its run with the training loop's own :func:`~codistill.training.loop.build_run`.
 """
 
 from __future__ import annotations
@@ -29,90 +31,58 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def worker(mode: str, run_dir: Path, steps: int, batch_size: int, max_source: int) -> dict:
-    import torch
-    from accelerate import Accelerator
+def worker(
+    mode: str, run_dir: Path, teacher: str, steps: int, batch_size: int, max_source: int
+) -> dict:
+    import os
+    import tempfile
 
     from codistill.config.distill import load_distill_config
-    from codistill.data.jsonl import read_records
-    from codistill.losses.objective import parse_objective
-    from codistill.models.gemma import default_teacher_dir
-    from codistill.models.loading import load_tokenizer
-    from codistill.teacher.cache import open_cache
-    from codistill.training.batches import tokenize_records
-    from codistill.training.loop import (
-        _attach_cache,
-        _teacher_to_student,
-        build_optimizer,
-        load_student,
-        load_teacher,
-        optimizer_step,
-    )
+    from codistill.training.loop import build_run
 
-    torch.manual_seed(0)
-    loss = "ce" if mode == "ce" else "alpha_temperature"
-    cfg = load_distill_config(
-        "alpha-temperature",
-        {
-            "student": str(run_dir / "student"),
-            "teacher": str(default_teacher_dir()),
-            "train_data": str(run_dir / "data" / "train.jsonl"),
-            "loss": loss,
-            "batch_size": batch_size,
-            "max_source_tokens": max_source,
-            "max_target_tokens": 48,
-        },
-    )
-    student, tokenizer, token_map = load_student(cfg)
-    student.train()
-    teacher = teacher_tok = t2s = None
-    if mode == "kd":
-        teacher, teacher_tok, _ = load_teacher(cfg.teacher, token_map, token_map.student_vocab_size)
-    if mode == "cached":
-        cache = open_cache(cache_dir(run_dir))
-        teacher_tok = load_tokenizer(cache.header.teacher_path)
-        t2s = _teacher_to_student(token_map, cache.header.vocab_size)
-    records = read_records(cfg.train_data)[: batch_size * (steps + 1)]
-    tok, tmap = (tokenizer, None) if mode == "ce" else (teacher_tok, token_map)
-    examples, _ = tokenize_records(
-        records, tok, max_source_tokens=max_source, max_target_tokens=48, token_map=tmap
-    )
-    if mode == "cached":
-        _attach_cache(examples, cache, cfg, token_map)
-    objective = parse_objective(cfg)
-    weights = objective.weights(0, 1)
-    optimizer = build_optimizer(student, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    accelerator = Accelerator(cpu=True)
+    # The steps compared are the CPU's: Accelerate would otherwise take a GPU where there is one.
+    os.environ["ACCELERATE_USE_CPU"] = "true"
+    cached = mode == "cached"
+    with tempfile.TemporaryDirectory(prefix="kd-step-") as out:  # run.json; nothing kept
+        cfg = load_distill_config(
+            "alpha-temperature",
+            {
+                "student": str(run_dir / "student"),
+                "teacher": None if cached else teacher,
+                "teacher_cache": str(cache_dir(run_dir)) if cached else None,
+                "train_data": str(run_dir / "data" / "train.jsonl"),
+                "output_dir": str(Path(out) / "run"),
+                "loss": "ce" if mode == "ce" else "alpha_temperature",
+                "batch_size": batch_size,
+                "epochs": 1,
+                "max_train_examples": batch_size * (steps + 1),
+                "max_source_tokens": max_source,
+                "max_target_tokens": 48,
+                "progress": False,
+            },
+        )
+        run, _ = build_run(cfg, resume=False)  # the loop's own: models, data, optimizer
+        return {"mode": mode, **_measure(run, steps, batch_size)}
+
+
+def _measure(run, steps: int, batch_size: int) -> dict:
+    """Time ``steps`` optimizer steps of ``run`` after one warm-up step, and its memory."""
+    from codistill.training.loop import optimizer_step
+
+    run.student.train()
+    weights = run.objective.weights(0, 1)
     rss_loaded = _rss_mb()
     times = []
     tokens = 0
     for step in range(steps + 1):  # step 0 warms up allocator and kernels, not timed
         group = [list(range(step * batch_size, (step + 1) * batch_size))]
         tick = time.perf_counter()
-        logged = optimizer_step(
-            student,
-            teacher,
-            group,
-            examples,
-            objective,
-            weights,
-            cfg,
-            accelerator,
-            optimizer,
-            scheduler,
-            None,
-            tokenizer,
-            teacher_tok,
-            False,
-            teacher_to_student=t2s,
-        )
+        logged = optimizer_step(run, group, weights, step=step)
         if step:
             times.append(time.perf_counter() - tick)
             tokens += logged["tokens"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
-        "mode": mode,
         "median_step_s": statistics.median(times),
         "tokens_per_s": tokens / sum(times),
         "rss_after_load_mb": rss_loaded,
@@ -128,23 +98,24 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-source-tokens", type=int, default=128)
     ap.add_argument("--top-k", type=int, default=64, help="k of the teacher cache")
+    ap.add_argument(
+        "--teacher", help="teacher model directory (default: the embedded Gemma 3 270M)"
+    )
     ap.add_argument("--worker", choices=["ce", "kd", "cached"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    teacher = args.teacher or str(_embedded_teacher())
     if args.worker:
-        print(
-            json.dumps(
-                worker(
-                    args.worker, args.run_dir, args.steps, args.batch_size, args.max_source_tokens
-                )
-            )
-        )
+        sizes = (args.steps, args.batch_size, args.max_source_tokens)
+        print(json.dumps(worker(args.worker, args.run_dir, teacher, *sizes)))
         return
     if not (args.run_dir / "student" / "token_map.json").exists():
         sys.exit(
             f"{args.run_dir}: no quickstart student here; run `codistill quickstart "
             f"--out {args.run_dir}` first"
         )
-    ensure_cache(args.run_dir, args.steps, args.batch_size, args.max_source_tokens, args.top_k)
+    ensure_cache(
+        args.run_dir, teacher, args.steps, args.batch_size, args.max_source_tokens, args.top_k
+    )
     results = {}
     for mode in ("ce", "kd", "cached"):
         out = subprocess.run(
@@ -155,6 +126,8 @@ def main() -> None:
                 mode,
                 "--run-dir",
                 str(args.run_dir),
+                "--teacher",
+                teacher,
                 "--steps",
                 str(args.steps),
                 "--batch-size",
@@ -195,15 +168,22 @@ def cache_dir(run_dir: Path) -> Path:
     return run_dir / "bench-teacher-cache"
 
 
-def ensure_cache(run_dir: Path, steps: int, batch_size: int, max_source: int, k: int) -> None:
+def _embedded_teacher() -> Path:
+    from codistill.models.gemma import default_teacher_dir
+
+    return default_teacher_dir()
+
+
+def ensure_cache(
+    run_dir: Path, teacher: str, steps: int, batch_size: int, max_source: int, k: int
+) -> None:
     """Cache the teacher over the records the steps use (resumes; a no-op when complete)."""
     from codistill.data.jsonl import read_records
-    from codistill.models.gemma import default_teacher_dir
     from codistill.teacher.cache import build_cache
 
     records = read_records(run_dir / "data" / "train.jsonl")[: batch_size * (steps + 1)]
     build_cache(
-        default_teacher_dir(),
+        teacher,
         records,
         cache_dir(run_dir),
         k=k,

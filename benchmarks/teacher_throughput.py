@@ -108,9 +108,9 @@ def rows_of(model, examples, pad_id: int) -> list[torch.Tensor]:
 
 
 def bench_teacher(name: str, directory, gguf, records, args) -> list[tuple]:
+    from codistill.data.batches import tokenize_records
     from codistill.models.loading import load_tokenizer
     from codistill.teacher.cache import topk_with_tail
-    from codistill.training.batches import tokenize_records
 
     tok_dir = directory or args.tokenizer_dirs.get(name)
     if tok_dir is None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from codistill.data.jsonl import write_records
+from codistill.data.prompts import assertion_prompt
 from codistill.models.student import derive_student
 from codistill.models.tiny import make_tiny_causal_lm
-from codistill.training.batches import assertion_prompt
 from tests.helpers import make_records
 
 

@@ -38,6 +38,19 @@ def test_smoke_study_ends_in_a_paired_comparison(smoke_run):
         assert (out / "alpha-t" / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_students_layers_are_chosen_by_loss_and_reported(smoke_run):
+    out, _ = smoke_run
+    summary = json.loads((out / "alpha-t" / "reproduce.json").read_text())
+    derivation = json.loads((Path(summary["stages"]["student"]) / "derivation.json").read_text())
+    choice = derivation["layer_choice"]
+    assert derivation["layers"] == choice["layers"] and len(choice["layers"]) == 2
+    assert [r["kept"] for r in choice["removed"]] == [3, 2]  # the tiny teacher has 4 layers
+    assert (
+        f"layers {choice['layers']}, chosen by removing"
+        in (out / "alpha-t" / "report.md").read_text()
+    )
+
+
 def test_equal_budget_arms_see_the_same_examples_in_the_same_order(smoke_run):
     out, _ = smoke_run
     summary = json.loads((out / "alpha-t" / "reproduce.json").read_text())

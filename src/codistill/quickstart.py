@@ -13,14 +13,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from codistill import rundir
 from codistill.config.distill import load_distill_config
 from codistill.config.evaluate import load_eval_config
 from codistill.data.jsonl import read_records, write_records
+from codistill.data.prompts import assertion_prompt
 from codistill.evaluation.assertion_metrics import assertion_metrics
-from codistill.evaluation.compare import assertion_item_scores, compare_arms, render_comparison
-from codistill.evaluation.runner import ModelOutputs, generate_assertions
+from codistill.models.gemma import ensure_gemma_teacher
+
+if TYPE_CHECKING:
+    from codistill.evaluation.runner import ModelOutputs
 
 
 @dataclass
@@ -52,7 +56,7 @@ def _log(msg: str) -> None:
 
 def prepare_data(opts: QuickstartOptions, out: Path) -> dict[str, Path]:
     """Mine stdlib-asserts once (cached in the run dir) and cut the quickstart's subsets."""
-    from codistill.data.stdlib import build_stdlib_asserts
+    from codistill.data.stdlib import build_stdlib_asserts  # lazy: ~30 ms of mining code
 
     full = out / "data" / "stdlib-asserts"
     if not (full / "stats.json").exists():
@@ -83,7 +87,7 @@ def _distill(
     paths: dict[str, Path],
     loss: str,
 ) -> Path:
-    from codistill.training.loop import distill
+    from codistill.training.loop import distill  # lazy: torch
 
     run = out / name
     if (run / "final").exists():
@@ -116,7 +120,7 @@ def _distill(
 def tune_teacher(opts: QuickstartOptions, out: Path, base: str, paths, corpus) -> str:
     """The base teacher with the corpus' vocabulary, tuned ``teacher_steps`` on the train subset
     (``codistill teacher finetune``: all weights but the embeddings)."""
-    from codistill.training.finetune import finetune_teacher
+    from codistill.training.finetune import finetune_teacher  # lazy: run-time only
 
     tuned = out / "teacher"
     if not (tuned / "model" / "config.json").exists():
@@ -145,9 +149,9 @@ def tune_teacher(opts: QuickstartOptions, out: Path, base: str, paths, corpus) -
 
 
 def quickstart(opts: QuickstartOptions) -> dict:
-    from codistill.data.prompts import assertion_prompt
-    from codistill.models.gemma import ensure_gemma_teacher
-    from codistill.models.student import derive_student
+    from codistill.evaluation.compare import render_comparison  # lazy: numpy
+    from codistill.evaluation.runner import generate_assertions  # lazy: torch, transformers
+    from codistill.models.student import derive_student  # lazy: torch, transformers
 
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -215,6 +219,8 @@ def quickstart(opts: QuickstartOptions) -> dict:
 def compare_runs(runs: dict[str, ModelOutputs], test) -> dict:
     """Each model's exact match and character similarity with 95% intervals, against the truth
     and against the teacher, and KD minus CE-only with paired intervals (``codistill compare``)."""
+    from codistill.evaluation.compare import assertion_item_scores, compare_arms  # lazy: numpy
+
     truth = [r.target for r in test]
     language = test[0].language
     teacher = runs["teacher"].predictions

@@ -8,7 +8,9 @@ data      stdlib-asserts mined from this interpreter's test suite, cut to the bu
           valid / test sizes (or ``--data DIR`` with those three files)
 teacher   the base teacher with the training corpus' vocabulary, fine-tuned on the train split
           (``codistill teacher finetune``); ``smoke`` uses a tiny random model instead
-student   ``layers`` of the tuned teacher's layers, same vocabulary (identity token map)
+student   ``layers`` of the tuned teacher's layers, same vocabulary (identity token map); which
+          layers is chosen by loss on the valid split (``student derive --choose-layers-on``)
+          unless the budget spaces them evenly
 cache     the tuned teacher's top-k log-probs over the train subset (``teacher cache``)
 outputs   the tuned teacher's greedy assertions for the train subset (``teacher generate``),
           the targets of sequence-level KD
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,6 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from codistill import rundir
+from codistill.config.distill import load_distill_config
+from codistill.config.evaluate import load_eval_config
+from codistill.data.jsonl import read_records, write_records
+from codistill.data.prompts import assertion_prompt
+from codistill.models.registry import resolve_model
+from codistill.teacher.cache_defaults import KEPT_MASS_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class Budget:
     max_source_tokens: int
     max_target_tokens: int
     valid_every: int
+    layer_choice: str = "loss"  # "loss" (greedy removal on the valid split) or "even"
     cqs: bool = True
     tiny: bool = False  # tiny random teacher (the test suite's budget)
 
@@ -153,7 +163,7 @@ def stage(root: Path, name: str, key: str, build: Callable[[Path], Any]) -> Path
 
 def _measured(name: str, where: Path, build: Callable[[Path], Any]) -> None:
     """Run a stage's build and record its wall time and peak memory in ``stage.json``."""
-    from codistill.evaluation.efficiency import PeakRSS
+    from codistill.evaluation.efficiency import PeakRSS  # lazy: torch
 
     started = time.time()
     with PeakRSS(interval_s=0.2) as peak:
@@ -182,10 +192,6 @@ def _resumable(root: Path, name: str, key: str, build: Callable[[Path], Any]) ->
 
 def prepare_data(root: Path, budget: Budget, data_dir: str | None, seed: int) -> Path:
     """train / valid / test subsets spread over each split's modules."""
-    import sys
-
-    from codistill.data.jsonl import read_records, write_records
-
     source = Path(data_dir) if data_dir else None
     key = content_key(
         "data",
@@ -199,7 +205,7 @@ def prepare_data(root: Path, budget: Budget, data_dir: str | None, seed: int) ->
     def build(tmp: Path) -> None:
         src = source
         if src is None:
-            from codistill.data.stdlib import build_stdlib_asserts
+            from codistill.data.stdlib import build_stdlib_asserts  # lazy: ~30 ms of mining code
 
             src = tmp / "stdlib-asserts"
             build_stdlib_asserts(src, seed=seed)
@@ -228,21 +234,18 @@ def prepare_teacher(root: Path, budget: Budget, data: Path, base: str | None, se
     )
 
     def build(work: Path) -> None:
-        from codistill.data.jsonl import read_records
-        from codistill.data.prompts import assertion_prompt
-        from codistill.training.finetune import finetune_teacher
-        from codistill.training.loop import resolve_teacher
+        from codistill.training.finetune import finetune_teacher  # lazy: run-time only
 
         texts = [
             t for r in read_records(data / "train.jsonl") for t in (assertion_prompt(r), r.target)
         ]
         if budget.tiny:
-            from codistill.models.tiny import make_tiny_causal_lm
+            from codistill.models.tiny import make_tiny_causal_lm  # lazy: torch
 
             start = make_tiny_causal_lm(work / "tiny", vocab_texts=texts, num_layers=4, seed=seed)
             vocab = None
         else:
-            start, vocab = resolve_teacher(base or "embedded"), texts
+            start, vocab = resolve_model(base or "embedded"), texts
         overrides = _budget_overrides(budget, budget.teacher_lr, seed)
         finetune_teacher(
             str(start),
@@ -257,25 +260,38 @@ def prepare_teacher(root: Path, budget: Budget, data: Path, base: str | None, se
     return _resumable(root, "teacher", key, build) / "model"
 
 
-def prepare_student(root: Path, budget: Budget, teacher: Path) -> Path:
-    """The shared init of every arm: ``layers`` of the tuned teacher's layers."""
+def prepare_student(root: Path, budget: Budget, teacher: Path, data: Path) -> Path:
+    """The shared init of every arm: ``layers`` of the tuned teacher's layers, chosen by the
+    loss they keep on the valid split (or evenly spaced)."""
+    # lazy: torch
+    from codistill.models.layer_choice import choose_layers
     from codistill.models.student import derive_student
 
-    key = content_key("student", str(teacher), budget.layers)
-    return (
-        stage(
-            root, "student", key, lambda tmp: derive_student(teacher, tmp / "model", budget.layers)
-        )
-        / "model"
-    )
+    key = content_key("student", str(teacher), budget.layers, budget.layer_choice, data.name)
+
+    def build(tmp: Path) -> None:
+        layers, notes = budget.layers, {}
+        if budget.layer_choice == "loss":
+            choice = choose_layers(
+                teacher,
+                read_records(data / "valid.jsonl")[:32],
+                budget.layers,
+                max_source_tokens=budget.max_source_tokens,
+                max_target_tokens=budget.max_target_tokens,
+                on_removal=lambda r: _log(
+                    f"student: removed layer {r['layer']} (loss {r['loss']})"
+                ),
+            )
+            layers, notes = choice.layers, {"layer_choice": choice.to_dict()}
+        derive_student(teacher, tmp / "model", layers, notes=notes)
+
+    return stage(root, "student", key, build) / "model"
 
 
 def prepare_cache(root: Path, budget: Budget, teacher: Path, data: Path) -> Path:
     """The tuned teacher's top-k log-probs over the train subset, for every token-level arm
     (``codistill teacher cache`` with its defaults: k <= 64 holding 99.9% of the mass)."""
-    from codistill.data.jsonl import read_records
-    from codistill.teacher.cache import build_cache
-    from codistill.teacher.cache_format import KEPT_MASS_DEFAULT
+    from codistill.teacher.cache import build_cache  # lazy: torch
 
     key = content_key(
         "cache", str(teacher), data.name, budget.max_source_tokens, budget.max_target_tokens
@@ -298,7 +314,7 @@ def prepare_cache(root: Path, budget: Budget, teacher: Path, data: Path) -> Path
 
 def prepare_outputs(root: Path, budget: Budget, teacher: Path, data: Path) -> Path:
     """The teacher's own greedy assertions for the train subset (sequence-level KD targets)."""
-    from codistill.data.jsonl import read_records
+    # lazy: ~35 ms (backends, sandbox)
     from codistill.teacher.generations import GenerateSettings, generate_teacher_outputs
 
     key = content_key(
@@ -348,8 +364,7 @@ def train_arm(
     seed: int,
 ) -> Path:
     """One equal-budget student: the arm's objective, everything else from the budget."""
-    from codistill.config.distill import load_distill_config
-    from codistill.training.loop import distill
+    from codistill.training.loop import distill  # lazy: torch
 
     spec = dict(ARMS[arm])
     preset = spec.pop("preset")
@@ -378,8 +393,7 @@ def train_arm(
 
 def evaluate_model(root: Path, name: str, model: Path, budget: Budget, data: Path) -> Path:
     """``codistill eval`` of one model on the test subset (greedy, one line)."""
-    from codistill.config.evaluate import load_eval_config
-    from codistill.evaluation.runner import run_eval
+    from codistill.evaluation.runner import run_eval  # lazy: torch
 
     key = content_key("eval", str(model), data.name, budget.max_source_tokens, budget.cqs)
     settings = {
@@ -428,7 +442,7 @@ def reproduce(opts: StudyOptions) -> dict[str, Any]:
     started = time.time()
     data = prepare_data(root, budget, opts.data, opts.seed)
     teacher = prepare_teacher(root, budget, data, opts.teacher, opts.seed)
-    student = prepare_student(root, budget, teacher)
+    student = prepare_student(root, budget, teacher, data)
     needs_cache = any(ARMS[a].get("loss") != "ce" for a in arms)
     cache = prepare_cache(root, budget, teacher, data) if needs_cache else None
     needs_outputs = any(ARMS[a].get("targets") for a in arms)
@@ -479,7 +493,7 @@ def _study_arms(opts: StudyOptions) -> list[str]:
 
 def _compare(out: Path, evals: dict[str, Path], budget: Budget) -> None:
     """``codistill compare``: every arm against the CE-only arm, and against the teacher."""
-    from codistill.evaluation.compare import compare_eval_runs
+    from codistill.evaluation.compare import compare_eval_runs  # lazy: numpy
 
     compare_eval_runs(evals, out, baseline=BASELINE, teacher="teacher", cqs=budget.cqs)
 
@@ -492,7 +506,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def write_report(out: Path, summary: dict[str, Any]) -> Path:
     """``report.md`` beside ``comparison.md``: setup, the comparison, curves and ratio bars."""
-    from codistill.report.plots import grouped_bars, runs_overlay
+    from codistill.report.plots import grouped_bars, runs_overlay  # lazy: matplotlib
 
     comparison = json.loads((out / "comparison.json").read_text())
     metrics = {
@@ -528,7 +542,7 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         f"train subset; held-out CE per target token {_num(held_out.get('before'))} → "
         f"{_num(held_out.get('after'))}; "
         f"{teacher_eff['params_non_embedding'] / 1e6:.1f}M non-embedding parameters.",
-        f"Students: {budget['layers']} of its layers, "
+        f"Students: {budget['layers']} of its layers ({_layer_note(summary)}), "
         f"{student_eff['params_non_embedding'] / 1e6:.1f}M non-embedding parameters "
         f"({student_eff['params_non_embedding'] / teacher_eff['params_non_embedding']:.0%} of "
         f"the teacher's); every arm trains {budget['student_steps']} steps of batch "
@@ -552,6 +566,20 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
 
 def _num(value: Any) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _layer_note(summary: dict) -> str:
+    """Which teacher layers the students kept and how they were chosen."""
+    derivation = Path(summary["stages"]["student"]) / "derivation.json"
+    info = json.loads(derivation.read_text()) if derivation.exists() else {}
+    choice = info.get("layer_choice")
+    if choice is None:
+        return f"layers {info.get('layers', '?')}, evenly spaced"
+    return (
+        f"layers {choice['layers']}, chosen by removing one at a time the layer whose removal "
+        f"raised the valid CE least: {choice['full_loss']:.3f} with all, "
+        f"{choice['loss']:.3f} with these"
+    )
 
 
 def _ratio_bars(comparison: dict, metrics: dict) -> tuple[list[str], dict[str, list]]:

@@ -10,6 +10,7 @@ Layout::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -96,8 +97,6 @@ def save_student(model, tokenizer, out: Path, token_map=None) -> None:
     tmp = fresh_tmp_dir(out)
     to_save = model
     if hasattr(model, "merge_and_unload"):  # peft: ship plain weights, not adapters
-        import copy
-
         to_save = copy.deepcopy(model).merge_and_unload()
     to_save.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)

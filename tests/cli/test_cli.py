@@ -45,6 +45,16 @@ def test_student_derive_copies_an_explicit_layer_list(tiny_setup, tmp_path):
     assert json.loads((out / "derivation.json").read_text())["layers"] == [0, 3]
 
 
+def test_student_derive_chooses_layers_by_loss_on_held_out_records(tiny_setup, tmp_path, capsys):
+    out = tmp_path / "student"
+    assert _derive(tiny_setup, out, "2", "--choose-layers-on", str(tiny_setup["valid"])) == 0
+    derivation = json.loads((out / "derivation.json").read_text())
+    choice = derivation["layer_choice"]
+    assert derivation["layers"] == choice["layers"] and len(choice["layers"]) == 2
+    assert [r["kept"] for r in choice["removed"]] == [3, 2]
+    assert "removed layer" in capsys.readouterr().err
+
+
 def test_student_derive_rejects_a_non_numeric_layers_value(tiny_setup, tmp_path, capsys):
     assert _derive(tiny_setup, tmp_path / "student", "x") == 2
     err = capsys.readouterr().err

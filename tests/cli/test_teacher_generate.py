@@ -43,9 +43,9 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_assertions_are_evals_greedy_lines_and_a_rerun_computes_none(tiny, tmp_path, capsys):
+    from codistill.data.prompts import encode_prompts
     from codistill.evaluation.generate import generate
     from codistill.models.loading import load_model, load_tokenizer
-    from codistill.training.batches import encode_prompts
 
     out = tmp_path / "g"
     common = ["--teacher", str(tiny["gemma"]), "--data", str(tiny["all"]), "--out", str(out)]

@@ -122,9 +122,23 @@ def test_trident_dynamic_preset_has_the_paper_schedule():
     from codistill.losses.objective import parse_objective
 
     cfg = load_distill_config("trident-dynamic", REQUIRED)
-    obj = parse_objective(cfg)
+    obj = parse_objective(cfg.loss, **cfg.loss_settings())
     assert obj.weights(0, cfg.epochs) == {"focal": 0.3, "jsd": 0.6, "semantic": 0.1}
     assert cfg.temperature == 4.0 and cfg.warmup_ratio == 0.15
+    assert obj.temperature == 4.0  # bound into the terms
+
+
+def test_loss_settings_are_what_parse_objective_binds_and_share_its_defaults():
+    import inspect
+
+    from codistill.losses.objective import parse_objective
+
+    cfg = load_distill_config(None, REQUIRED)
+    params = inspect.signature(parse_objective).parameters
+    assert set(cfg.loss_settings()) == {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    assert cfg.loss_settings() == {n: params[n].default for n in cfg.loss_settings()}
+    tuned = load_distill_config(None, {**REQUIRED, "temperature": 3, "jsd_beta": 0.2})
+    assert tuned.loss_settings()["temperature"] == 3.0 and tuned.loss_settings()["jsd_beta"] == 0.2
 
 
 def test_unknown_preset_lists_the_presets():

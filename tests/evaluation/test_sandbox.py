@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
 import json
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from codistill.evaluation import sandbox_worker
 from codistill.evaluation.sandbox import (
     ExecResult,
     Job,
@@ -25,7 +30,8 @@ from codistill.evaluation.sandbox import (
     worker_environment,
 )
 from codistill.evaluation.sandbox_probes import PROBE_NAMES, SECRET_VARIABLE, ProbeSite
-from codistill.evaluation.sandbox_worker import remove_tree, seccomp_program
+from codistill.evaluation.sandbox_syscalls import seccomp_program
+from codistill.evaluation.sandbox_worker import remove_tree
 
 HUMANEVAL_PLUS = Path("/work/shared/data/humaneval-plus/HumanEvalPlus-v0.1.10.jsonl.gz")
 # Small limits: a probe that escaped must still not hurt a machine shared with other tests.
@@ -82,7 +88,7 @@ def test_failed_assertion_is_failed_with_traceback(box):
     result = box.run("assert 1 + 1 == 3, 'arithmetic'")
     assert (result.status, result.detail) == ("failed", "AssertionError")
     assert "AssertionError: arithmetic" in result.stderr
-    assert "sandbox_worker" not in result.stderr  # the traceback starts at the program
+    assert "sandbox_" not in result.stderr  # the traceback starts at the program
 
 
 def test_other_exception_is_failed_with_its_type(box):
@@ -439,6 +445,53 @@ def test_own_diagnostics_drop_included_files_and_their_quoted_lines():
 def test_seccomp_filter_exists_for_known_architectures_only():
     assert seccomp_program(True, True, "x86_64") and seccomp_program(True, False, "aarch64")
     assert seccomp_program(True, True, "riscv64") == []
+
+
+WORKER_FILES = ("worker", "namespaces", "sample", "syscalls", "protocol")
+
+
+def test_worker_files_import_only_the_stdlib_and_each_other():
+    here = Path(sandbox_worker.__file__).parent
+    allowed = {f"codistill.evaluation.sandbox_{name}" for name in WORKER_FILES}
+    foreign = set()
+    for name in WORKER_FILES:
+        tree = ast.parse((here / f"sandbox_{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                targets = [node.module or ""] if node.level == 0 else ["(relative)"]
+            else:
+                continue
+            for target in targets:
+                top = target.split(".")[0]
+                if target not in allowed and top not in sys.stdlib_module_names | {"__future__"}:
+                    foreign.add((name, target))
+    assert not foreign, f"the worker must stay stdlib-only: {sorted(foreign)}"
+
+
+def test_worker_script_loads_its_helpers_from_its_own_folder(tmp_path):
+    # A copy whose package __init__ files would abort: the script must run without them, and
+    # its helpers must come from beside it, never from the installed codistill.
+    folder = tmp_path / "codistill" / "evaluation"
+    folder.mkdir(parents=True)
+    here = Path(sandbox_worker.__file__).parent
+    for name in WORKER_FILES:
+        shutil.copy(here / f"sandbox_{name}.py", folder)
+    for init in (folder / "__init__.py", folder.parent / "__init__.py"):
+        init.write_text("raise SystemExit('an __init__ ran in the worker')\n")
+    with open(folder / "sandbox_protocol.py", "a") as fh:
+        fh.write("\nimport sys\nprint('protocol from', __file__, file=sys.stderr)\n")
+    done = subprocess.run(
+        [sys.executable, "-I", str(folder / "sandbox_worker.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: sandbox_worker.py")
+    assert f"protocol from {folder / 'sandbox_protocol.py'}" in done.stderr
 
 
 def test_probe_fork_bomb_is_contained(isolated):

@@ -1,13 +1,11 @@
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from codistill.losses.divergences import cross_entropy
-from codistill.losses.focal import critical_token_weights, focal_loss
+from codistill.losses.focal import focal_loss
 
 BATCH, SEQ, VOCAB = 2, 6, 9
-ASSERT_WORDS = ["assertEquals", "assertTrue", "assertNull"]
 
 
 def _inputs(seed: int = 0):
@@ -123,72 +121,3 @@ def test_negative_focal_parameters_are_rejected(field, kwargs):
     logits, labels, mask = _inputs()
     with pytest.raises(ValueError, match=f"{field} must be a finite number >= 0"):
         focal_loss(logits, labels, mask, **kwargs)
-
-
-def test_critical_weights_mark_tokens_of_assertion_calls():
-    text = "assertEquals(a, b);"
-    offsets = [(0, 6), (6, 12), (12, 13), (13, 14), (14, 15), (16, 17), (17, 19)]
-    got = critical_token_weights(text, offsets, ASSERT_WORDS, weight=3.0)
-    assert got == [3.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0]
-
-
-def test_critical_weights_match_whole_identifiers_only():
-    text = "myassertEqualsX(a); assertEquals_2(b); x.assertTrue(c)"
-    offsets = [(0, 15), (20, 34), (37, 38), (40, 52)]
-    got = critical_token_weights(text, offsets, ASSERT_WORDS, weight=2.0)
-    assert got == [1.0, 1.0, 1.0, 2.0]
-
-
-def test_critical_weights_count_a_token_that_straddles_the_word():
-    text = "x;assertNull(y)"
-    offsets = [(0, 1), (1, 3), (3, 12), (12, 15)]
-    got = critical_token_weights(text, offsets, ASSERT_WORDS, weight=2.0)
-    assert got == [1.0, 2.0, 2.0, 1.0]
-
-
-def test_critical_weights_ignore_empty_special_token_spans():
-    text = "assertTrue(ok)"
-    offsets = [(0, 0), (0, 10), (10, 14), (0, 0)]
-    got = critical_token_weights(text, offsets, ASSERT_WORDS, weight=5.0)
-    assert got == [1.0, 5.0, 1.0, 1.0]
-
-
-def test_critical_weights_prefer_the_longest_overlapping_word():
-    text = "assertEquals(x)"
-    got = critical_token_weights(text, [(6, 12), (12, 15)], ["assert", "assertEquals"], 2.0)
-    assert got == [2.0, 1.0]
-
-
-def test_critical_weights_follow_a_trained_bpe_tokenizer():
-    corpus = ["assertEquals(a, b);", "assertTrue(list.isEmpty());", "int total = a + b;"] * 20
-    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(vocab_size=60, special_tokens=["[UNK]"], show_progress=False)
-    tokenizer.train_from_iterator(corpus, trainer=trainer)
-    text = "int x = 1; assertEquals(x, total);"
-    encoding = tokenizer.encode(text)
-    got = critical_token_weights(text, encoding.offsets, ASSERT_WORDS, weight=4.0)
-    word_start = text.index("assertEquals")
-    word_end = word_start + len("assertEquals")
-    expected = [4.0 if s < word_end and e > word_start else 1.0 for s, e in encoding.offsets]
-    assert got == expected
-    assert "".join(t for t, w in zip(encoding.tokens, got, strict=True) if w == 4.0) == (
-        "assertEquals"
-    )
-
-
-def test_critical_weights_accept_an_offsets_tensor():
-    got = critical_token_weights(
-        "assertTrue(x)", torch.tensor([[0, 10], [10, 13]]), ["assertTrue"], 2
-    )
-    assert got == [2.0, 1.0]
-
-
-def test_critical_weights_reject_offsets_outside_the_text():
-    with pytest.raises(ValueError, match="offsets must be .* got \\(3, 40\\)"):
-        critical_token_weights("assertTrue(x)", [(0, 3), (3, 40)], ASSERT_WORDS, 2.0)
-
-
-def test_critical_weights_reject_a_bare_string_of_words():
-    with pytest.raises(ValueError, match="words must be a sequence of strings"):
-        critical_token_weights("assertTrue(x)", [(0, 3)], "assertTrue", 2.0)

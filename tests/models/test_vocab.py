@@ -256,6 +256,15 @@ def test_token_map_tensor_gathers_teacher_logits(small_map):
     assert gathered[0].tolist() == [0.0, 1.0, 2.0, 3.0, 10.0, 20.0]
 
 
+def test_token_map_inverse_table_marks_missing_teacher_ids_without_fallback(small_map):
+    table = small_map.teacher_to_student_tensor
+    assert table.shape == (30,) and table.dtype == torch.long
+    assert table[[0, 1, 2, 3, 10, 20]].tolist() == [0, 1, 2, 3, 4, 5]
+    missing = [i for i in range(30) if i not in (0, 1, 2, 3, 10, 20)]
+    assert (table[missing] == -1).all()  # not the fallback id 3
+    assert torch.equal(table[small_map.student_to_teacher_tensor], torch.arange(6))
+
+
 def test_token_map_identity_maps_every_id_to_itself():
     token_map = TokenMap.identity(7)
     assert token_map.is_identity and token_map.student_vocab_size == 7

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from codistill.cli.main import main
+from codistill.data.batches import tokenize_records
 from codistill.data.jsonl import read_records
 from codistill.models.loading import load_model, load_tokenizer
 from codistill.models.tiny import make_tiny_causal_lm
@@ -22,7 +23,6 @@ from codistill.teacher.cache import (
     open_cache,
 )
 from codistill.teacher.cache_format import CacheMismatch, ShardReader
-from codistill.training.batches import tokenize_records
 
 K = 8
 TOKENS = {"max_source_tokens": 48, "max_target_tokens": 16}

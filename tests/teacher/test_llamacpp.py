@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 
 import numpy as np
@@ -10,11 +11,12 @@ import pytest
 import torch
 
 from codistill.cli.main import main
+from codistill.data.batches import tokenize_records
 from codistill.data.jsonl import read_records
 from codistill.models.loading import load_model, load_tokenizer
 from codistill.teacher.cache import build_cache, example_key, list_shards, open_cache
 from codistill.teacher.cache_format import CacheMismatch
-from codistill.training.batches import tokenize_records
+from codistill.teacher.llamacpp import LlamaCppTeacher
 from tests.gguf_fixtures import make_tiny_llama_with_bytelevel_tokenizer, write_llama_gguf
 
 pytestmark = pytest.mark.skipif(
@@ -38,8 +40,6 @@ def _examples(setup):
 
 
 def test_llamacpp_rows_are_the_torch_models_log_probs(tiny_gguf):
-    from codistill.teacher.llamacpp import LlamaCppTeacher
-
     model = load_model(tiny_gguf["hf"])
     examples = _examples(tiny_gguf)[:3]
     with LlamaCppTeacher(tiny_gguf["gguf"], n_ctx=96, n_threads=1) as teacher:
@@ -91,7 +91,12 @@ def test_cache_from_another_backend_is_refused_naming_backend(tiny_gguf, tmp_pat
     assert len(list_shards(out)) == 1
 
 
-def test_gguf_of_another_vocabulary_is_refused(tiny_gguf, tiny_setup, tmp_path):
+def test_gguf_of_another_vocabulary_is_refused_and_closed(
+    tiny_gguf, tiny_setup, tmp_path, monkeypatch
+):
+    closed = []
+    close = LlamaCppTeacher.close
+    monkeypatch.setattr(LlamaCppTeacher, "close", lambda self: closed.append(self) or close(self))
     # The tiny teacher of the other tests has another tokenizer and vocabulary size.
     with pytest.raises(ValueError, match="vocabulary sizes differ"):
         build_cache(
@@ -102,11 +107,10 @@ def test_gguf_of_another_vocabulary_is_refused(tiny_gguf, tiny_setup, tmp_path):
             backend=f"llamacpp:{tiny_gguf['gguf']}",
             **TOKENS,
         )
+    assert len(closed) == 1  # the refused model does not stay loaded
 
 
 def test_gguf_with_other_token_texts_is_refused(tiny_gguf, tmp_path):
-    import json
-
     other = tmp_path / "hf"
     shutil.copytree(tiny_gguf["hf"], other)
     spec = json.loads((other / "tokenizer.json").read_text())

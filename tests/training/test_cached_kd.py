@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
 from codistill.config.fields import ConfigError
 from codistill.data.jsonl import read_records
-from codistill.losses.objective import parse_objective
-from codistill.models.loading import load_model, load_tokenizer
+from codistill.models.loading import load_model
 from codistill.models.student import derive_student
 from codistill.models.vocab import TokenMap
 from codistill.teacher.cache import build_cache
-from codistill.training.batches import tokenize_records
-from codistill.training.loop import (
-    _attach_cache,
-    _teacher_to_student,
-    distill,
-    load_teacher,
-    optimizer_step,
-)
+from codistill.training.loop import build_run, distill, optimizer_step
 from tests.helpers import distill_config
+from tests.training.recording import recording
 
 LIMITS = {"max_source_tokens": 64, "max_target_tokens": 32}
-
-
-class _RecordingSGD(torch.optim.SGD):
-    def step(self, closure=None):
-        self.seen = [p.grad.clone() for g in self.param_groups for p in g["params"]]
 
 
 @pytest.fixture(scope="module")
@@ -53,44 +43,14 @@ def _grads(setup, tmp_path, cached: bool, which: str = "cache"):
         loss={"kl": 0.5, "jsd": 0.5},
         temperature=2.0,
         teacher_cache=str(setup[which]) if cached else None,
+        max_train_examples=8,
         **LIMITS,
     )
-    torch.manual_seed(0)
-    student = load_model(cfg.student).train()
-    tok = load_tokenizer(cfg.student)
-    tmap = TokenMap.load(cfg.student)
-    teacher, ttok, _ = load_teacher(cfg.teacher, tmap, tmap.student_vocab_size)
-    examples, _ = tokenize_records(read_records(cfg.train_data)[:8], ttok, token_map=tmap, **LIMITS)
-    if cached:
-        from codistill.teacher.cache import open_cache
-
-        cache = open_cache(setup[which])
-        _attach_cache(examples, cache, cfg, tmap)
-        teacher, t2s = None, _teacher_to_student(tmap, cache.header.vocab_size)
-    objective = parse_objective(cfg)
-    t2s = t2s if cached else None
-    opt = _RecordingSGD(student.parameters(), lr=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    from accelerate import Accelerator
-
-    logged = optimizer_step(
-        student,
-        teacher,
-        [list(range(8))],
-        examples,
-        objective,
-        objective.weights(0, 1),
-        cfg,
-        Accelerator(cpu=True),
-        opt,
-        sched,
-        None,
-        tok,
-        ttok,
-        False,
-        teacher_to_student=t2s,
-    )
-    return logged, opt.seen
+    run = recording(build_run(cfg, resume=False)[0])
+    assert (run.teacher is None) == cached
+    run.student.train()
+    logged = optimizer_step(run, [list(range(8))], run.objective.weights(0, 1))
+    return logged, run.optimizer.seen
 
 
 def test_cache_with_the_whole_vocabulary_gives_the_online_teachers_loss_and_gradients(
@@ -151,6 +111,38 @@ def test_cached_kd_run_needs_no_teacher_model(tiny_setup, tmp_path):
     result = distill(cfg)
     assert result.status == "finished"
     assert (result.run_dir / "final" / "config.json").exists()
+
+
+def test_a_trimmed_student_reads_cached_teacher_ids_through_its_token_map(tiny_setup, tmp_path):
+    cache = tmp_path / "cache"
+    build_cache(tiny_setup["teacher"], read_records(tiny_setup["train"]), cache, k=8, **LIMITS)
+    cfg = distill_config(
+        tiny_setup, tmp_path / "run", teacher=None, teacher_cache=str(cache), **LIMITS
+    )
+    run, _ = build_run(cfg, resume=False)
+    tmap = TokenMap.load(tiny_setup["student"])
+    table = run.teacher_to_student
+    assert table.shape == (tmap.teacher_vocab_size,) and not tmap.is_identity
+    assert table[tmap.student_to_teacher_tensor].tolist() == list(range(tmap.student_vocab_size))
+    assert int((table == -1).sum()) == tmap.teacher_vocab_size - tmap.student_vocab_size
+
+
+def test_a_cache_of_a_teacher_with_another_vocabulary_is_refused(tiny_setup, tmp_path):
+    cache = tmp_path / "cache"
+    build_cache(tiny_setup["teacher"], read_records(tiny_setup["train"]), cache, k=8, **LIMITS)
+    student = tmp_path / "student"
+    shutil.copytree(tiny_setup["student"], student)
+    tmap = TokenMap.load(student)
+    TokenMap(tmap.student_to_teacher, tmap.teacher_vocab_size + 5, 0).save(student)
+    cfg = distill_config(
+        {**tiny_setup, "student": student},
+        tmp_path / "run",
+        teacher=None,
+        teacher_cache=str(cache),
+        **LIMITS,
+    )
+    with pytest.raises(ConfigError, match=r"cached teacher has \d+ tokens.*maps into \d+"):
+        build_run(cfg, resume=False)
 
 
 def test_cache_built_with_other_settings_is_refused_naming_the_fix(tiny_setup, tmp_path):

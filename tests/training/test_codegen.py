@@ -7,19 +7,19 @@ derived from it with two layers and a trimmed vocabulary, as `codistill student 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from accelerate import Accelerator
 
 from codistill.config.fields import ConfigError
+from codistill.data.batches import collate_causal, tokenize_records
 from codistill.data.jsonl import read_records, write_records
-from codistill.data.prompts import CODEGEN_INSTRUCTION, render_prompt
+from codistill.data.prompts import CODEGEN_INSTRUCTION, codegen_texts, render_prompt
 from codistill.data.schema import CodegenRecord
-from codistill.losses.objective import parse_objective
 from codistill.models.loading import load_model, load_tokenizer
 from codistill.models.student import derive_student
 from codistill.models.vocab import TokenMap
@@ -29,12 +29,12 @@ from codistill.teacher.generations import (
     make_entry,
     make_header,
 )
-from codistill.training.batches import codegen_texts, collate_causal, tokenize_records
-from codistill.training.loop import distill, load_teacher, optimizer_step
+from codistill.training.loop import build_run, distill, optimizer_step
 from codistill.training.onpolicy import OnPolicy
 from codistill.training.targets import teacher_target_records
 from tests.helpers import distill_config
 from tests.qwen_fixtures import make_tiny_qwen2
+from tests.training.recording import recording
 
 LIMITS = {"max_source_tokens": 96, "max_target_tokens": 48}
 
@@ -376,22 +376,16 @@ def test_on_policy_examples_are_student_samples_mapped_for_the_teacher(qwen_setu
 
 
 def test_on_policy_step_computes_teacher_terms_on_the_samples_and_skips_ce(qwen_setup, tmp_path):
-    cfg = _cfg(qwen_setup, tmp_path, "op", loss={"ce": 0.5, "kl": 0.5}, on_policy=1.0)
-    student = load_model(cfg.student).train()
-    tok = load_tokenizer(cfg.student)
-    tmap = TokenMap.load(cfg.student)
-    teacher, ttok, _ = load_teacher(cfg.teacher, tmap, tmap.student_vocab_size)
-    examples, _ = tokenize_records(
-        read_records(cfg.train_data, task="codegen")[:4], ttok, token_map=tmap, **LIMITS
-    )
-    objective = parse_objective(cfg)
-    opt = torch.optim.SGD(student.parameters(), lr=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    over = {"loss": {"ce": 0.5, "kl": 0.5}, "on_policy": 1.0, "max_train_examples": 4}
+    run, _ = build_run(_cfg(qwen_setup, tmp_path, "op", **over), resume=False)
+    assert run.on_policy is not None
+    # The recording optimizer leaves the student as it sampled, so the samples can be drawn
+    # again below; a policy with shorter samples than the run's keeps the test fast.
     policy = _on_policy(qwen_setup)
-    args = (student, teacher, [[0, 1], [2, 3]], examples, objective, objective.weights(0, 1), cfg)
-    logged = optimizer_step(
-        *args, Accelerator(cpu=True), opt, sched, None, tok, ttok, False, step=3, on_policy=policy
-    )
+    run = dataclasses.replace(recording(run), on_policy=policy)
+    run.student.train()
+    student, examples = run.student, run.train
+    logged = optimizer_step(run, [[0, 1], [2, 3]], run.objective.weights(0, 1), step=3)
     assert logged["on_policy_batches"] == 2 and logged["ce"] == 0 and logged["kl"] > 0
     # The logged KL is the teacher's divergence along the sampled sequences.
     sampled = [

@@ -7,11 +7,12 @@ import torch
 from safetensors.torch import load_file
 
 from codistill.config.fields import ConfigError
+from codistill.data.batches import tokenize_records
 from codistill.data.jsonl import read_records
+from codistill.data.prompts import assertion_prompt
 from codistill.models.loading import load_model, load_tokenizer
 from codistill.models.student import derive_student
 from codistill.models.tiny import make_tiny_seq2seq_lm
-from codistill.training.batches import assertion_prompt, tokenize_records
 from codistill.training.loop import distill
 from codistill.training.semantic import SemanticTerm
 from tests.helpers import distill_config

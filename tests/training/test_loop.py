@@ -3,27 +3,17 @@ from __future__ import annotations
 import json
 
 import torch
-from accelerate import Accelerator
 from safetensors.torch import load_file
 
-from codistill.data.jsonl import read_records
 from codistill.losses.objective import parse_objective
-from codistill.models.loading import load_model, load_tokenizer
-from codistill.models.vocab import TokenMap
-from codistill.training.batches import tokenize_records
-from codistill.training.loop import distill, epoch_batches, load_teacher, optimizer_step
+from codistill.models.loading import load_model
+from codistill.training.loop import build_run, distill, epoch_batches, optimizer_step
 from tests.helpers import distill_config
+from tests.training.recording import recording
 
 
 def _cfg(setup, tmp_path, name, **over):
     return distill_config(setup, tmp_path / name, **over)
-
-
-class _RecordingSGD(torch.optim.SGD):
-    """lr=0 SGD that remembers the gradients it was asked to apply."""
-
-    def step(self, closure=None):
-        self.seen = [p.grad.clone() for g in self.param_groups for p in g["params"]]
 
 
 def _step_grads(setup, tmp_path, batch_size, grad_accum, loss):
@@ -35,48 +25,18 @@ def _step_grads(setup, tmp_path, batch_size, grad_accum, loss):
         grad_accum=grad_accum,
         loss=loss,
         temperature=2.0,
-    )
-    torch.manual_seed(0)
-    student = load_model(cfg.student)
-    student.train()
-    for m in student.modules():  # dropout would make the two groupings differ
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-    tok = load_tokenizer(cfg.student)
-    tmap = TokenMap.load(cfg.student)
-    teacher, ttok, _ = load_teacher(cfg.teacher, tmap, tmap.student_vocab_size)
-    examples, _ = tokenize_records(
-        read_records(cfg.train_data)[:8],
-        ttok,
+        dropout=0.0,  # dropout would make the two groupings differ
+        max_train_examples=8,
         max_source_tokens=64,
         max_target_tokens=32,
-        token_map=tmap,
-        critical_words=cfg.critical_tokens,
         critical_weight=2.0,
     )
-    objective = parse_objective(cfg)
-    weights = objective.weights(0, cfg.epochs)
-    opt = _RecordingSGD(student.parameters(), lr=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    run = recording(build_run(cfg, resume=False)[0])
+    run.student.train()
     idx = list(range(8))
     group = [idx[i : i + batch_size] for i in range(0, 8, batch_size)]
-    logged = optimizer_step(
-        student,
-        teacher,
-        group,
-        examples,
-        objective,
-        weights,
-        cfg,
-        Accelerator(cpu=True),
-        opt,
-        sched,
-        None,
-        tok,
-        ttok,
-        False,
-    )
-    return opt.seen, logged
+    logged = optimizer_step(run, group, run.objective.weights(0, cfg.epochs))
+    return run.optimizer.seen, logged
 
 
 def test_accumulation_gives_same_loss_and_gradients_as_one_big_batch(tiny_setup, tmp_path):
@@ -141,9 +101,8 @@ def test_ce_only_run_needs_no_teacher(tiny_setup, tmp_path):
 def test_alpha_zero_and_one_train_without_evaluating_the_zero_weight_term(tiny_setup, tmp_path):
     # alpha=0 used to evaluate the weight-0 KL term with no teacher loaded (TypeError).
     for alpha, kept in ((0.0, {"ce"}), (1.0, {"kl"})):
-        assert (
-            set(parse_objective(_cfg(tiny_setup, tmp_path, f"c{alpha}", alpha=alpha)).terms) == kept
-        )
+        cfg = _cfg(tiny_setup, tmp_path, f"c{alpha}", alpha=alpha)
+        assert set(parse_objective(cfg.loss, **cfg.loss_settings()).terms) == kept
         result = distill(
             _cfg(tiny_setup, tmp_path, f"a{alpha}", alpha=alpha, max_steps=2, log_every=1)
         )

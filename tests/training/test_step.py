@@ -8,18 +8,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from codistill.data.batches import collate_causal, tokenize_records
 from codistill.losses import divergences
 from codistill.losses.objective import parse_objective
+from codistill.models.forward import head_fn, restrict_output_vocab, target_states
 from codistill.models.loading import load_model, load_tokenizer
 from codistill.models.vocab import TokenMap
-from codistill.training.batches import collate_causal, tokenize_records
-from codistill.training.step import (
-    head_fn,
-    micro_batch_terms,
-    restrict_output_vocab,
-    target_states,
-    token_term_sums,
-)
+from codistill.training.step import micro_batch_terms, token_term_sums
 from tests.helpers import make_records
 
 TEMPERATURE = 2.0
@@ -27,6 +22,10 @@ TEMPERATURE = 2.0
 
 def _cfg(loss, chunk: int = 3) -> SimpleNamespace:
     return SimpleNamespace(loss=loss, temperature=TEMPERATURE, loss_chunk_tokens=chunk)
+
+
+def _objective(cfg: SimpleNamespace):
+    return parse_objective(cfg.loss, temperature=cfg.temperature)
 
 
 @pytest.fixture(scope="module")
@@ -122,11 +121,9 @@ def test_token_term_sums_are_the_whole_tensor_sums_for_any_chunk(chunk):
     s_states = torch.randn(n, hidden, generator=gen, requires_grad=True)
     t_logits = torch.randn(n, vocab, generator=gen) * 3
     labels = torch.randint(0, vocab, (n,), generator=gen)
-    objective = parse_objective(_cfg({"ce": 1.0, "kl": 1.0, "jsd": 1.0}))
+    objective = parse_objective({"ce": 1.0, "kl": 1.0, "jsd": 1.0}, temperature=TEMPERATURE)
 
-    got = token_term_sums(
-        objective, _cfg(None), s_states, labels, None, head, t_logits, None, chunk
-    )
+    got = token_term_sums(objective, s_states, labels, None, head, t_logits, None, chunk)
     want = _whole_tensor_terms(head(s_states), t_logits, labels)
     assert list(got) == ["ce", "kl", "jsd"]
     for name in want:
@@ -145,7 +142,7 @@ def test_micro_batch_terms_equal_the_losses_on_both_models_full_logits(tiny_setu
     cfg = _cfg({"ce": 0.5, "kl": 0.5, "jsd": 1.0}, chunk=5)
     mask = batch["target_mask"].bool()
     with torch.no_grad():
-        got = micro_batch_terms(student, teacher, batch, parse_objective(cfg), cfg, False)
+        got = micro_batch_terms(student, teacher, batch, _objective(cfg), cfg, False)
         s_logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         t_logits = teacher(
             input_ids=batch["teacher_input_ids"], attention_mask=batch["attention_mask"]
@@ -174,7 +171,7 @@ def test_micro_batch_terms_skips_the_teacher_when_no_term_needs_it(tiny_setup, k
     student = _student(tiny_setup)
     cfg = _cfg({"ce": 1.0, "kl": 0.0})  # a zero-weight KL term is not computed
     with torch.no_grad():
-        got = micro_batch_terms(student, _NoForward(), batch, parse_objective(cfg), cfg, False)
+        got = micro_batch_terms(student, _NoForward(), batch, _objective(cfg), cfg, False)
         logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     mask = batch["target_mask"].bool()
     labels = batch["labels"][mask]
@@ -194,8 +191,33 @@ def test_micro_batch_terms_computes_only_the_named_terms(tiny_setup, kd_batch):
     cfg = _cfg({"ce": 1.0, "kl": 1.0})
     with torch.no_grad():
         only_kl = micro_batch_terms(
-            student, teacher, batch, parse_objective(cfg), cfg, False, names=["kl"]
+            student, teacher, batch, _objective(cfg), cfg, False, names=["kl"]
         )
-        both = micro_batch_terms(student, teacher, batch, parse_objective(cfg), cfg, False)
+        both = micro_batch_terms(student, teacher, batch, _objective(cfg), cfg, False)
     assert list(only_kl) == ["kl"] and list(both) == ["ce", "kl"]
     torch.testing.assert_close(only_kl["kl"], both["kl"])
+
+
+def test_micro_batch_terms_from_a_complete_cache_equal_the_online_teacher(tiny_setup, kd_batch):
+    batch, token_map = kd_batch
+    student, teacher = _student(tiny_setup), _teacher(tiny_setup, token_map)
+    mask = batch["target_mask"].bool()
+    with torch.no_grad():
+        t_logits = teacher(
+            input_ids=batch["teacher_input_ids"], attention_mask=batch["attention_mask"]
+        ).logits[mask]
+    # A cache holding every id of the (restricted) teacher, at T = 1, in the student's ids.
+    logprobs, ids = torch.log_softmax(t_logits.float(), -1).sort(-1, descending=True)
+    cached = {**batch, "cache_ids": ids, "cache_logprobs": logprobs, "cache_complete": True}
+    objective = parse_objective(
+        {"kl": 1.0, "jsd": 1.0, "gjsd": 1.0}, temperature=TEMPERATURE, jsd_beta=0.3
+    )
+    # No temperature in cfg: the cache is tempered with the one bound into the objective.
+    cfg = SimpleNamespace(loss_chunk_tokens=4)
+    with torch.no_grad():
+        online = micro_batch_terms(student, teacher, batch, objective, cfg, False)
+        from_cache = micro_batch_terms(student, None, cached, objective, cfg, False)
+    assert list(from_cache) == ["kl", "jsd", "gjsd"]
+    for name in online:
+        torch.testing.assert_close(from_cache[name], online[name], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(online["jsd"], online["gjsd"])  # β = 0.3 reached the gjsd term

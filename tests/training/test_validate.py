@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
+from codistill.data.batches import collate_causal, tokenize_records
 from codistill.evaluation.generate import Generation, generate
 from codistill.models.loading import load_model, load_tokenizer
 from codistill.training import validate as validate_module
-from codistill.training.batches import collate_causal, tokenize_records
 from codistill.training.validate import validate
 from tests.helpers import distill_config, make_records
 

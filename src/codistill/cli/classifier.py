@@ -14,8 +14,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from codistill.cli.student import parse_layers
 from codistill.config.fields import ConfigError, build, describe, load_yaml, parse_overrides
 from codistill.data.schema import RecordError
+from codistill.models.registry import resolve_model
+
+# The training code (torch, transformers) is imported inside the run functions, marked
+# `# lazy: <cost>`; see codistill/cli/__init__.py.
 
 # Flags whose value goes to the config key of the same name as given.
 _TEACHER_FLAGS = (
@@ -103,7 +108,7 @@ def _common(p) -> None:
 
 def config_for(args) -> Any:
     """The validated config of a ``classifier`` action from YAML, overrides and flags."""
-    from codistill.training.classifier import config
+    from codistill.training.classifier import config  # lazy: torch
 
     cls = getattr(config, args.config_class)
     command_line = parse_overrides(args.overrides)
@@ -111,8 +116,6 @@ def config_for(args) -> Any:
         {key: getattr(args, key) for key in args.flags if getattr(args, key) is not None}
     )
     if getattr(args, "layers", None) is not None:
-        from codistill.cli.student import parse_layers
-
         command_line["layers"] = parse_layers(args.layers)
     if getattr(args, "no_trim_vocab", False):
         command_line["trim_vocab"] = False
@@ -141,7 +144,7 @@ def _summary(meta: dict[str, Any], out: str) -> dict[str, Any]:
 
 
 def _run(args, action) -> int:
-    from codistill.training.classifier import config
+    from codistill.training.classifier import config  # lazy: torch
 
     if args.help_config:
         print(describe(getattr(config, args.config_class)))
@@ -158,17 +161,16 @@ def _run(args, action) -> int:
 
 
 def run_teacher(args) -> int:
-    from codistill.training.classifier.teacher import train_teacher
-    from codistill.training.loop import resolve_teacher
+    from codistill.training.classifier.teacher import train_teacher  # lazy: torch
 
     def train(cfg):
         # Resolved after the config checks: 'embedded' converts the GGUF, which takes minutes.
-        return train_teacher(dataclasses.replace(cfg, backbone=resolve_teacher(cfg.backbone)))
+        return train_teacher(dataclasses.replace(cfg, backbone=resolve_model(cfg.backbone)))
 
     return _run(args, train)
 
 
 def run_student(args) -> int:
-    from codistill.training.classifier.student import distill_student
+    from codistill.training.classifier.student import distill_student  # lazy: torch
 
     return _run(args, distill_student)

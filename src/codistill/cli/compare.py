@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from codistill.config.fields import ConfigError
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -35,8 +37,6 @@ def register(sub) -> None:
 
 def parse_arms(specs: list[str]) -> dict[str, str]:
     """``["kd=runs/a", "ce=runs/b"]`` -> ``{"kd": "runs/a", "ce": "runs/b"}``, checked."""
-    from codistill.config.fields import ConfigError
-
     arms: dict[str, str] = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
@@ -51,8 +51,7 @@ def parse_arms(specs: list[str]) -> dict[str, str]:
 
 
 def run(args) -> int:
-    from codistill.config.fields import ConfigError
-    from codistill.evaluation.compare import compare_eval_runs
+    from codistill.evaluation.compare import compare_eval_runs  # lazy: numpy (`--help` skips it)
 
     arms = parse_arms(args.arm)
     for role, name in (("--baseline", args.baseline), ("--teacher", args.teacher)):

@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 from codistill.config.fields import ConfigError
+from codistill.data.jsonl import read_records, read_records_with_report, write_records
+
+# What only a run needs (miners, builders, benchmark readers, statistics) is imported inside
+# the run functions, each marked `# lazy: <what it costs>`; see codistill/cli/__init__.py.
 
 BENCHMARKS = ("humaneval", "humaneval-plus", "mbpp", "bigclonebench", "devign")
 MBPP_SPLITS = ("prompt", "test", "validation", "train")
@@ -207,8 +211,6 @@ def _add_functions_options(p) -> None:
 
 def _read(path: str, task: str, skip_invalid: bool) -> list:
     """All records, or with ``skip_invalid`` the valid ones and a report of the rest."""
-    from codistill.data.jsonl import read_records, read_records_with_report
-
     if not skip_invalid:
         return read_records(path, task=task)
     records, report = read_records_with_report(path, task=task, skip_invalid=True)
@@ -223,12 +225,12 @@ def _mine(args):
         raise FileNotFoundError(f"{root}: not a directory")
     roots = args.source_root or [str(root)]
     if args.language == "python":
-        from codistill.data.python_miner import mine_python_tree
+        from codistill.data.python_miner import mine_python_tree  # lazy: ~20 ms of mining code
 
         return mine_python_tree(
             root, args.repository, source_roots=roots, max_target_chars=args.max_target_chars
         )
-    from codistill.data.java_miner import mine_java_tree
+    from codistill.data.java_miner import mine_java_tree  # lazy: tree-sitter Java, ~30 ms
 
     return mine_java_tree(
         root, args.repository, source_roots=roots, max_target_chars=args.max_target_chars
@@ -236,7 +238,7 @@ def _mine(args):
 
 
 def run_mine(args) -> int:
-    from codistill.data.build import build_dataset, write_dataset
+    from codistill.data.build import build_dataset, write_dataset  # lazy: numpy
 
     for name in ("valid_frac", "test_frac"):
         value = getattr(args, name)
@@ -274,7 +276,7 @@ def run_mine(args) -> int:
 
 
 def run_stdlib(args) -> int:
-    from codistill.data.stdlib import build_stdlib_asserts
+    from codistill.data.stdlib import build_stdlib_asserts  # lazy: ~30 ms of mining code
 
     counts = build_stdlib_asserts(
         args.out, seed=args.seed, max_records=args.max_records, tests_dir=args.tests_dir
@@ -298,27 +300,25 @@ def run_stdlib(args) -> int:
 
 
 def load_benchmark(name: str, path: str | None, split: str | None = None):
-    from codistill.data import benchmarks as b
+    from codistill.data import benchmarks  # lazy: run-time only, ~4 ms
 
     if split is not None and name != "mbpp":
         raise ConfigError(f"a split can be chosen for mbpp only, not {name}")
     if name == "humaneval":
-        return b.load_humaneval(path)
+        return benchmarks.load_humaneval(path)
     if path is None:
         raise ConfigError(f"{name} needs a PATH to its data file")
     if name == "mbpp":
-        return b.load_mbpp(path, split=split)
+        return benchmarks.load_mbpp(path, split=split)
     loader = {
-        "humaneval-plus": b.load_humaneval_plus,
-        "bigclonebench": b.load_bigclonebench,
-        "devign": b.load_devign,
+        "humaneval-plus": benchmarks.load_humaneval_plus,
+        "bigclonebench": benchmarks.load_bigclonebench,
+        "devign": benchmarks.load_devign,
     }[name]
     return loader(path)
 
 
 def run_import(args) -> int:
-    from codistill.data.jsonl import write_records
-
     records = load_benchmark(args.benchmark, args.path, args.split)
     write_records(args.out, records)
     task = records[0].task if records else "no"
@@ -329,7 +329,7 @@ def run_import(args) -> int:
 
 def _against_texts(specs: list[str]) -> dict[str, dict[str, str]]:
     """Benchmark texts per ``--against NAME[:SPLIT][=PATH]`` spec, keyed by ``NAME[:SPLIT]``."""
-    from codistill.data.decontam import codegen_benchmark_texts
+    from codistill.data.decontam import codegen_benchmark_texts  # lazy: numpy
 
     texts = {}
     for spec in specs:
@@ -346,6 +346,7 @@ def _against_texts(specs: list[str]) -> dict[str, dict[str, str]]:
 
 
 def run_functions(args) -> int:
+    # lazy: numpy
     from codistill.data.functions import MiningOptions, build_functions, build_stdlib_functions
 
     for name in ("valid_frac", "test_frac"):
@@ -420,8 +421,7 @@ def _print_functions_report(report, args) -> None:
 
 
 def run_decontaminate(args) -> int:
-    from codistill.data.decontam import decontaminate, write_report
-    from codistill.data.jsonl import write_records
+    from codistill.data.decontam import decontaminate, write_report  # lazy: numpy
 
     texts = _against_texts(args.against)
     records = _read(args.data, args.task, args.skip_invalid)
@@ -435,11 +435,11 @@ def run_decontaminate(args) -> int:
 
 
 def run_stats(args) -> int:
-    from codistill.data.stats import dataset_stats, render_stats
+    from codistill.data.stats import dataset_stats, render_stats  # lazy: numpy
 
     tokenizer = None
     if args.tokenizer:
-        from codistill.models.loading import load_tokenizer
+        from codistill.models.loading import load_tokenizer  # lazy: torch, transformers
 
         tokenizer = load_tokenizer(args.tokenizer)
     source = args.files  # file names give the split of records that carry none

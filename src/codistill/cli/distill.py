@@ -59,7 +59,7 @@ def run(args) -> int:
     if args.help_config:
         print(describe(DistillConfig))
         return 0
-    from codistill.training.loop import distill
+    from codistill.training.loop import distill  # lazy: torch, transformers
 
     cfg = config_for(args)
     result = distill(cfg, resume=bool(args.resume))

@@ -29,7 +29,7 @@ def run(args) -> int:
     if args.help_config:
         print(describe(EvalConfig))
         return 0
-    from codistill.evaluation.runner import render_table, run_eval
+    from codistill.evaluation.runner import render_table, run_eval  # lazy: torch, transformers
 
     flags = {
         "model": args.model,

@@ -103,9 +103,11 @@ def run(args) -> int:
     if args.help_config:
         print(describe(FidelityConfig))
         return 0
-    from codistill.fidelity.gates import GateError
-    from codistill.fidelity.models import BackendError
-    from codistill.fidelity.render import render_markdown
+    from codistill.fidelity.gates import GateError  # lazy: run-time only
+    from codistill.fidelity.models import BackendError  # lazy: torch
+    from codistill.fidelity.render import render_markdown  # lazy: run-time only
+
+    # lazy: numpy
     from codistill.fidelity.runner import FidelityError, FidelityOptions, run_fidelity
 
     try:
@@ -129,7 +131,7 @@ def run(args) -> int:
 
 def _command_line(args) -> dict:
     """The ``key=value`` overrides, then the flags given (a flag wins over its key)."""
-    from codistill.fidelity.gates import parse_gates
+    from codistill.fidelity.gates import parse_gates  # lazy: run-time only
 
     overrides = parse_overrides(list(args.overrides))
     for f in dataclasses.fields(FidelityConfig):

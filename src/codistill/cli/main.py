@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Per-file "Loading weights" bars drown the training progress bar; keep our own bars only.
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # lazy: transformers (`--help` skips it)
 
     hf_logging.disable_progress_bar()
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from codistill.models.registry import MODELS, installed, measured_param_counts
+
 
 def register(sub) -> None:
     p = sub.add_parser("models", help="the embedded offline models")
@@ -16,8 +18,6 @@ def register(sub) -> None:
 
 
 def _row(model) -> dict:
-    from codistill.models.registry import installed, measured_param_counts
-
     total, embedding, counted = model.params, model.embedding_params, "published"
     present = installed(model)
     # Counted from the installed files' tensor shapes, so the list shows what is there.
@@ -45,8 +45,6 @@ def _millions(n: int) -> str:
 
 
 def run_list(args) -> int:
-    from codistill.models.registry import MODELS
-
     rows = [_row(m) for m in MODELS.values()]
     if args.json:
         print(json.dumps(rows, indent=2))

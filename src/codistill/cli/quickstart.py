@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from codistill.quickstart import QuickstartOptions
+from codistill.quickstart import QuickstartOptions, quickstart
 
 
 def register(sub) -> None:
@@ -29,8 +29,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from codistill.quickstart import quickstart
-
     opts = QuickstartOptions(
         **{f.name: getattr(args, f.name) for f in dataclasses.fields(QuickstartOptions)}
     )

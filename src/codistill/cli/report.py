@@ -33,7 +33,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from codistill.report.render import ReportError, collect, write_report
+    from codistill.report.render import ReportError, collect, write_report  # lazy: matplotlib
 
     try:
         if args.examples < 0:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from codistill.config.fields import ConfigError
+from codistill.reproduce import BUDGETS, STUDIES, StudyOptions, reproduce
+
 
 def register(sub) -> None:
-    from codistill.reproduce import BUDGETS, STUDIES
-
     p = sub.add_parser(
         "reproduce",
         help="one paper's study end to end (tuned teacher, equal-budget arms, evaluation, "
@@ -30,9 +31,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from codistill.config.fields import ConfigError
-    from codistill.reproduce import StudyOptions, reproduce
-
     opts = StudyOptions(
         study=args.study,
         budget=args.budget,

@@ -4,9 +4,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from codistill.config.fields import ConfigError
+from codistill.data.jsonl import read_records
+from codistill.data.prompts import assertion_prompt, has_chat_template, record_texts
+from codistill.data.schema import RecordError
+from codistill.models.export_quants import QUANTS
+from codistill.models.registry import resolve_model
 
 
 def register(sub) -> None:
@@ -29,6 +35,19 @@ def register(sub) -> None:
         help="JSONL task files or text files whose tokens the student keeps "
         "(omit to keep the full vocabulary)",
     )
+    d.add_argument(
+        "--choose-layers-on",
+        metavar="DATA.jsonl",
+        help="with a layer count: choose which layers by loss instead of spacing them evenly, "
+        "removing one at a time the layer whose removal raises the cross entropy on these "
+        "held-out assertion records least (a validation split; minutes on CPU)",
+    )
+    d.add_argument(
+        "--choice-records",
+        type=int,
+        default=32,
+        help="records of --choose-layers-on the loss is measured on (32)",
+    )
     d.add_argument("--out", required=True, help="output student directory")
     d.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     d.set_defaults(func=run_derive)
@@ -36,8 +55,6 @@ def register(sub) -> None:
 
 
 def _register_export(ssub) -> None:
-    from codistill.models.export_gguf import QUANTS
-
     e = ssub.add_parser(
         "export",
         help="write a Gemma 3 or Qwen2 model (e.g. a derived or distilled student) as a GGUF "
@@ -86,10 +103,6 @@ def corpus_texts(paths: list[str], tokenizer=None):
     """Texts of JSONL task records (prompt + target; assertion or code-generation records, the
     latter in raw form and, when ``tokenizer`` has a chat template, in chat form too) or of
     plain text files."""
-    from codistill.data.jsonl import read_records
-    from codistill.data.prompts import has_chat_template, record_texts
-    from codistill.data.schema import RecordError
-
     modes = ["raw"] + (["chat"] if tokenizer is not None and has_chat_template(tokenizer) else [])
     for path in paths:
         if not path.endswith(".jsonl"):
@@ -110,18 +123,21 @@ def corpus_texts(paths: list[str], tokenizer=None):
 
 
 def run_derive(args) -> int:
-    from codistill.models.student import derive_student
-    from codistill.training.loop import resolve_teacher
+    from codistill.models.student import derive_student  # lazy: torch, transformers
 
-    # Checked before resolve_teacher: 'embedded' converts the teacher, which takes minutes.
+    # Checked before resolve_model: 'embedded' converts the teacher, which takes minutes.
     layers = parse_layers(args.layers)
     if Path(args.out).exists() and not args.overwrite:
         raise ConfigError(f"--out {args.out} already exists; pass --overwrite to replace it")
+    choice_records = _choice_records(args, layers)
     try:
-        teacher = resolve_teacher(args.teacher)
+        teacher = resolve_model(args.teacher)
+        notes = {}
+        if choice_records:
+            layers, notes["layer_choice"] = _choose_layers(teacher, choice_records, layers)
         texts = None
         if args.vocab_from:
-            from codistill.models.loading import load_tokenizer
+            from codistill.models.loading import load_tokenizer  # lazy: torch, transformers
 
             texts = corpus_texts(args.vocab_from, load_tokenizer(teacher))
         summary = derive_student(
@@ -130,6 +146,7 @@ def run_derive(args) -> int:
             layers,
             vocab_texts=texts,
             overwrite=args.overwrite,
+            notes=notes,
         )
     except ValueError as exc:  # a layer index out of range, a bad --vocab-from record
         raise ConfigError(str(exc)) from exc
@@ -137,11 +154,41 @@ def run_derive(args) -> int:
     return 0
 
 
+def _choice_records(args, layers) -> list:
+    """The held-out records of ``--choose-layers-on`` (checked before any model is loaded)."""
+    if args.choose_layers_on is None:
+        return []
+    if not isinstance(layers, int):
+        raise ConfigError("--choose-layers-on needs --layers as a count, not a list of indices")
+    if args.choice_records < 1:
+        raise ConfigError(f"--choice-records must be >= 1, got {args.choice_records}")
+    try:
+        records = read_records(args.choose_layers_on, task="assertion")
+    except (OSError, RecordError) as exc:
+        raise ConfigError(f"--choose-layers-on: {exc}") from exc
+    if not records:
+        raise ConfigError(f"--choose-layers-on {args.choose_layers_on}: no assertion records")
+    return records[: args.choice_records]
+
+
+def _choose_layers(teacher, records: list, keep: int) -> tuple[list[int], dict]:
+    from codistill.models.layer_choice import choose_layers  # lazy: torch, transformers
+
+    def progress(removal: dict) -> None:
+        print(
+            f"removed layer {removal['layer']}: loss {removal['loss']:.4f}, {removal['kept']} kept",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    choice = choose_layers(
+        teacher, records, keep, max_source_tokens=256, max_target_tokens=64, on_removal=progress
+    )
+    return choice.layers, choice.to_dict()
+
+
 def verify_prompts(path: str, task: str, count: int) -> list[str]:
     """The first ``count`` prompts of a task file, as the evaluation gives them to a model."""
-    from codistill.data.jsonl import read_records
-    from codistill.data.prompts import assertion_prompt
-
     records = read_records(path, task=task)[:count]
     if not records:
         raise ConfigError(f"--verify {path}: no {task} records")
@@ -149,8 +196,8 @@ def verify_prompts(path: str, task: str, count: int) -> list[str]:
 
 
 def run_export(args) -> int:
+    # lazy: gguf, numpy
     from codistill.models.export_gguf import ExportError, export_gguf, llama_cpp_module
-    from codistill.models.registry import resolve_model
 
     if args.verify_prompts < 1 or args.max_new_tokens < 1:
         raise ConfigError("--verify-prompts and --max-new-tokens must be >= 1")
@@ -167,7 +214,7 @@ def run_export(args) -> int:
     except ExportError as exc:
         raise ConfigError(str(exc)) from exc
     if args.verify:
-        from codistill.models.gguf_check import greedy_agreement
+        from codistill.models.gguf_check import greedy_agreement  # lazy: torch, transformers
 
         result = greedy_agreement(model_dir, args.gguf, prompts, args.max_new_tokens)
         summary["verify"] = {k: v for k, v in result.items() if k != "per_prompt"}

@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from codistill.training.sweep import sweep
+    from codistill.training.sweep import sweep  # lazy: run-time only (torch once it trains)
 
     rows = sweep(args.config, args.grid, args.out, metric=args.metric)
     print(json.dumps(rows, indent=2, default=str))

@@ -3,12 +3,22 @@ top-k log-probs over a dataset, and verify such a cache."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from codistill.cli.teacher_finetune import add_parser as add_finetune
 from codistill.cli.teacher_generate import add_parser as add_generate
-from codistill.teacher.cache_format import KEPT_MASS_DEFAULT, KMAX_DEFAULT
+from codistill.config.distill import TASK_DEFAULTS
+from codistill.data.jsonl import read_records
+from codistill.models.gemma import convert_gguf
+from codistill.models.registry import (
+    DEFAULT_MODEL,
+    ModelIntegrityError,
+    ensure_model,
+    resolve_model,
+)
+from codistill.teacher.cache_defaults import KEPT_MASS_DEFAULT, KMAX_DEFAULT
 
 
 def register(sub) -> None:
@@ -117,9 +127,6 @@ def _add_verify(tsub) -> None:
 
 
 def run_convert(args) -> int:
-    from codistill.models.gemma import convert_gguf
-    from codistill.models.registry import DEFAULT_MODEL, ModelIntegrityError, ensure_model
-
     if args.gguf is not None and args.model is not None:
         print("codistill teacher convert: give --model or --gguf, not both", file=sys.stderr)
         return 2
@@ -138,12 +145,9 @@ def run_convert(args) -> int:
 
 
 def run_cache(args) -> int:
-    from codistill.config.distill import TASK_DEFAULTS
-    from codistill.data.jsonl import read_records
-    from codistill.models.registry import resolve_model
-    from codistill.teacher.cache import build_cache
-    from codistill.teacher.cache_format import CacheMismatch
-    from codistill.training.targets import records_for_targets
+    from codistill.teacher.cache import build_cache  # lazy: torch, transformers
+    from codistill.teacher.cache_format import CacheMismatch  # lazy: numpy
+    from codistill.training.targets import records_for_targets  # lazy: run-time only
 
     if not 0 < args.kept_mass <= 1:
         print(
@@ -213,20 +217,18 @@ def run_cache(args) -> int:
 
 def _distributed_state():
     """Accelerate's process state when launched with several processes, else None."""
-    import os
-
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
-    from accelerate import PartialState
+    from accelerate import PartialState  # lazy: accelerate loads torch
 
-    from codistill.training.loop import multi_cpu
+    from codistill.training.loop import multi_cpu  # lazy: torch
 
     return PartialState(cpu=multi_cpu())
 
 
 def run_verify(args) -> int:
-    from codistill.teacher.cache import list_shards
-    from codistill.teacher.cache_format import ShardReader, verify_shard
+    from codistill.teacher.cache import list_shards  # lazy: torch, transformers
+    from codistill.teacher.cache_format import ShardReader, verify_shard  # lazy: numpy
 
     if not Path(args.dir).is_dir():
         print(f"codistill teacher verify: error: {args.dir}: no such directory", file=sys.stderr)

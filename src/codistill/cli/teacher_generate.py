@@ -11,6 +11,10 @@ import os
 import sys
 from pathlib import Path
 
+from codistill.data.jsonl import read_records
+from codistill.data.schema import RecordError
+from codistill.models.registry import ModelIntegrityError, parse_embedded, resolve_model
+
 # Per-task defaults: assertions as training cuts and decodes them (one line), code generation
 # as ``codistill eval`` does (a whole function; chat prompts carry a template around the task).
 DEFAULT_MAX_NEW_TOKENS = {"assertion": 64, "codegen": 384}
@@ -76,8 +80,6 @@ def resolve_teacher(spec: str) -> tuple[Path, str | None]:
     Raises:
         ValueError: an unknown embedded model, or a path that is not a directory.
     """
-    from codistill.models.registry import parse_embedded, resolve_model
-
     name = parse_embedded(spec)  # embedded -> gemma-3-270m, embedded:NAME -> NAME
     if name is not None:
         return Path(resolve_model(spec)), name
@@ -89,7 +91,7 @@ def resolve_teacher(spec: str) -> tuple[Path, str | None]:
 
 def settings_from_args(args):
     """:class:`GenerateSettings` from the parsed flags, with the per-task defaults."""
-    from codistill.teacher.generations import GenerateSettings
+    from codistill.teacher.generations import GenerateSettings  # lazy: ~35 ms (backends, sandbox)
 
     return GenerateSettings(
         task=args.task,
@@ -116,7 +118,7 @@ def _check_backend(spec: str) -> None:
         return
     if spec.startswith("transformers:"):
         raise ValueError("--backend transformers runs --teacher in-process: give no target")
-    from codistill.fidelity.models import check_backend_spec
+    from codistill.fidelity.models import check_backend_spec  # lazy: torch
 
     check_backend_spec(spec)
 
@@ -133,10 +135,7 @@ def _api_key(args) -> str | None:
 
 
 def run_generate(args) -> int:
-    from codistill.data.jsonl import read_records
-    from codistill.data.schema import RecordError
-    from codistill.models.registry import ModelIntegrityError
-    from codistill.teacher.generations import (
+    from codistill.teacher.generations import (  # lazy: ~35 ms (backends, sandbox)
         GenerationsError,
         TeacherBackendError,
         generate_teacher_outputs,

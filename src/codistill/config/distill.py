@@ -218,11 +218,21 @@ class DistillConfig:
     progress: bool = field(True, help="show a progress bar")
     output_dir: str = field("runs/distill", help="run directory (created; must be new or a resume)")
 
+    def loss_settings(self) -> dict[str, float]:
+        """The settings ``parse_objective(self.loss, **settings)`` binds into the loss terms."""
+        return {
+            "alpha": self.alpha,
+            "temperature": self.temperature,
+            "jsd_beta": self.jsd_beta,
+            "focal_alpha": self.focal_alpha,
+            "focal_gamma": self.focal_gamma,
+        }
+
     def check(self) -> None:
-        from codistill.losses.objective import parse_objective
+        from codistill.losses.objective import parse_objective  # lazy: torch (`--help` skips it)
 
         try:
-            objective = parse_objective(self)
+            objective = parse_objective(self.loss, **self.loss_settings())
         except ValueError as exc:  # losses raise ValueError; here it is a config error
             raise ConfigError(str(exc)) from None
         if objective.needs_teacher and self.teacher is None and self.teacher_cache is None:

@@ -70,20 +70,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codistill.data.python_focal import (
+from codistill.data.python_focal import FocalLinker
+from codistill.data.python_focal_index import (
     FocalDef,
-    FocalLinker,
     ModuleInfo,
-    ResolvedCall,
-    TestModuleScope,
-    class_hint,
     dedent,
-    def_key,
     leading_ws,
-    name_keys,
     split_lines,
-    test_subject,
 )
+from codistill.data.python_focal_names import class_hint, def_key, name_keys, test_subject
+from codistill.data.python_focal_scope import ResolvedCall, TestModuleScope
 from codistill.data.schema import PLACEHOLDER, AssertionRecord
 
 __all__ = [

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
+import tree_sitter_java
 from tree_sitter import Language, Node, Parser
 
 LANGUAGES = ("java", "python")
@@ -139,8 +140,6 @@ def _parses(code: str) -> bool:
 
 @cache
 def _java_parser() -> Parser:
-    import tree_sitter_java
-
     return Parser(Language(tree_sitter_java.language()))
 
 

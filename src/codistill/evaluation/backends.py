@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from codistill.models.registry import model_gguf, parse_embedded, resolve_model
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # llama-cpp-python's server defaults to repeat_penalty=1.1 (a sampling habit of llama.cpp's CLI);
 # 1.0 turns it off so "greedy" means argmax, as it does for transformers and vLLM.
@@ -149,6 +151,7 @@ class TransformersBackend:
             batch_size: Prompts per ``model.generate`` call (rows are ``batch_size * n``).
             device: Torch device to run on.
         """
+        # lazy: torch, transformers (the llama.cpp and server backends need neither)
         from codistill.models.loading import is_encoder_decoder, load_model, load_tokenizer
 
         if batch_size < 1:
@@ -171,7 +174,7 @@ class TransformersBackend:
         logprobs: int | None = None,
     ) -> list[Completion]:
         """See :meth:`GenerationBackend.generate`."""
-        from codistill.evaluation.generate import generate
+        from codistill.evaluation.generate import generate  # lazy: torch, transformers
 
         _check_request(temperature, top_p, n, max_new_tokens)
         if logprobs is not None:
@@ -580,8 +583,6 @@ def resolve_backend_target(kind: str, target: str) -> str:
     """``embedded`` / ``embedded:NAME`` as a backend's target: the embedded model's GGUF file
     for ``llamacpp`` (assembled and hash-checked), its converted directory for
     ``transformers``; any other target unchanged."""
-    from codistill.models.registry import model_gguf, parse_embedded, resolve_model
-
     name = parse_embedded(target)
     if name is None or kind == "openai":
         return target

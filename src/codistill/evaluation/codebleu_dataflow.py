@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
+import tree_sitter_java
+import tree_sitter_python
 from tree_sitter import Language, Node, Parser
 
 _ATOMIC_TYPES = ("string_literal", "string", "character_literal")
@@ -18,10 +20,7 @@ Edge = tuple[str, int, str, list[str], list[int]]
 
 @cache
 def _parser(language: str) -> Parser:
-    if language == "java":
-        import tree_sitter_java as grammar
-    else:
-        import tree_sitter_python as grammar
+    grammar = tree_sitter_java if language == "java" else tree_sitter_python
     return Parser(Language(grammar.language()))
 
 
@@ -351,76 +350,16 @@ def _dfg_java(node: Node, tok: _Tokens, states: dict) -> tuple[list[Edge], dict]
     if kind == "assignment_expression":
         left, right = node.child_by_field_name("left"), node.child_by_field_name("right")
         edges, states = _dfg_java(right, tok, states)
-        value_spans = _variable_spans(right, tok.code)
-        for span1 in _variable_spans(left, tok.code):
-            idx1, code1 = tok.code[span1]
-            for span2 in value_spans:
-                idx2, code2 = tok.code[span2]
-                edges.append((code1, idx1, "computedFrom", [code2], [idx2]))
-            states[code1] = [idx1]
+        edges += _each_from_each(left, right, tok, states)
         return _by_index(edges), states
     if kind == "update_expression":
-        edges = []
-        spans = _variable_spans(node, tok.code)
-        for span1 in spans:
-            idx1, code1 = tok.code[span1]
-            for span2 in spans:
-                idx2, code2 = tok.code[span2]
-                edges.append((code1, idx1, "computedFrom", [code2], [idx2]))
-            states[code1] = [idx1]
-        return _by_index(edges), states
+        return _by_index(_each_from_each(node, node, tok, states)), states
     if kind in ("if_statement", "else"):
-        edges = []
-        current = states.copy()
-        branches = []
-        in_branch = False
-        has_else = "else" in kind
-        for child in node.children:
-            if "else" in child.type:
-                has_else = True
-            if child.type not in ("if_statement", "else") and not in_branch:
-                temp, current = _dfg_java(child, tok, current)
-            else:
-                # From the first "else" on, children are walked from the state before the if.
-                in_branch = True
-                temp, branch = _dfg_java(child, tok, states)
-                branches.append(branch)
-            edges += temp
-        branches.append(current)
-        if not has_else:
-            branches.append(states)
-        return _by_index(edges), _join_branch_states(branches)
+        return _java_if_flow(node, tok, states)
     if kind == "for_statement":
-        edges = []
-        for child in node.children:
-            temp, states = _dfg_java(child, tok, states)
-            edges += temp
-        after_init = False
-        for child in node.children:
-            if after_init:
-                temp, states = _dfg_java(child, tok, states)
-                edges += temp
-            elif child.type == "local_variable_declaration":
-                after_init = True
-        return _merge_loop_edges(edges, tok.unique), states
+        return _java_for_flow(node, tok, states)
     if kind == "enhanced_for_statement":
-        name = node.child_by_field_name("name")
-        value = node.child_by_field_name("value")
-        body = node.child_by_field_name("body")
-        edges = []
-        for _ in range(2):
-            temp, states = _dfg_java(value, tok, states)
-            edges += temp
-            value_spans = _variable_spans(value, tok.code)
-            for span1 in _variable_spans(name, tok.code):
-                idx1, code1 = tok.code[span1]
-                for span2 in value_spans:
-                    idx2, code2 = tok.code[span2]
-                    edges.append((code1, idx1, "computedFrom", [code2], [idx2]))
-                states[code1] = [idx1]
-            temp, states = _dfg_java(body, tok, states)
-            edges += temp
-        return _merge_loop_edges(edges, tok.unique), states
+        return _java_enhanced_for_flow(node, tok, states)
     if kind == "while_statement":
         return _while_flow(node, _dfg_java, tok, states)
     edges = []
@@ -428,3 +367,72 @@ def _dfg_java(node: Node, tok: _Tokens, states: dict) -> tuple[list[Edge], dict]
         temp, states = _dfg_java(child, tok, states)
         edges += temp
     return _by_index(edges), states
+
+
+def _each_from_each(left: Node, right: Node, tok: _Tokens, states: dict) -> list[Edge]:
+    """Each variable on the left is computed from each one on the right, one edge per pair
+    (Java; ``states`` is updated in place)."""
+    edges: list[Edge] = []
+    value_spans = _variable_spans(right, tok.code)
+    for span1 in _variable_spans(left, tok.code):
+        idx1, code1 = tok.code[span1]
+        for span2 in value_spans:
+            idx2, code2 = tok.code[span2]
+            edges.append((code1, idx1, "computedFrom", [code2], [idx2]))
+        states[code1] = [idx1]
+    return edges
+
+
+def _java_if_flow(node: Node, tok: _Tokens, states: dict) -> tuple[list[Edge], dict]:
+    """An ``if`` (or ``else``): branches walked from the state before it, their states joined."""
+    edges: list[Edge] = []
+    current = states.copy()
+    branches = []
+    in_branch = False
+    has_else = "else" in node.type
+    for child in node.children:
+        if "else" in child.type:
+            has_else = True
+        if child.type not in ("if_statement", "else") and not in_branch:
+            temp, current = _dfg_java(child, tok, current)
+        else:
+            # From the first "else" on, children are walked from the state before the if.
+            in_branch = True
+            temp, branch = _dfg_java(child, tok, states)
+            branches.append(branch)
+        edges += temp
+    branches.append(current)
+    if not has_else:
+        branches.append(states)
+    return _by_index(edges), _join_branch_states(branches)
+
+
+def _java_for_flow(node: Node, tok: _Tokens, states: dict) -> tuple[list[Edge], dict]:
+    """A ``for`` loop: every child, then again everything after the initialisation."""
+    edges: list[Edge] = []
+    for child in node.children:
+        temp, states = _dfg_java(child, tok, states)
+        edges += temp
+    after_init = False
+    for child in node.children:
+        if after_init:
+            temp, states = _dfg_java(child, tok, states)
+            edges += temp
+        elif child.type == "local_variable_declaration":
+            after_init = True
+    return _merge_loop_edges(edges, tok.unique), states
+
+
+def _java_enhanced_for_flow(node: Node, tok: _Tokens, states: dict) -> tuple[list[Edge], dict]:
+    """``for (T name : value) body``, walked twice like every loop."""
+    name = node.child_by_field_name("name")
+    value = node.child_by_field_name("value")
+    body = node.child_by_field_name("body")
+    edges: list[Edge] = []
+    for _ in range(2):
+        temp, states = _dfg_java(value, tok, states)
+        edges += temp
+        edges += _each_from_each(name, value, tok, states)
+        temp, states = _dfg_java(body, tok, states)
+        edges += temp
+    return _merge_loop_edges(edges, tok.unique), states

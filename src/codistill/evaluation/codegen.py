@@ -14,7 +14,9 @@ completions per task at temperature 0.2, top-p 0.95 (the Codex/SODA setting).
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
+import time
 from collections import defaultdict
 
 from codistill.config.evaluate import EvalConfig
@@ -26,7 +28,9 @@ from codistill.data.prompts import (
     render_prompt,
 )
 from codistill.data.schema import CodegenRecord, RecordError
+from codistill.evaluation import backends
 from codistill.evaluation.passk import mean_pass_at_k
+from codistill.evaluation.sandbox import run_programs
 
 # Where a HumanEval-style completion ends: the next top-level statement (Chen et al. 2021).
 STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
@@ -266,9 +270,7 @@ def generate_completions(
     in ``cfg.prompt_mode=chat``. Every output becomes a completion of the raw prompt through
     :func:`codistill.data.prompts.completion_from_output`.
     """
-    import time
-
-    from codistill.models.loading import load_tokenizer
+    from codistill.models.loading import load_tokenizer  # lazy: torch, transformers
 
     mode = cfg.prompt_mode
     if mode == "chat" and path is None:
@@ -298,8 +300,9 @@ def generate_completions(
 
 
 def _generate_local(path, tokenizer, texts, cfg: EvalConfig, n: int, sample: bool) -> list[str]:
-    import torch
+    import torch  # lazy: torch (scoring samples made elsewhere needs no model)
 
+    # lazy: torch, transformers
     from codistill.evaluation.generate import generate
     from codistill.models.loading import load_model
 
@@ -327,9 +330,7 @@ def _generate_local(path, tokenizer, texts, cfg: EvalConfig, n: int, sample: boo
 def _generate_backend(
     spec: str, texts, cfg: EvalConfig, n: int, sample: bool, programs: bool
 ) -> list[str]:
-    from codistill.evaluation.backends import make_backend
-
-    backend = make_backend(spec)
+    backend = backends.make_backend(spec)
     try:
         done = backend.generate(
             texts,
@@ -390,8 +391,6 @@ def score_completions(
     records: list[CodegenRecord], completions: list[list[str]], cfg: EvalConfig
 ) -> tuple[dict, list[dict]]:
     """Run every completion's base (and plus) program; pass@k per k and per-sample verdicts."""
-    from codistill.evaluation.sandbox import run_programs
-
     jobs, where = [], []
     for i, (record, comps) in enumerate(zip(records, completions, strict=True)):
         for j, completion in enumerate(comps):
@@ -489,8 +488,6 @@ def evaluate_codegen(cfg: EvalConfig, records: list[CodegenRecord]) -> tuple[dic
 
 
 def _only_k1(cfg: EvalConfig, name: str) -> EvalConfig:
-    import dataclasses
-
     if name == "samples":
         return cfg
     return dataclasses.replace(cfg, pass_k=[1])

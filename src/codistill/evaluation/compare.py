@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from codistill import rundir
 from codistill.evaluation.assertion_metrics import char_similarity, code_tokens, normalize
+from codistill.evaluation.cqs import code_quality_score
 from codistill.evaluation.stats import bootstrap_ci, mcnemar, paired_difference
 
 BINARY_METRICS = frozenset({"exact_match", "format_insensitive_match", "pass@1", "pass@1_plus"})
@@ -60,8 +62,6 @@ def assertion_item_scores(
         "char_similarity": [char_similarity(p, r) for p, r in pairs],
     }
     if cqs and pairs:
-        from codistill.evaluation.cqs import code_quality_score
-
         per = code_quality_score(list(predictions), list(references), language, embedder)
         scores["cqs"] = [e["cqs"] for e in per["per_example"]]
     return {k: np.asarray(v, dtype=float) for k, v in scores.items()}
@@ -371,8 +371,6 @@ def compare_eval_runs(
 ) -> tuple[dict[str, Any], str]:
     """``codistill compare``: read the eval runs, compare them, write ``comparison.json`` and
     ``comparison.md`` into ``out`` (atomically); returns the result and its Markdown."""
-    from codistill import rundir
-
     runs = {name: read_eval_run(path) for name, path in run_dirs.items()}
     scores = arm_scores(runs, teacher=teacher, language=language, casefold=casefold, cqs=cqs)
     result = compare_arms(

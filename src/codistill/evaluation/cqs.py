@@ -138,18 +138,7 @@ def code_quality_score(
         and ``exact_match``.
     """
     weights = check_weights(weights)
-    if language not in LANGUAGES:
-        raise ValueError(f"language must be one of {LANGUAGES}, got {language!r}")
-    if isinstance(predictions, str) or isinstance(references, str):
-        raise ValueError("predictions and references must be lists, got a single string")
-    if len(predictions) != len(references):
-        raise ValueError(
-            f"predictions has {len(predictions)} examples, references {len(references)}"
-        )
-    if not predictions:
-        raise ValueError("code_quality_score needs at least one example")
-    refs = [[ref] if isinstance(ref, str) else list(ref) for ref in references]
-
+    refs = _check_examples(predictions, references, language)
     bleu = codebleu(predictions, refs, language, per_sample=True, **(codebleu_options or {}))
     semantic = semantic_similarity(predictions, refs, embedder)
     valid = [is_valid(pred, language, javac=javac) for pred in predictions]
@@ -190,6 +179,25 @@ def code_quality_score(
     }
 
 
+def _check_examples(
+    predictions: Sequence[str],
+    references: Sequence[str] | Sequence[Sequence[str]],
+    language: str,
+) -> list[list[str]]:
+    """Refuse inputs CQS cannot score; return each example's references as a list."""
+    if language not in LANGUAGES:
+        raise ValueError(f"language must be one of {LANGUAGES}, got {language!r}")
+    if isinstance(predictions, str) or isinstance(references, str):
+        raise ValueError("predictions and references must be lists, got a single string")
+    if len(predictions) != len(references):
+        raise ValueError(
+            f"predictions has {len(predictions)} examples, references {len(references)}"
+        )
+    if not predictions:
+        raise ValueError("code_quality_score needs at least one example")
+    return [[ref] if isinstance(ref, str) else list(ref) for ref in references]
+
+
 def semantic_similarity(
     predictions: Sequence[str], references: Sequence[Sequence[str]], embedder: Embedder | None
 ) -> list[float]:
@@ -204,7 +212,7 @@ def semantic_similarity(
     if not pairs:
         return best
     if embedder is None:
-        from codistill.losses.semantic import SentenceEmbedder
+        from codistill.losses.semantic import SentenceEmbedder  # lazy: torch
 
         embedder = SentenceEmbedder()
     sims = embedder.similarity([p for _, p, _ in pairs], [r for _, _, r in pairs])

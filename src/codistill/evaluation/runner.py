@@ -13,20 +13,28 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoModelForSequenceClassification
 
 from codistill import rundir
 from codistill.config.evaluate import EvalConfig
 from codistill.config.fields import ConfigError
-from codistill.data.jsonl import read_records
+from codistill.data.benchmarks import detect_benchmark, load_benchmark
+from codistill.data.jsonl import read_records, write_text_atomic
+from codistill.data.prompts import assertion_prompt, encode_prompts
+from codistill.evaluation import backends
 from codistill.evaluation.assertion_metrics import assertion_metrics
 from codistill.evaluation.classification import classification_metrics
+from codistill.evaluation.codegen import evaluate_codegen
+from codistill.evaluation.cqs import code_quality_score
 from codistill.evaluation.efficiency import PeakRSS, measure_latency, ratios, rss_mb
-from codistill.evaluation.generate import generate
+from codistill.evaluation.generate import first_line, generate
+from codistill.losses.semantic import SentenceEmbedder
 from codistill.models.loading import count_parameters, dir_size_bytes, load_model, load_tokenizer
 from codistill.models.registry import resolve_model
 
@@ -55,8 +63,6 @@ def _efficiency(model, path: str, base_rss: float, peak: PeakRSS, latency) -> di
 
 def generate_assertions(name: str, path: str, records, cfg: EvalConfig) -> ModelOutputs:
     """Greedy one-line assertions for every record; latency from batch-1 decoding."""
-    from codistill.data.prompts import encode_prompts
-
     base = rss_mb()
     with PeakRSS() as peak:
         model, tokenizer = load_model(path), load_tokenizer(path)
@@ -106,10 +112,6 @@ def generate_assertions_backend(
     given, else to 4 characters a token (the server tokenizes). Completions are decoded without
     a stop string and cut to their first non-blank line, as the in-process path does.
     """
-    from codistill.data.prompts import assertion_prompt, encode_prompts
-    from codistill.evaluation.backends import make_backend
-    from codistill.evaluation.generate import first_line
-
     if path is not None:
         tok = load_tokenizer(path)
         ids = encode_prompts(tok, records, cfg.max_source_tokens, cfg.prompt_style)
@@ -118,7 +120,7 @@ def generate_assertions_backend(
         prompts = [
             assertion_prompt(r, cfg.prompt_style)[-4 * cfg.max_source_tokens :] for r in records
         ]
-    backend = make_backend(spec)
+    backend = backends.make_backend(spec)
     try:
         done = backend.generate(prompts, max_new_tokens=cfg.max_new_tokens)
         n_lat = min(cfg.latency_samples, len(prompts))
@@ -149,8 +151,6 @@ def score_assertions(
     """
     scores = assertion_metrics(predictions, references, casefold=cfg.casefold, language=language)
     if cfg.cqs:
-        from codistill.evaluation.cqs import code_quality_score
-
         cqs = code_quality_score(
             predictions,
             references,
@@ -171,8 +171,6 @@ def score_assertions(
 @functools.lru_cache(maxsize=2)
 def _embedder(model_path: str | None):
     """One sentence-embedding model per run, shared by every comparison that scores CQS."""
-    from codistill.losses.semantic import SentenceEmbedder
-
     return SentenceEmbedder(model_path)
 
 
@@ -215,8 +213,6 @@ def evaluate_assertions(cfg: EvalConfig, records) -> tuple[dict, list[dict]]:
 
 def classify(name: str, path: str, texts: list, cfg: EvalConfig) -> ModelOutputs:
     """Labels and class probabilities of a sequence-classification model."""
-    from transformers import AutoModelForSequenceClassification
-
     base = rss_mb()
     with PeakRSS() as peak:
         model = AutoModelForSequenceClassification.from_pretrained(path).eval()
@@ -280,8 +276,6 @@ def _read_eval_records(cfg: EvalConfig) -> list:
     """The task's records: codistill JSONL, or for code generation a benchmark's own file
     (HumanEval/HumanEval+ JSONL, gzipped or not, MBPP JSON/JSONL), detected by its fields."""
     if cfg.task == "codegen":
-        from codistill.data.benchmarks import detect_benchmark, load_benchmark
-
         kind = detect_benchmark(cfg.data)
         if kind is not None:
             print(f"codistill eval: reading {cfg.data} as {kind}")
@@ -303,8 +297,6 @@ def run_eval(cfg: EvalConfig) -> dict:
     if cfg.task == "assertion":
         models, rows = evaluate_assertions(cfg, records)
     elif cfg.task == "codegen":
-        from codistill.evaluation.codegen import evaluate_codegen
-
         untested = [r.id for r in records if not r.tests.strip()]
         if untested:  # training-only records (mined functions) cannot judge a candidate
             raise ConfigError(
@@ -339,10 +331,6 @@ def run_eval(cfg: EvalConfig) -> dict:
 
 def write_records_plain(path: Path, rows: list[dict]) -> None:
     """Predictions as JSONL (atomic), one object per record."""
-    import json
-
-    from codistill.data.jsonl import write_text_atomic
-
     write_text_atomic(path, "".join(json.dumps(r, default=str) + "\n" for r in rows))
 
 

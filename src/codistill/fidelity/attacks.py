@@ -48,6 +48,9 @@ from difflib import SequenceMatcher
 from functools import partial
 from typing import Any, Protocol
 
+from codistill.fidelity.relations.rename import RenameError, local_identifiers, rename_identifiers
+from codistill.fidelity.synonyms import candidate_names
+
 __all__ = [
     "AttackResult",
     "MlmCandidates",
@@ -105,15 +108,8 @@ class Renamer:
 
 def default_renamer(language: str | None = None) -> Renamer:
     """The tree-sitter renamer of :mod:`codistill.fidelity.relations.rename` and the synonym
-    table of :mod:`codistill.fidelity.synonyms` (imported on first use); ``language`` picks the
+    table of :mod:`codistill.fidelity.synonyms`; ``language`` picks the
     candidates' naming style (camelCase for Java, snake_case otherwise)."""
-    from codistill.fidelity.relations.rename import (
-        RenameError,
-        local_identifiers,
-        rename_identifiers,
-    )
-    from codistill.fidelity.synonyms import candidate_names
-
     candidates = partial(candidate_names, language=language)
     return Renamer(local_identifiers, rename_identifiers, candidates, (RenameError, ValueError))
 

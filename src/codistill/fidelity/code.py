@@ -11,22 +11,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
+import tree_sitter_c
+import tree_sitter_java
+import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
 LANGUAGES = ("java", "python", "c")
+_GRAMMARS = {"java": tree_sitter_java, "python": tree_sitter_python, "c": tree_sitter_c}
 
 
 @cache
 def _language(language: str) -> Language:
-    if language == "java":
-        import tree_sitter_java as grammar
-    elif language == "python":
-        import tree_sitter_python as grammar
-    elif language == "c":
-        import tree_sitter_c as grammar
-    else:
+    if language not in _GRAMMARS:
         raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
-    return Language(grammar.language())
+    return Language(_GRAMMARS[language].language())
 
 
 @cache

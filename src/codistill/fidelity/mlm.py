@@ -148,7 +148,7 @@ class MaskedLmCandidates:
             FileNotFoundError: ``path`` is not a directory.
             OSError, ValueError: the directory holds no loadable masked LM and tokenizer.
         """
-        from transformers import AutoModelForMaskedLM, AutoTokenizer
+        from transformers import AutoModelForMaskedLM, AutoTokenizer  # lazy: transformers
 
         directory = Path(path)
         if not directory.is_dir():

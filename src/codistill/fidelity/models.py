@@ -27,6 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from codistill.evaluation import backends
+from codistill.evaluation.backends import llama_cpp_available, parse_backend_spec
+from codistill.evaluation.codegen import STOP_SEQUENCES, truncate_completion
+from codistill.files import sha256_file as file_sha256
 from codistill.teacher.cache_format import content_key
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("CODISTILL_CACHE", Path.home() / ".cache" / "codistill"))
@@ -34,7 +38,7 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("CODISTILL_CACHE", Path.home() / ".cache
 
 def model_identity(path: str | Path) -> str:
     """A hash of a model directory's weights: the teacher cache's, so both agree on identity."""
-    from codistill.teacher.cache import teacher_weights_hash
+    from codistill.teacher.cache import teacher_weights_hash  # lazy: transformers
 
     return teacher_weights_hash(path)
 
@@ -95,8 +99,6 @@ class OutputCache:
 def backend_identity(spec: str) -> str:
     """What a backend's outputs are cached under: the weights' hash for a local checkpoint or
     GGUF file; for a remote server only its URL (the served model is taken to stay the same)."""
-    from codistill.files import sha256_file as file_sha256
-
     kind, _, target = spec.partition(":")
     if kind == "transformers":
         return model_identity(target)
@@ -134,7 +136,7 @@ class Generator:
         batch_size: int = 8,
         cache_dir: str | Path | None = None,
     ):
-        from codistill.models.loading import load_model, load_tokenizer
+        from codistill.models.loading import load_model, load_tokenizer  # lazy: transformers
 
         if mode not in ("line", "code"):
             raise ValueError(f"mode must be 'line' or 'code', got {mode!r}")
@@ -165,7 +167,7 @@ class Generator:
 
     @staticmethod
     def _tokenizer_id(path) -> str:
-        from codistill.teacher.cache import tokenizer_hash
+        from codistill.teacher.cache import tokenizer_hash  # lazy: transformers
 
         try:
             return tokenizer_hash(path)
@@ -181,20 +183,17 @@ class Generator:
         return ids
 
     def _compute(self, prompts: list[str]) -> list[str]:
-        from codistill.evaluation.codegen import STOP_SEQUENCES, truncate_completion
-        from codistill.evaluation.generate import first_line, generate
+        from codistill.evaluation.generate import first_line, generate  # lazy: transformers
 
         if self.backend_spec is not None:
             if self._backend is None:
-                from codistill.evaluation.backends import make_backend
-
                 kwargs = {}
                 if self.backend_spec.startswith("llamacpp:"):
                     # Room for the prompt as the server tokenizes it (a character cut can come
                     # out longer) and the completion; the server's default is 2048.
                     kwargs["n_ctx"] = 2 * self.max_source_tokens + self.max_new_tokens + 64
                 try:
-                    self._backend = make_backend(self.backend_spec, **kwargs)
+                    self._backend = backends.make_backend(self.backend_spec, **kwargs)
                 except (ImportError, OSError, RuntimeError) as exc:
                     raise BackendError(f"backend {self.backend_spec!r}: {exc}") from exc
             # Assertions are cut to their first non-blank line afterwards, not by a "\n" stop:
@@ -248,8 +247,6 @@ class BackendError(RuntimeError):
 def check_backend_spec(spec: str) -> None:
     """Fails early on what can be checked before a server starts: the spec's form, that a GGUF
     is a GGUF file and llama-cpp-python is installed, that a checkpoint is a directory."""
-    from codistill.evaluation.backends import llama_cpp_available, parse_backend_spec
-
     kind, target = parse_backend_spec(spec)
     path = Path(target)
     if kind == "transformers" and not path.is_dir():
@@ -272,7 +269,7 @@ class Classifier:
     def __init__(
         self, path: str | Path, *, batch_size: int = 8, cache_dir: str | Path | None = None
     ):
-        from codistill.models.classifier import ClassifierModel
+        from codistill.models.classifier import ClassifierModel  # lazy: transformers
 
         self.path = str(path)
         self.model = ClassifierModel.load(path, batch_size=batch_size)

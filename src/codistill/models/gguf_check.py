@@ -18,6 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import AutoTokenizer, GenerationConfig
+
+from codistill.models.loading import load_model
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -31,8 +34,6 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
 @torch.no_grad()
 def _hf_greedy(model: Any, ids: list[int], steps: int, eos: set[int]) -> tuple[list[int], Any]:
     """Greedy continuation (``generate``) and first-step logits of a Hugging Face causal LM."""
-    from transformers import GenerationConfig
-
     config = GenerationConfig(
         do_sample=False,
         max_new_tokens=steps,
@@ -48,7 +49,7 @@ def _hf_greedy(model: Any, ids: list[int], steps: int, eos: set[int]) -> tuple[l
 
 def _last_logits(llm: Any) -> np.ndarray:
     # Without logits_all, llama-cpp-python keeps no scores; read the context's last row.
-    import llama_cpp
+    import llama_cpp  # lazy: the optional [server] extra
 
     row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
     return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).astype(np.float32)
@@ -106,10 +107,7 @@ def greedy_agreement(
         ImportError: llama-cpp-python is not installed.
         ValueError: ``prompts`` is empty.
     """
-    from llama_cpp import Llama
-    from transformers import AutoTokenizer
-
-    from codistill.models.loading import load_model
+    from llama_cpp import Llama  # lazy: the optional [server] extra
 
     if not prompts:
         raise ValueError("prompts must not be empty")

@@ -195,10 +195,38 @@ def read_vocab(model_dir: str | Path, vocab_size: int) -> GGUFVocab:
         VocabError: No ``tokenizer.json``, a tokenizer llama.cpp cannot reproduce, or more
             tokens than embedding rows. The message names the file and the reason.
     """
-    from transformers import AutoTokenizer
-
     model_dir = Path(model_dir)
     path = model_dir / "tokenizer.json"
+    spec, id_to_token, added = _read_spec(path, vocab_size)
+    byte_level = _is_byte_level(spec)
+    model = spec["model"]
+    if not byte_level and not model.get("byte_fallback"):
+        raise VocabError(
+            f"{path}: a BPE without byte fallback or byte-level encoding; llama.cpp's tokenizers "
+            "could not encode every text as this one does"
+        )
+    tokens, types, scores = _token_table(model, id_to_token, added, vocab_size, byte_level)
+    common = {"tokens": tokens, "types": types, **_runtime_settings(model_dir)}
+    if byte_level:
+        merges = [f"{left} {right}" for left, right in _merge_pairs(model["merges"])]
+        return GGUFVocab(model="gpt2", pre=_gpt2_pre(spec, str(path)), merges=merges, **common)
+    return GGUFVocab(
+        model="llama",
+        pre="default",
+        scores=scores,
+        add_space_prefix=_space_prefix(spec),
+        **common,
+    )
+
+
+def _read_spec(
+    path: Path, vocab_size: int
+) -> tuple[dict[str, Any], dict[int, str], dict[int, dict[str, Any]]]:
+    """``tokenizer.json`` parsed, with its tokens and added tokens by id (see :func:`_id_to_token`).
+
+    Raises:
+        VocabError: the file is missing, not a BPE, or has a token id past ``vocab_size``.
+    """
     if not path.is_file():
         raise VocabError(f"{path}: missing; GGUF export needs the model's fast tokenizer file")
     spec = json.loads(path.read_text(encoding="utf-8"))
@@ -208,37 +236,58 @@ def read_vocab(model_dir: str | Path, vocab_size: int) -> GGUFVocab:
             f"{path}: token id {max(id_to_token)} has no embedding row "
             f"(the model's vocab_size is {vocab_size})"
         )
-    byte_level = _is_byte_level(spec)
-    model = spec["model"]
-    if not byte_level and not model.get("byte_fallback"):
-        raise VocabError(
-            f"{path}: a BPE without byte fallback or byte-level encoding; llama.cpp's tokenizers "
-            "could not encode every text as this one does"
-        )
-    scores = None if byte_level else _sentencepiece_scores(model, id_to_token)
+    return spec, id_to_token, added
 
+
+def _token_table(
+    model: dict[str, Any],
+    id_to_token: dict[int, str],
+    added: dict[int, dict[str, Any]],
+    vocab_size: int,
+    byte_level: bool,
+) -> tuple[list[str], list[int], list[float]]:
+    """``(tokens, types, scores)``, one per embedding row (scores are used by ``llama`` only)."""
+    scores = None if byte_level else _sentencepiece_scores(model, id_to_token)
     tokens, types, score_list = [], [], []
     for token_id in range(vocab_size):
-        token = id_to_token.get(token_id)
-        score = 0.0
-        if token is None:
-            token, kind, score = f"[PAD{token_id}]", TokenType.UNUSED, _SCORE_UNUSED
-        elif token_id in added:
-            kind = TokenType.CONTROL if added[token_id]["special"] else TokenType.USER_DEFINED
-            score = _SCORE_ADDED
-            if kind == TokenType.USER_DEFINED and not byte_level:
-                # llama.cpp matches user-defined tokens in the raw text, before ▁ replaces spaces.
-                token = token.replace("▁", " ")
-        elif not byte_level and _BYTE_TOKEN.fullmatch(token):
-            kind = TokenType.BYTE
-        elif not byte_level and token == model.get("unk_token"):
-            kind = TokenType.UNKNOWN
-        else:
-            kind = TokenType.NORMAL
-            score = scores[token] if scores is not None else 0.0
+        token, kind, score = _token_entry(token_id, id_to_token, added, model, scores, byte_level)
         tokens.append(token)
         types.append(int(kind))
         score_list.append(score)
+    return tokens, types, score_list
+
+
+def _token_entry(
+    token_id: int,
+    id_to_token: dict[int, str],
+    added: dict[int, dict[str, Any]],
+    model: dict[str, Any],
+    scores: dict[str, float] | None,
+    byte_level: bool,
+) -> tuple[str, TokenType, float]:
+    """One row's ``(token text, type, score)`` as llama.cpp's converter writes it."""
+    token = id_to_token.get(token_id)
+    if token is None:
+        return f"[PAD{token_id}]", TokenType.UNUSED, _SCORE_UNUSED
+    if token_id in added:
+        kind = TokenType.CONTROL if added[token_id]["special"] else TokenType.USER_DEFINED
+        if kind == TokenType.USER_DEFINED and not byte_level:
+            # llama.cpp matches user-defined tokens in the raw text, before ▁ replaces spaces.
+            token = token.replace("▁", " ")
+        return token, kind, _SCORE_ADDED
+    if not byte_level and _BYTE_TOKEN.fullmatch(token):
+        return token, TokenType.BYTE, 0.0
+    if not byte_level and token == model.get("unk_token"):
+        return token, TokenType.UNKNOWN, 0.0
+    return token, TokenType.NORMAL, scores[token] if scores is not None else 0.0
+
+
+def _runtime_settings(model_dir: Path) -> dict[str, Any]:
+    """``special_ids``, ``add_bos``, ``add_eos`` and ``chat_template`` of the loaded tokenizer;
+    whether it adds BOS or EOS is read off how it encodes a probe text."""
+    # lazy: transformers takes seconds to import, and export_gguf (which imports this module)
+    # is imported by the CLI's parser; both keep it out until a vocabulary is read.
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     special_ids = {}
@@ -247,30 +296,10 @@ def read_vocab(model_dir: str | Path, vocab_size: int) -> GGUFVocab:
         if token_id is not None:
             special_ids[name] = int(token_id)
     probe = tokenizer("a")["input_ids"]
-    add_bos = "bos" in special_ids and bool(probe) and probe[0] == special_ids["bos"]
-    add_eos = "eos" in special_ids and len(probe) > 1 and probe[-1] == special_ids["eos"]
     template = getattr(tokenizer, "chat_template", None)
-    if byte_level:
-        return GGUFVocab(
-            model="gpt2",
-            pre=_gpt2_pre(spec, str(path)),
-            tokens=tokens,
-            types=types,
-            merges=[f"{left} {right}" for left, right in _merge_pairs(model["merges"])],
-            special_ids=special_ids,
-            add_bos=add_bos,
-            add_eos=add_eos,
-            chat_template=template if isinstance(template, str) else None,
-        )
-    return GGUFVocab(
-        model="llama",
-        pre="default",
-        tokens=tokens,
-        types=types,
-        scores=score_list,
-        special_ids=special_ids,
-        add_bos=add_bos,
-        add_eos=add_eos,
-        add_space_prefix=_space_prefix(spec),
-        chat_template=template if isinstance(template, str) else None,
-    )
+    return {
+        "special_ids": special_ids,
+        "add_bos": "bos" in special_ids and bool(probe) and probe[0] == special_ids["bos"],
+        "add_eos": "eos" in special_ids and len(probe) > 1 and probe[-1] == special_ids["eos"],
+        "chat_template": template if isinstance(template, str) else None,
+    }

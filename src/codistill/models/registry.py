@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from safetensors import safe_open
+
 from codistill.models.gemma import (
     GEMMA_PACKAGE,
     SOURCE_MARKER,
+    _gguf_path,
     cache_root,
     convert_gguf,
     ensure_gemma_teacher,
@@ -251,8 +254,6 @@ def model_gguf(name: str) -> Path:
     """
     model = get_model(name)
     if model.name == DEFAULT_MODEL:
-        from codistill.models.gemma import _gguf_path
-
         return _gguf_path()
     if model.part_template is None:
         raise ValueError(f"{model.name} is a {model.kind} model with no GGUF file")
@@ -318,8 +319,6 @@ def measured_param_counts(model: EmbeddedModel) -> tuple[int, int] | None:
         return None
     if model.gguf_sha256 is not None or model.name == DEFAULT_MODEL:
         return gguf_param_counts(model_gguf(model.name))
-    from safetensors import safe_open
-
     dist = metadata.distribution(_dist_name(model.packages[0]))
     files = [f for f in dist.files or () if f.name.endswith(".safetensors")]
     if not files:
@@ -341,7 +340,7 @@ def gguf_param_counts(path: str | Path) -> tuple[int, int]:
     weights are read). An ``output.weight`` of the embedding's shape is the output head that
     Hugging Face ties to the embedding (some GGUF files store a copy): it is counted once, as
     the converted model has it."""
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # lazy: gguf loads numpy (`codistill --help` imports us)
 
     reader = GGUFReader(str(path))
     sizes = {tensor.name: int(tensor.n_elements) for tensor in reader.tensors}

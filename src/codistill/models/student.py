@@ -246,6 +246,7 @@ def derive_student(
     dtype: torch.dtype = torch.float32,
     *,
     overwrite: bool = False,
+    notes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Derives a student from a teacher checkpoint and saves it.
 
@@ -263,6 +264,8 @@ def derive_student(
         extra_keep_ids: Teacher ids to keep besides those of the corpus.
         dtype: Dtype of the saved student weights.
         overwrite: Replace an existing ``out_dir`` instead of refusing.
+        notes: Extra entries for the summary, e.g. how the layers were chosen
+            (:func:`codistill.models.layer_choice.greedy_layer_choice`).
 
     Returns:
         A summary: architecture, layer counts and chosen layers, vocabulary sizes, parameter
@@ -308,6 +311,7 @@ def derive_student(
         "student_parameters": count_parameters(student),
         "dtype": str(dtype).removeprefix("torch."),
     }
+    summary.update(notes or {})
     summary["seconds"] = round(time.perf_counter() - start, 3)
     _save_atomically(student, tokenizer, token_map, summary, out_dir)
     return summary

@@ -19,8 +19,28 @@ How tokens the student does not have are handled:
   which are always kept, so a byte-fallback tokenizer such as Gemma's never emits ``<unk>``
   (a Unigram one without byte fallback, like T5's, does for unseen characters). Any text whose
   teacher tokens are all kept (every corpus text included) is segmented exactly as the teacher
-  segments it (argued in :func:`trim_tokenizer`), so ``vocab_texts`` should cover the training
+  segments it (argued below), so ``vocab_texts`` should cover the training
   corpus.
+
+**Why a trimmed BPE tokenizer segments like the teacher.** A BPE tokenizer trimmed by
+:func:`trim_tokenizer` segments a text exactly like the teacher whenever the
+teacher's segmentation of it uses only kept tokens: BPE starts from single characters (or
+bytes) and repeatedly applies the lowest-rank merge whose pair is adjacent. Symbols are only
+ever merged, never split, so every symbol the teacher forms along the way, initial
+characters included, is a part in the merge tree of one of its final tokens, hence kept by
+the closure together with the merge that formed it. Inductively, both tokenizers hold the
+same symbols at each step: the merge the teacher applies is in the trimmed list, and every
+merge applicable in the trimmed tokenizer is applicable in the teacher with the same relative
+rank, so the trimmed tokenizer picks the same merge, and it stops when the teacher stops.
+(Added tokens, normalizer and pre-tokenizer are unchanged, so they split the text alike.)
+This covers every corpus text, and any text all of whose teacher tokens were seen in the
+corpus (property-tested on random substrings of it). New texts that recombine corpus
+words usually qualify too, but not always: Gemma's whitespace-run pieces (``▁▁▁``) absorb
+the ``▁`` of the next word, so a word seen only after indentation can be a different, unkept
+token after a single space; the teacher's id then maps to the fallback while the student
+spells the word with kept pieces. Unigram picks the best-scoring segmentation; restricting
+the pieces only removes candidates, so the same holds when the teacher's best segmentation
+uses kept pieces.
 """
 
 from __future__ import annotations
@@ -96,26 +116,8 @@ def trim_tokenizer(
     byte-fallback tokens ``<0x00>``..``<0xFF>`` when the model falls back to bytes, the 256
     byte-level characters for byte-level BPE (GPT-2/Qwen style), and for BPE the *merge closure*:
     for each kept token, both parts of every merge that produces it, recursively. Only merges whose
-    two parts and result are all kept survive, in their original rank order.
-
-    Why a BPE tokenizer trimmed this way segments a text exactly like the teacher whenever the
-    teacher's segmentation of it uses only kept tokens: BPE starts from single characters (or
-    bytes) and repeatedly applies the lowest-rank merge whose pair is adjacent. Symbols are only
-    ever merged, never split, so every symbol the teacher forms along the way, initial
-    characters included, is a part in the merge tree of one of its final tokens, hence kept by
-    the closure together with the merge that formed it. Inductively, both tokenizers hold the
-    same symbols at each step: the merge the teacher applies is in the trimmed list, and every
-    merge applicable in the trimmed tokenizer is applicable in the teacher with the same relative
-    rank, so the trimmed tokenizer picks the same merge, and it stops when the teacher stops.
-    (Added tokens, normalizer and pre-tokenizer are unchanged, so they split the text alike.)
-    This covers every corpus text, and any text all of whose teacher tokens were seen in the
-    corpus (property-tested on random substrings of it). New texts that recombine corpus
-    words usually qualify too, but not always: Gemma's whitespace-run pieces (``▁▁▁``) absorb
-    the ``▁`` of the next word, so a word seen only after indentation can be a different, unkept
-    token after a single space; the teacher's id then maps to the fallback while the student
-    spells the word with kept pieces. Unigram picks the best-scoring segmentation; restricting
-    the pieces only removes candidates, so the same holds when the teacher's best segmentation
-    uses kept pieces.
+    two parts and result are all kept survive, in their original rank order (why this segments
+    kept text exactly like the teacher: see the module docstring).
 
     Added tokens named like unused placeholders (``<unused12>``, ``[unused3]``; Gemma 3 has
     6,242 of them, 4M parameters at width 640) are dropped unless ``keep_ids`` asks for them or
@@ -412,6 +414,13 @@ class TokenMap:
     def student_to_teacher_tensor(self) -> torch.Tensor:
         """LongTensor ``[student_vocab]``: ``teacher_logits[..., t]`` is on the student vocab."""
         return self._s2t
+
+    @property
+    def teacher_to_student_tensor(self) -> torch.Tensor:
+        """LongTensor ``[teacher_vocab]``: the student id of each teacher id, -1 where the
+        student lacks the token. Unlike :meth:`teacher_to_student`, no fallback: the sparse
+        losses put teacher mass on tokens the student cannot emit in their tail bucket."""
+        return self._t2s
 
     def _lookup(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns the raw lookup (-1 where unmapped) and the mask of real (non-negative) ids."""

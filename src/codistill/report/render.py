@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import codistill.report as report_package
 from codistill.report import plots
 from codistill.report.collect import (  # noqa: F401 (collect, ReportError: the public entry points)
     EFFICIENCY_KEYS,
@@ -58,6 +59,7 @@ from codistill.report.collect import (  # noqa: F401 (collect, ReportError: the 
     as_number,
     collect,
 )
+from codistill.rundir import fresh_tmp_dir, replace_dir
 
 # --------------------------------------------------------------------------- blocks, sections
 
@@ -127,10 +129,8 @@ def register_section(
 
 def _import_section_modules() -> None:
     """Import every module of ``codistill.report`` so the sections they register are present."""
-    import codistill.report as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{info.name}")
+    for info in pkgutil.iter_modules(report_package.__path__):
+        importlib.import_module(f"{report_package.__name__}.{info.name}")
 
 
 def build_sections(data: ReportData) -> list[Section]:
@@ -597,8 +597,6 @@ def write_report(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
     Each file is replaced atomically, the assets directory as a whole: a reader never sees a
     half-written report, and a failure while plotting leaves the previous report in place.
     """
-    from codistill.rundir import fresh_tmp_dir, replace_dir
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections = build_sections(data)

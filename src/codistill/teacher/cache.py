@@ -5,7 +5,7 @@ vocabulary, rank order), their log-probabilities (``log_softmax`` over the *full
 T=1) and the exact log of the mass outside the top-k (see :mod:`cache_format` for the bytes).
 
 Alignment is the whole point, so nothing here tokenizes on its own: examples come from
-:func:`codistill.training.batches.tokenize_records` with the teacher's tokenizer, exactly as the
+:func:`codistill.data.batches.tokenize_records` with the teacher's tokenizer, exactly as the
 trainer builds them, and an example's positions are its ``len(target_ids)`` target tokens (the
 logits just before each one). Entries are keyed by :func:`example_key` of the teacher prompt and
 target ids, never by position, so a reordered, filtered or edited dataset cannot misalign: an
@@ -38,14 +38,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+from transformers import AutoConfig
 
+from codistill.data.batches import Example, collate_causal, tokenize_records
 from codistill.files import sha256_file
+from codistill.models.forward import head_fn, target_states
+from codistill.models.loading import is_encoder_decoder, load_model, load_tokenizer
 from codistill.teacher.cache_format import (
     BACKENDS,
     CacheHeader,
@@ -58,7 +65,6 @@ from codistill.teacher.llamacpp import (
     check_gguf_file,
     check_vocabulary,
 )
-from codistill.training.batches import Example, collate_causal, tokenize_records
 
 SHARD_PATTERN = re.compile(r"^shard-(\d{5,})(?:-r(\d{2,}))?\.cdt$")
 FORMATS = ("topk", "dense8")
@@ -184,8 +190,6 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """The model with its ``nn.Linear`` layers (output head included, ``INT8_SKIP`` excluded)
     dynamically quantized to int8: weights per output channel (a per-tensor scale over a
     262,144-row head loses the rare rows), activations per tensor at run time (fbgemm on x86)."""
-    import warnings
-
     names = [
         name
         for name, module in model.named_modules()
@@ -196,8 +200,6 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         # and torchao is not a dependency.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
         spec = dict.fromkeys(names, per_channel_dynamic_qconfig)
         return quantize_dynamic(model, spec, dtype=torch.qint8)
 
@@ -309,9 +311,6 @@ def target_logprob_chunks(
     Yields:
         ``[m, vocab]`` float32 log-softmax rows (T=1).
     """
-    from codistill.models.loading import is_encoder_decoder
-    from codistill.training.step import head_fn, target_states
-
     if is_encoder_decoder(model):
         raise NotImplementedError(
             "the teacher cache supports decoder-only teachers only; encoder-decoder teachers "
@@ -437,25 +436,14 @@ def build_cache(
         NotImplementedError: the teacher is an encoder-decoder.
         ValueError: a bad backend, or a GGUF whose vocabulary is not the tokenizer's.
     """
-    import time
-
-    from codistill.models.loading import load_tokenizer
-
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size}, {batch_size}")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
-    name, gguf = parse_backend(backend)
+    tokenizer, model, gguf, header = _open_teacher(teacher_dir, k, fmt, min_kept_mass, backend)
     out_dir = Path(out_dir)
-    tokenizer = load_tokenizer(teacher_dir)
-    model = None if gguf is not None else _load_torch_teacher(teacher_dir, name)
-    vocab = _model_vocab(teacher_dir) if model is None else _head_rows(model)
-    header = cache_header(
-        teacher_dir, k, vocab, tokenizer, fmt, min_kept_mass=min_kept_mass, backend=backend
-    )
     out_dir.mkdir(parents=True, exist_ok=True)
     cached, number = _existing_keys(out_dir, header)
-
     examples, _ = tokenize_records(
         list(records),
         tokenizer,
@@ -466,6 +454,53 @@ def build_cache(
         prompt_mode=prompt_mode,
     )
     stats = BuildStats(new_shards=[])
+    pending = _claim_examples(examples, cached, rank, world_size, stats)
+    if gguf is not None and pending:
+        model = _start_llamacpp(gguf, pending, tokenizer, header.vocab_size)
+    top = None if header.dense else k
+    try:
+        for path, part in _shard_parts(out_dir, pending, shard_size, number, rank, world_size):
+            rows = teacher_topk(
+                model, [ex for _, ex in part], top, tokenizer.pad_token_id, batch_size
+            )
+            _write_shard(path, header, part, rows, stats)
+            if log is not None:
+                log(f"wrote {path} ({len(part)} examples)")
+    finally:
+        if isinstance(model, LlamaCppTeacher):
+            model.close()
+    return stats
+
+
+def _open_teacher(
+    teacher_dir: str | Path, k: int, fmt: str, min_kept_mass: float | None, backend: str
+) -> tuple[object, torch.nn.Module | None, Path | None, CacheHeader]:
+    """``(tokenizer, torch model or None, GGUF path or None, header)`` of a cache run.
+
+    A llama.cpp teacher is not loaded here: its context length depends on the examples left to
+    run (:func:`_start_llamacpp`), and a run with nothing to do should not load it at all.
+    """
+    name, gguf = parse_backend(backend)
+    tokenizer = load_tokenizer(teacher_dir)
+    model = None if gguf is not None else _load_torch_teacher(teacher_dir, name)
+    vocab = _model_vocab(teacher_dir) if model is None else _head_rows(model)
+    header = cache_header(
+        teacher_dir, k, vocab, tokenizer, fmt, min_kept_mass=min_kept_mass, backend=backend
+    )
+    return tokenizer, model, gguf, header
+
+
+def _claim_examples(
+    examples: Sequence[Example],
+    cached: set[str],
+    rank: int,
+    world_size: int,
+    stats: BuildStats,
+) -> list[tuple[str, Example]]:
+    """``(key, example)`` of this rank's examples not yet cached, one per key, in data order.
+
+    Counts into ``stats`` this rank's examples, those already cached and the duplicates.
+    """
     todo: dict[str, Example] = {}
     for ex in examples:
         key = example_key(ex.prompt_ids, ex.target_ids)
@@ -478,41 +513,63 @@ def build_cache(
             stats.duplicates += 1  # identical content: one entry serves both
         else:
             todo[key] = ex
-    pending = list(todo.items())
-    if gguf is not None and pending:
-        # Loaded only when there is work, with a context that fits the longest example.
-        n_ctx = max(len(ex.prompt_ids) + len(ex.target_ids) for _, ex in pending)
-        model = LlamaCppTeacher(gguf, n_ctx=n_ctx, n_threads=torch.get_num_threads())
-        check_vocabulary(model, tokenizer, vocab)
+    return list(todo.items())
 
+
+def _start_llamacpp(
+    gguf: Path, pending: Sequence[tuple[str, Example]], tokenizer, vocab: int
+) -> LlamaCppTeacher:
+    """The GGUF teacher, with a context that fits the longest pending example.
+
+    Raises:
+        ValueError: the GGUF's vocabulary is not the tokenizer's (the model is closed first).
+    """
+    n_ctx = max(len(ex.prompt_ids) + len(ex.target_ids) for _, ex in pending)
+    model = LlamaCppTeacher(gguf, n_ctx=n_ctx, n_threads=torch.get_num_threads())
     try:
-        for start in range(0, len(pending), shard_size):
-            part = pending[start : start + shard_size]
-            path = out_dir / shard_name(number, rank if world_size > 1 else None)
-            top = None if header.dense else k
-            pad = tokenizer.pad_token_id
-            rows = teacher_topk(model, [ex for _, ex in part], top, pad, batch_size)
-            with ShardWriter(path, header) as writer:
-                t0 = time.perf_counter()
-                for (key, _), (_, ids, lps, tails) in zip(part, rows, strict=True):
-                    stats.teacher_seconds += time.perf_counter() - t0
-                    writer.add(key, ids, lps, tails)
-                    stats.positions += lps.shape[0]
-                    t0 = time.perf_counter()
-            stats.written += len(part)
-            stats.new_shards.append(path.name)
-            if log is not None:
-                log(f"wrote {path} ({len(part)} examples)")
-            number += 1
-    finally:
-        if isinstance(model, LlamaCppTeacher):
-            model.close()
-    return stats
+        check_vocabulary(model, tokenizer, vocab)
+    except BaseException:
+        model.close()
+        raise
+    return model
+
+
+def _shard_parts(
+    out_dir: Path,
+    pending: Sequence[tuple[str, Example]],
+    shard_size: int,
+    first_number: int,
+    rank: int,
+    world_size: int,
+) -> Iterator[tuple[Path, Sequence[tuple[str, Example]]]]:
+    """``(shard path, its examples)``: ``pending`` cut into shards numbered from ``first_number``
+    (rank-suffixed names only in a multi-process run, so ranks never write the same file)."""
+    for number, start in enumerate(range(0, len(pending), shard_size), first_number):
+        path = out_dir / shard_name(number, rank if world_size > 1 else None)
+        yield path, pending[start : start + shard_size]
+
+
+def _write_shard(
+    path: Path,
+    header: CacheHeader,
+    part: Sequence[tuple[str, Example]],
+    rows: Iterator[tuple[Example, np.ndarray | None, np.ndarray, np.ndarray | None]],
+    stats: BuildStats,
+) -> None:
+    """Writes ``part``'s teacher rows (from :func:`teacher_topk`) as one shard, atomically."""
+    with ShardWriter(path, header) as writer:
+        t0 = time.perf_counter()
+        # ``rows`` is lazy: the teacher runs between two adds, which is the time counted.
+        for (key, _), (_, ids, lps, tails) in zip(part, rows, strict=True):
+            stats.teacher_seconds += time.perf_counter() - t0
+            writer.add(key, ids, lps, tails)
+            stats.positions += lps.shape[0]
+            t0 = time.perf_counter()
+    stats.written += len(part)
+    stats.new_shards.append(path.name)
 
 
 def _load_torch_teacher(teacher_dir: str | Path, backend: str) -> torch.nn.Module:
-    from codistill.models.loading import is_encoder_decoder, load_model
-
     model = load_model(teacher_dir)
     if is_encoder_decoder(model):
         raise NotImplementedError(
@@ -531,8 +588,6 @@ def _head_rows(model: torch.nn.Module) -> int:
 
 def _model_vocab(teacher_dir: str | Path) -> int:
     """The model vocabulary from the directory's config (no weights loaded)."""
-    from transformers import AutoConfig
-
     config = AutoConfig.from_pretrained(teacher_dir)
     vocab = getattr(config, "vocab_size", None) or config.get_text_config().vocab_size
     return int(vocab)

@@ -88,12 +88,8 @@ import zlib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import lz4.frame
 import numpy as np
-
-# `codistill teacher cache` defaults: at most 64 tokens per position, fewer where they already
-# hold 99.9% of the probability (the adaptive cut of cache format v3).
-KMAX_DEFAULT = 64
-KEPT_MASS_DEFAULT = 0.999
 
 SCHEMA_VERSION = 3
 # Versions this module reads; only SCHEMA_VERSION is written.
@@ -274,8 +270,6 @@ def _compress(data: bytes, method: str) -> bytes:
     if method == "zlib":
         return zlib.compress(data, 9)
     if method == "lz4":
-        import lz4.frame
-
         return lz4.frame.compress(data)
     return lzma.compress(data, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
 
@@ -284,8 +278,6 @@ def _decompress(data: bytes, method: str) -> bytes:
     if method == "zlib":
         return zlib.decompress(data)
     if method == "lz4":
-        import lz4.frame
-
         return lz4.frame.decompress(data)
     return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
 

@@ -42,7 +42,7 @@ def check_gguf_file(path: str | Path) -> Path:
 
 def _import_llama_cpp():
     try:
-        import llama_cpp
+        import llama_cpp  # lazy: optional (the server extra), needed only by this backend
     except ImportError as exc:
         raise ValueError(
             "--backend llamacpp needs llama-cpp-python: pip install -e '.[server]'"

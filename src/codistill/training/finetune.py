@@ -18,6 +18,7 @@ prepares such a teacher with the same training loop as every student:
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -81,7 +82,7 @@ def finetune_teacher(
         settings.setdefault("valid_every_steps", 10**9)
     cfg = load_distill_config(None, settings)
     resume = (out / "run" / "checkpoint" / "trainer_state.json").exists()
-    from codistill.training.loop import distill
+    from codistill.training.loop import distill  # lazy: torch (`codistill --help` imports us)
 
     result = distill(cfg, resume=resume)
     if result.status != "finished":
@@ -109,9 +110,9 @@ def finetune_teacher(
 
 def _trimmed_base(model: Path, target: Path, texts: Iterable[str]) -> tuple[Path, dict]:
     """A full-depth copy of ``model`` with the corpus' vocabulary (reused when present)."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: transformers
 
-    from codistill.models.student import derive_student
+    from codistill.models.student import derive_student  # lazy: torch
 
     if (target / "derivation.json").exists():
         summary = json.loads((target / "derivation.json").read_text())
@@ -127,8 +128,6 @@ def _trimmed_base(model: Path, target: Path, texts: Iterable[str]) -> tuple[Path
 
 def _staged_copy(final: Path) -> Path:
     """A copy of the run's final weights beside the target, ready to be renamed into place."""
-    import shutil
-
     tmp = rundir.fresh_tmp_dir(final.parent.parent / "model")
     shutil.rmtree(tmp)
     shutil.copytree(final, tmp)

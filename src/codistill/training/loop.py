@@ -24,22 +24,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DeepSpeedPlugin, FullyShardedDataParallelPlugin
 from accelerate.utils import broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 
 from codistill import rundir
 from codistill.config.distill import DistillConfig
 from codistill.config.fields import ConfigError
+from codistill.data.batches import (
+    Example,
+    TokenizeStats,
+    collate_causal,
+    collate_seq2seq,
+    tokenize_records,
+)
 from codistill.data.jsonl import read_records
 from codistill.data.prompts import has_chat_template
 from codistill.losses.objective import TERMS, Objective, parse_objective
+from codistill.models.forward import restrict_output_vocab
 from codistill.models.loading import count_parameters, load_model, load_tokenizer
+from codistill.models.registry import resolve_model
 from codistill.models.vocab import TokenMap
-from codistill.training.batches import Example, collate_causal, collate_seq2seq, tokenize_records
+from codistill.teacher.cache import TeacherCache, example_key, open_cache
 from codistill.training.onpolicy import OnPolicy
 from codistill.training.semantic import SemanticTerm
-from codistill.training.step import micro_batch_terms, restrict_output_vocab
+from codistill.training.step import micro_batch_terms
 from codistill.training.targets import records_for_targets
 from codistill.training.validate import validate
 
@@ -59,14 +68,6 @@ class RunResult:
     status: str
     final_metrics: dict
     best: float | None
-
-
-def resolve_teacher(path: str | None) -> str | None:
-    """A model directory for ``path``: ``embedded`` (Gemma 3 270M) and ``embedded:NAME`` are
-    converted once by the model registry; a directory (or None) is returned as given."""
-    from codistill.models.registry import resolve_model
-
-    return resolve_model(path)
 
 
 def _mixed_precision(choice: str) -> str:
@@ -99,13 +100,9 @@ def strategy_plugins(cfg: DistillConfig) -> dict:
             raise ConfigError("fsdp/deepspeed options are set but distributed is 'ddp'")
         return {}
     if cfg.distributed == "fsdp":
-        from accelerate import FullyShardedDataParallelPlugin as plugin
-
-        options, key = dict(cfg.fsdp or {}), "fsdp_plugin"
+        plugin, options, key = FullyShardedDataParallelPlugin, dict(cfg.fsdp or {}), "fsdp_plugin"
     else:
-        from accelerate import DeepSpeedPlugin as plugin
-
-        options, key = dict(cfg.deepspeed or {}), "deepspeed_plugin"
+        plugin, options, key = DeepSpeedPlugin, dict(cfg.deepspeed or {}), "deepspeed_plugin"
         if importlib.util.find_spec("deepspeed") is None:
             raise ConfigError("distributed=deepspeed needs the deepspeed package (pip install it)")
     try:
@@ -178,7 +175,7 @@ def load_student(cfg: DistillConfig):
         if head is not None:  # tied heads share the embedding's weight: frozen with it
             head.requires_grad_(False)
     if cfg.lora:
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model  # lazy: the optional [lora] extra
 
         student = get_peft_model(
             student,
@@ -251,6 +248,32 @@ def _collate(examples: list[Example], model, tokenizer, teacher_tok, encoder_dec
 
 
 @dataclass
+class Models:
+    """What :func:`load_models` loads: the student and whatever stands for the teacher."""
+
+    student: torch.nn.Module
+    tokenizer: object
+    token_map: TokenMap | None
+    teacher: torch.nn.Module | None = None  # the online teacher, head on the student's vocab
+    teacher_tok: object | None = None  # the teacher's tokenizer, online or cached
+    teacher_params: dict | None = None  # the online teacher's, counted before the restriction
+    teacher_path: str | None = None
+    cache: TeacherCache | None = None
+    teacher_to_student: torch.Tensor | None = None  # with a cache: teacher id -> student id
+    semantic: SemanticTerm | None = None
+
+
+@dataclass
+class Data:
+    """What :func:`load_data` reads: tokenized examples and what run.json records of them."""
+
+    train: list[Example]
+    valid: list[Example] | None
+    stats: TokenizeStats  # of the training data
+    targets: dict | None  # the teacher outputs used under ``targets=teacher...``, else None
+
+
+@dataclass
 class Run:
     """Everything one distillation run holds, built once by :func:`build_run`."""
 
@@ -276,16 +299,18 @@ class Run:
     def encoder_decoder(self) -> bool:
         return bool(self.accelerator.unwrap_model(self.student).config.is_encoder_decoder)
 
-    def batches(self, epoch: int) -> list[list[int]]:
+    def steps(self, epoch: int) -> list[list[list[int]]]:
+        """This process's micro-batches of each optimizer step of ``epoch``."""
         acc = self.accelerator
-        return epoch_batches(
-            len(self.train),
-            self.cfg.batch_size,
-            self.cfg.seed,
-            epoch,
-            acc.process_index,
-            acc.num_processes,
-        )
+        return epoch_steps(len(self.train), self.cfg, epoch, acc.process_index, acc.num_processes)
+
+
+def epoch_steps(
+    n: int, cfg: DistillConfig, epoch: int, rank: int = 0, world: int = 1
+) -> list[list[list[int]]]:
+    """Example indices per micro-batch, ``cfg.grad_accum`` micro-batches per optimizer step."""
+    batches = epoch_batches(n, cfg.batch_size, cfg.seed, epoch, rank, world)
+    return [batches[i : i + cfg.grad_accum] for i in range(0, len(batches), cfg.grad_accum)]
 
 
 def distill(cfg: DistillConfig, resume: bool = False) -> RunResult:
@@ -312,7 +337,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> RunResult:
 
 def build_run(cfg: DistillConfig, resume: bool) -> tuple[Run, TrainState]:
     """Load models and data, build optimizer and schedule, restore a checkpoint, write run.json."""
-    objective = parse_objective(cfg)
+    objective = parse_objective(cfg.loss, **cfg.loss_settings())
     accelerator = Accelerator(
         cpu=multi_cpu(),
         mixed_precision=_mixed_precision(cfg.mixed_precision),
@@ -325,104 +350,117 @@ def build_run(cfg: DistillConfig, resume: bool) -> tuple[Run, TrainState]:
     accelerator.wait_for_everyone()
     run_dir = Path(cfg.output_dir)
     set_seed(cfg.seed)
-    student, tokenizer, token_map = load_student(cfg)
-    encoder_decoder = bool(student.config.is_encoder_decoder)
-    teacher = teacher_tok = teacher_params = None
-    use_teacher = objective.needs_teacher and cfg.teacher_cache is None
-    teacher_path = resolve_teacher(cfg.teacher) if use_teacher else None
-    cache = None
-    if objective.needs_teacher and cfg.teacher_cache is not None:
-        from codistill.teacher.cache import open_cache
+    models = load_models(cfg, objective, accelerator.device)
+    data = load_data(cfg, objective, models)
 
-        cache = open_cache(cfg.teacher_cache)
-        teacher_tok = load_tokenizer(cache.header.teacher_path)
-    if teacher_path is not None:
-        vocab = student.get_input_embeddings().weight.shape[0]
-        teacher, teacher_tok, teacher_params = load_teacher(teacher_path, token_map, vocab)
-        teacher.to(accelerator.device)
-    # With a teacher and a trimmed student, tokenize with the teacher and map (see batches.py).
-    with_teacher = teacher is not None or cache is not None
-    data_tok, data_map = (teacher_tok, token_map) if with_teacher else (tokenizer, None)
-    train, train_stats, targets = _examples(
-        cfg, cfg.train_data, cfg.max_train_examples, data_tok, data_map, objective, train=True
-    )
-    valid = None
-    if cfg.valid_data:  # always the references: validation measures the task
-        valid, _, _ = _examples(
-            cfg, cfg.valid_data, cfg.max_valid_examples, data_tok, data_map, objective
-        )
-    teacher_to_student = None
-    if cache is not None:
-        _attach_cache(train, cache, cfg, token_map)
-        teacher_to_student = _teacher_to_student(token_map, cache.header.vocab_size)
-    semantic = SemanticTerm(cfg, tokenizer, encoder_decoder) if objective.has_semantic else None
-    on_policy = _on_policy(cfg, tokenizer, token_map)
-
-    n_batches = len(
-        epoch_batches(
-            len(train),
-            cfg.batch_size,
-            cfg.seed,
-            0,
-            accelerator.process_index,
-            accelerator.num_processes,
-        )
-    )
-    total_steps = cfg.epochs * math.ceil(n_batches / cfg.grad_accum)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    total_steps = cfg.epochs * len(epoch_steps(len(data.train), cfg, 0, rank, world))
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
-    optimizer = build_optimizer(student, cfg)
+    optimizer = build_optimizer(models.student, cfg)
     scheduler = linear_schedule(optimizer, total_steps, cfg.warmup_ratio)
-    student, optimizer = accelerator.prepare(student, optimizer)
+    student, optimizer = accelerator.prepare(models.student, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     state = TrainState()
     if resume:
         accelerator.load_state(str(run_dir / "checkpoint"))
         state = TrainState(**rundir.read_json(run_dir / "checkpoint" / "trainer_state.json"))
+    run = Run(
+        cfg=cfg,
+        run_dir=run_dir,
+        accelerator=accelerator,
+        objective=objective,
+        student=student,
+        tokenizer=models.tokenizer,
+        token_map=models.token_map,
+        teacher=models.teacher,
+        teacher_tok=models.teacher_tok,
+        train=data.train,
+        valid=data.valid,
+        semantic=models.semantic,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        total_steps=total_steps,
+        teacher_to_student=models.teacher_to_student,
+        on_policy=_on_policy(cfg, models.tokenizer, models.token_map),
+    )
     if accelerator.is_main_process:
-        params = {"student": count_parameters(accelerator.unwrap_model(student))}
-        if teacher is not None:
-            params["teacher"] = teacher_params
-        info = rundir.read_json(run_dir / "run.json") if resume else {}
-        info.update(
-            config=rundir.config_dict(cfg),
-            versions=rundir.versions(),
-            seed=cfg.seed,
-            parameters=params,
-            teacher_path=teacher_path,
-            status="running",
-            total_steps=total_steps,
-            tokenization=vars(train_stats),
-            prompt={
-                "mode": cfg.prompt_mode,
-                "style": cfg.prompt_style if cfg.task == "assertion" else None,
-            },
-            targets=targets or {"kind": "reference"},
-            processes=_processes(cfg, accelerator),
-        )
-        rundir.write_json(run_dir / "run.json", info)
+        write_run_json(run, models, data, resume)
     if cfg.tensorboard:
         accelerator.init_trackers("codistill")
-    run = Run(
-        cfg,
-        run_dir,
-        accelerator,
-        objective,
-        student,
-        tokenizer,
-        token_map,
-        teacher,
-        teacher_tok,
-        train,
-        valid,
-        semantic,
-        optimizer,
-        scheduler,
-        total_steps,
-        teacher_to_student,
-        on_policy,
-    )
     return run, state
+
+
+def load_models(cfg: DistillConfig, objective: Objective, device) -> Models:
+    """The student, and for an objective with teacher terms either the online teacher (frozen,
+    on ``device``) or the teacher cache with the teacher's tokenizer; the sentence embedder of
+    the semantic term when the objective has one."""
+    student, tokenizer, token_map = load_student(cfg)
+    models = Models(student, tokenizer, token_map)
+    encoder_decoder = bool(student.config.is_encoder_decoder)
+    if objective.has_semantic:  # its embedder loads on first use
+        models.semantic = SemanticTerm(cfg, tokenizer, encoder_decoder)
+    if not objective.needs_teacher:
+        return models
+    if cfg.teacher_cache is not None:
+        models.cache = open_cache(cfg.teacher_cache)
+        models.teacher_tok = load_tokenizer(models.cache.header.teacher_path)
+        vocab = models.cache.header.vocab_size
+        models.teacher_to_student = _teacher_to_student(token_map, vocab, cfg.teacher_cache)
+        return models
+    models.teacher_path = resolve_model(cfg.teacher)
+    if models.teacher_path is not None:
+        vocab = student.get_input_embeddings().weight.shape[0]
+        teacher, models.teacher_tok, models.teacher_params = load_teacher(
+            models.teacher_path, token_map, vocab
+        )
+        models.teacher = teacher.to(device)
+    return models
+
+
+def load_data(cfg: DistillConfig, objective: Objective, models: Models) -> Data:
+    """Training and validation examples, tokenized for the teacher and mapped to the student's
+    ids when there is one (see :func:`codistill.data.batches.tokenize_records`), the training
+    examples given their cached teacher outputs when distilling from a cache."""
+    with_teacher = models.teacher is not None or models.cache is not None
+    tok, tmap = (models.teacher_tok, models.token_map) if with_teacher else (models.tokenizer, None)
+    train, stats, targets = _examples(
+        cfg, cfg.train_data, cfg.max_train_examples, tok, tmap, objective, train=True
+    )
+    valid = None
+    if cfg.valid_data:  # always the references: validation measures the task
+        valid, _, _ = _examples(cfg, cfg.valid_data, cfg.max_valid_examples, tok, tmap, objective)
+    if models.cache is not None:
+        _attach_cache(train, models.cache, cfg, models.token_map)
+    return Data(train, valid, stats, targets)
+
+
+def write_run_json(run: Run, models: Models, data: Data, resume: bool) -> None:
+    """Record in ``run.json`` what the run is: config, versions, seed, parameters, teacher,
+    budget, tokenization, prompt, targets and processes. A resumed run keeps the file's other
+    fields (its wall time so far)."""
+    cfg, accelerator = run.cfg, run.accelerator
+    params = {"student": count_parameters(accelerator.unwrap_model(run.student))}
+    if models.teacher is not None:
+        params["teacher"] = models.teacher_params
+    info = rundir.read_json(run.run_dir / "run.json") if resume else {}
+    info.update(
+        config=rundir.config_dict(cfg),
+        versions=rundir.versions(),
+        seed=cfg.seed,
+        parameters=params,
+        teacher_path=models.teacher_path,
+        status="running",
+        total_steps=run.total_steps,
+        tokenization=vars(data.stats),
+        prompt={
+            "mode": cfg.prompt_mode,
+            "style": cfg.prompt_style if cfg.task == "assertion" else None,
+        },
+        targets=data.targets or {"kind": "reference"},
+        processes=_processes(cfg, accelerator),
+    )
+    rundir.write_json(run.run_dir / "run.json", info)
 
 
 def _on_policy(cfg: DistillConfig, tokenizer, token_map: TokenMap | None) -> OnPolicy | None:
@@ -445,84 +483,77 @@ def train_loop(run: Run, state: TrainState) -> tuple[TrainState, dict]:
     with ``valid_every_steps`` also before the first step and every that many steps,
     checkpoints at epoch ends, every ``save_every_steps`` and when halted.
     """
-    cfg, acc = run.cfg, run.accelerator
+    cfg = run.cfg
     bar = tqdm(
         total=run.total_steps,
         initial=state.global_step,
         desc="distill",
-        disable=not (cfg.progress and acc.is_main_process),
+        disable=not (cfg.progress and run.accelerator.is_main_process),
         dynamic_ncols=True,
     )
-    steps_this_run, last_valid = 0, {}
+    halt_at = state.global_step + cfg.halt_after_steps if cfg.halt_after_steps else None
+    last_valid = {}
     state.status = "running"  # a resumed checkpoint says "halted"
     if cfg.valid_every_steps and state.global_step == 0:  # curves start at the init
         last_valid = _validate(run, state)
     run.student.train()
     while state.epoch < cfg.epochs and state.global_step < run.total_steps:
         weights = run.objective.weights(state.epoch, cfg.epochs)
-        batches = run.batches(state.epoch)
-        groups = [batches[i : i + cfg.grad_accum] for i in range(0, len(batches), cfg.grad_accum)]
-        for group in groups[state.step_in_epoch :]:
-            tick = time.perf_counter()
-            logged = optimizer_step(
-                run.student,
-                run.teacher,
-                group,
-                run.train,
-                run.objective,
-                weights,
-                cfg,
-                acc,
-                run.optimizer,
-                run.scheduler,
-                run.semantic,
-                run.tokenizer,
-                run.teacher_tok,
-                run.encoder_decoder,
-                teacher_to_student=run.teacher_to_student,
-                step=state.global_step,
-                on_policy=run.on_policy,
-            )
-            state.global_step += 1
-            state.step_in_epoch += 1
-            steps_this_run += 1
-            logged.update(
-                {f"w_{n}": w for n, w in weights.items()},
-                step=state.global_step,
-                epoch=state.epoch,
-                lr=run.scheduler.get_last_lr()[0],
-                tokens_per_s=logged["tokens"] / (time.perf_counter() - tick),
-                # which examples this step saw: runs meant to share a data order can be checked
-                batch_digest=hashlib.sha256(json.dumps(group).encode()).hexdigest()[:12],
-            )
-            _log_step(run, state, logged, bar, weights)
-            if (
-                cfg.valid_every_steps
-                and state.global_step % cfg.valid_every_steps == 0
-                and state.global_step < run.total_steps  # the last step is validated below
-                and state.step_in_epoch < len(groups)  # so is an epoch's last
-            ):
+        steps = run.steps(state.epoch)
+        for group in steps[state.step_in_epoch :]:
+            _train_step(run, state, group, weights, bar)
+            if _mid_epoch_validation_due(run, state, len(steps)):
                 last_valid = _validate(run, state)
             if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0:
-                _save_checkpoint(acc, run.run_dir, state)
+                _save_checkpoint(run.accelerator, run.run_dir, state)
             if state.global_step >= run.total_steps:
                 break
-            if cfg.halt_after_steps and steps_this_run >= cfg.halt_after_steps:
+            if halt_at is not None and state.global_step >= halt_at:
                 state.status = "halted"
                 break
-        if state.status == "halted" or state.step_in_epoch < len(groups):
+        if state.status == "halted" or state.step_in_epoch < len(steps):
             break  # halted, or max_steps reached inside the epoch
         last_valid = _validate(run, state)
         state.epoch += 1
         state.step_in_epoch = 0
-        _save_checkpoint(acc, run.run_dir, state)
+        _save_checkpoint(run.accelerator, run.run_dir, state)
     bar.close()
     if state.status != "halted":
         if state.step_in_epoch:  # stopped by max_steps inside an epoch: validate that state
             last_valid = _validate(run, state)
         state.status = "finished"
-    _save_checkpoint(acc, run.run_dir, state)
+    _save_checkpoint(run.accelerator, run.run_dir, state)
     return state, last_valid
+
+
+def _train_step(run: Run, state: TrainState, group: list[list[int]], weights: dict, bar) -> None:
+    """One optimizer step, counted in ``state`` and logged (progress bar, metrics.jsonl)."""
+    tick = time.perf_counter()
+    logged = optimizer_step(run, group, weights, step=state.global_step)
+    state.global_step += 1
+    state.step_in_epoch += 1
+    logged.update(
+        {f"w_{n}": w for n, w in weights.items()},
+        step=state.global_step,
+        epoch=state.epoch,
+        lr=run.scheduler.get_last_lr()[0],
+        tokens_per_s=logged["tokens"] / (time.perf_counter() - tick),
+        # which examples this step saw: runs meant to share a data order can be checked
+        batch_digest=hashlib.sha256(json.dumps(group).encode()).hexdigest()[:12],
+    )
+    _log_step(run, state, logged, bar, weights)
+
+
+def _mid_epoch_validation_due(run: Run, state: TrainState, steps_in_epoch: int) -> bool:
+    """``valid_every_steps`` says validate now, and the step is not one validated anyway: the
+    run's last step and an epoch's last are validated by :func:`train_loop` after the step."""
+    every = run.cfg.valid_every_steps
+    return bool(
+        every
+        and state.global_step % every == 0
+        and state.global_step < run.total_steps
+        and state.step_in_epoch < steps_in_epoch
+    )
 
 
 def _log_step(run: Run, state: TrainState, logged: dict, bar, weights: dict) -> None:
@@ -542,26 +573,9 @@ def _log_step(run: Run, state: TrainState, logged: dict, bar, weights: dict) -> 
             )
 
 
-def optimizer_step(
-    student,
-    teacher,
-    group,
-    train,
-    objective,
-    weights,
-    cfg,
-    accelerator,
-    optimizer,
-    scheduler,
-    semantic,
-    tokenizer,
-    teacher_tok,
-    encoder_decoder,
-    teacher_to_student: torch.Tensor | None = None,
-    step: int = 0,
-    on_policy: OnPolicy | None = None,
-) -> dict:
-    """One optimizer step over ``grad_accum`` micro-batches; returns the logged values.
+def optimizer_step(run: Run, group: list[list[int]], weights: dict, step: int = 0) -> dict:
+    """One optimizer step of ``run`` over the micro-batches ``group`` (indices into
+    ``run.train``) with the term weights ``weights``; returns the logged values.
 
     Every term is normalised by the whole step's count (target tokens, or sequences for the
     semantic term), summed over processes, so accumulation and data parallelism give the
@@ -570,15 +584,9 @@ def optimizer_step(
     (ce, focal, semantic) need a reference, so they are normalised by the reference
     micro-batches' counts and the teacher terms by all target tokens.
     """
-    device = accelerator.device
-    micro = [[train[i] for i in idx] for idx in group]
-    sampled = [False] * len(micro)
-    if on_policy is not None:
-        model, rank = accelerator.unwrap_model(student), accelerator.process_index
-        for i, examples in enumerate(micro):
-            if on_policy.chosen(step, i, rank):
-                micro[i] = on_policy.examples(model, examples, step, i, rank, encoder_decoder)
-                sampled[i] = True
+    accelerator, student, cfg = run.accelerator, run.student, run.cfg
+    device, world = accelerator.device, accelerator.num_processes
+    micro, sampled = _micro_batches(run, group, step)
     refs = [mb for mb, s in zip(micro, sampled, strict=True) if not s]
     counts = torch.tensor(
         [
@@ -590,33 +598,30 @@ def optimizer_step(
     )
     n_tok, n_ref_tok, n_seq = accelerator.reduce(counts, "sum").clamp(min=1).unbind()
     n_input = sum(len(e.prompt_ids) + len(e.target_ids) for mb in micro for e in mb)
-    world = accelerator.num_processes
     denominators = {"sequences": n_seq, "teacher": n_tok, "student": n_ref_tok}
     scale = {n: world / denominators[_count_of(TERMS[n])] for n in weights}
-    teacher_terms = [n for n in objective.token_terms if TERMS[n].needs_teacher]
+    teacher_terms = [n for n in run.objective.token_terms if TERMS[n].needs_teacher]
+    encoder_decoder = run.encoder_decoder
     sums = {name: 0.0 for name in weights}
     for i, examples in enumerate(micro):
-        batch = {
-            k: v.to(device)
-            for k, v in _collate(examples, student, tokenizer, teacher_tok, encoder_decoder).items()
-        }
+        batch = _collate(examples, student, run.tokenizer, run.teacher_tok, encoder_decoder)
+        batch = {k: v.to(device) for k, v in batch.items()}
         sync = accelerator.no_sync(student) if i < len(micro) - 1 else nullcontext()
         with sync:
             with accelerator.autocast():
                 terms = micro_batch_terms(
                     student,
-                    teacher,
+                    run.teacher,
                     batch,
-                    objective,
+                    run.objective,
                     cfg,
                     encoder_decoder,
-                    teacher_to_student,
+                    run.teacher_to_student,
                     teacher_terms if sampled[i] else None,
                 )
-                if semantic is not None and not sampled[i]:
-                    terms["semantic"] = semantic(
-                        accelerator.unwrap_model(student), examples, device
-                    )
+                if run.semantic is not None and not sampled[i]:
+                    model = accelerator.unwrap_model(student)
+                    terms["semantic"] = run.semantic(model, examples, device)
                 loss = sum(weights[n] * terms[n] * scale[n] for n in terms)
             accelerator.backward(loss)
         for n, v in terms.items():
@@ -627,16 +632,35 @@ def optimizer_step(
         sums = dict(zip(names, total.tolist(), strict=True))
     if cfg.max_grad_norm is not None:
         accelerator.clip_grad_norm_(student.parameters(), cfg.max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
     logged = {n: v for n, v in sums.items()}
     logged["loss"] = sum(weights[n] * v for n, v in sums.items())
     logged["target_tokens"] = float(n_tok)
     logged["tokens"] = float(n_input * world)
-    if on_policy is not None:
+    if run.on_policy is not None:
         logged["on_policy_batches"] = float(sum(sampled))
     return logged
+
+
+def _micro_batches(
+    run: Run, group: list[list[int]], step: int
+) -> tuple[list[list[Example]], list[bool]]:
+    """The examples of each micro-batch of a step, and whether each is on-policy: the student's
+    own samples standing in for the references (see :class:`OnPolicy`)."""
+    micro = [[run.train[i] for i in idx] for idx in group]
+    sampled = [False] * len(micro)
+    if run.on_policy is not None:
+        acc = run.accelerator
+        model, rank = acc.unwrap_model(run.student), acc.process_index
+        for i, examples in enumerate(micro):
+            if run.on_policy.chosen(step, i, rank):
+                micro[i] = run.on_policy.examples(
+                    model, examples, step, i, rank, run.encoder_decoder
+                )
+                sampled[i] = True
+    return micro, sampled
 
 
 def _count_of(spec) -> str:
@@ -693,8 +717,6 @@ def _attach_cache(examples: list[Example], cache, cfg: DistillConfig, token_map)
     position) are read when an example is batched, restricted to the student's vocabulary: the
     teacher's mass on tokens the student lacks then falls into the sparse losses' tail bucket.
     """
-    from codistill.training.batches import cache_key
-
     keep = None
     if cache.header.dense:
         keep = (
@@ -703,7 +725,7 @@ def _attach_cache(examples: list[Example], cache, cfg: DistillConfig, token_map)
             else torch.arange(cache.header.vocab_size)
         )
     for i, example in enumerate(examples):
-        key = cache_key(example)
+        key = example_key(example.teacher_prompt_ids, example.teacher_target_ids)
         if key not in cache:
             raise ConfigError(
                 f"{cfg.teacher_cache}: no cached teacher outputs for record {i + 1} of "
@@ -736,14 +758,24 @@ def _dense_rows(cache, key: str, keep: torch.Tensor) -> tuple[torch.Tensor, torc
     return keep.expand(rows.shape[0], -1), rows
 
 
-def _teacher_to_student(token_map: TokenMap | None, teacher_vocab: int) -> torch.Tensor:
-    """Teacher id -> student id, -1 where the student lacks the token (never the unk fallback:
-    teacher mass on tokens the student cannot emit belongs in the tail bucket)."""
+def _teacher_to_student(
+    token_map: TokenMap | None, teacher_vocab: int, cache_dir: str
+) -> torch.Tensor:
+    """Teacher id -> student id over the cached teacher's ``teacher_vocab`` ids, -1 where the
+    student lacks the token (never the unk fallback: teacher mass on tokens the student cannot
+    emit belongs in the tail bucket).
+
+    Raises:
+        ConfigError: the student's token map was made for a teacher of another vocabulary.
+    """
     if token_map is None or token_map.is_identity:
         # Still a map: it tells the sparse losses the vocabulary size, so a top-k covering the
         # whole vocabulary is known to leave no tail.
         return torch.arange(teacher_vocab)
-    s2t = token_map.student_to_teacher_tensor
-    out = torch.full((teacher_vocab,), -1, dtype=torch.long)
-    out[s2t] = torch.arange(len(s2t))
-    return out
+    if token_map.teacher_vocab_size != teacher_vocab:
+        raise ConfigError(
+            f"{cache_dir}: the cached teacher has {teacher_vocab} tokens, the student's "
+            f"token_map.json maps into {token_map.teacher_vocab_size}: cache the teacher the "
+            "student was derived from"
+        )
+    return token_map.teacher_to_student_tensor

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from transformers import GenerationConfig
 
-from codistill.training.batches import Example
+from codistill.data.batches import Example
 
 
 def micro_batch_seed(seed: int, step: int, micro: int, rank: int) -> int:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 
+from codistill.data.batches import Example, collate_causal, collate_seq2seq
 from codistill.evaluation.generate import generate
 from codistill.losses.semantic import SentenceEmbedder, semantic_risk_loss
-from codistill.training.batches import Example, collate_causal, collate_seq2seq
-from codistill.training.step import head_fn, target_states
+from codistill.models.forward import head_fn, target_states
 
 
 def distinct_candidates(texts: list[str], n_examples: int, k: int) -> torch.Tensor:

@@ -127,7 +127,7 @@ def sweep(
     keys, points = grid_configs(config, pairs, out_dir, metric)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from codistill.training.loop import distill
+    from codistill.training.loop import distill  # lazy: torch (`codistill --help` imports us)
 
     rows = []
     for point, cfg in points:
@@ -162,10 +162,10 @@ def write_table(rows: list[dict], out: Path) -> None:
 
 def plot_sweep(rows: list[dict], keys: list[str], metric: str, path: Path) -> None:
     """One panel per swept key: ``metric`` against its values, a line per other-key setting."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib, only for the plot
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib, after choosing its backend
 
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):

@@ -20,6 +20,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from codistill.config.distill import parse_targets
 from codistill.config.fields import ConfigError
 from codistill.data.schema import AssertionRecord, CodegenRecord
 
@@ -38,6 +39,7 @@ def header_mismatch(header: dict, task: str, prompt_mode: str, prompt_style: str
 
 
 def _generation_key(record: Any, prompt_style: str) -> str:
+    # lazy: ~35 ms of backends and sandbox that `codistill --help` (cli/teacher.py) skips
     from codistill.teacher.generations import generation_key
 
     return generation_key(record, prompt_style)
@@ -98,6 +100,7 @@ def teacher_target_records(
         ConfigError: the header was made for another task or prompt, or a record has no
             entry in the generations file (it was generated from other data).
     """
+    # lazy: ~35 ms of backends and sandbox that `codistill --help` (cli/teacher.py) skips
     from codistill.teacher.generations import GenerationsError, read_generations
 
     source = f"targets={'teacher-verified' if verified else 'teacher'}:{generations_dir}"
@@ -160,8 +163,6 @@ def records_for_targets(
     ``teacher-verified:DIR``), and the summary of the teacher's outputs used (None for the
     references). One place for the trainer and ``teacher cache``, so both see the same
     examples."""
-    from codistill.config.distill import parse_targets
-
     kind, generations = parse_targets(targets)
     if kind == "reference":
         return records, None

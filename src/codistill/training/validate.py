@@ -13,7 +13,7 @@ from codistill.evaluation.assertion_metrics import assertion_metrics
 from codistill.evaluation.codegen import truncate_completion
 from codistill.evaluation.generate import generate
 from codistill.losses.divergences import cross_entropy
-from codistill.training.step import head_fn, target_states
+from codistill.models.forward import head_fn, target_states
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from codistill.config.fields import ConfigError, to_dict
 from codistill.files import sha256_file
@@ -28,6 +29,7 @@ from codistill.models.classifier import (
     task_input,
 )
 from codistill.models.loading import count_parameters
+from codistill.models.student import derive_student
 from codistill.training.classifier.config import StudentConfig
 from codistill.training.classifier.features import ids_sha256
 from codistill.training.classifier.outputs import TEST_LOGITS_FILE, logit_metrics, save_with
@@ -165,10 +167,6 @@ def _derive(
 ) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
     """``(model, tokenizer, derivation summary, token map)`` of a student classifier derived
     from the teacher directory: fewer layers, optionally a trimmed vocabulary."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from codistill.models.student import derive_student
-
     with tempfile.TemporaryDirectory(prefix=".derive-") as tmp:
         work = Path(tmp) / "student"
         with quiet_transformers():

@@ -1,0 +1,83 @@
+"""Forward helpers shared by training, validation, the teacher cache and layer choice.
+
+A decoder-only model's logits are only needed at target positions (the masked assertion, a few
+dozen tokens of a few hundred): :func:`target_states` runs the transformer body and picks the
+final hidden states there, and :func:`head_fn` applies the output head to just those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def restrict_output_vocab(model, student_to_teacher: torch.Tensor) -> None:
+    """Replace a teacher's output head by its rows for the student's vocabulary.
+
+    The teacher's logits then come out directly on the student's (trimmed) vocabulary: the same
+    numbers as gathering full-vocabulary logits at ``student_to_teacher``, without computing the
+    other ~250k columns. Softmax over them is the teacher's distribution *conditioned on the
+    student's vocabulary* (mass on tokens the student cannot emit is renormalised away).
+    """
+    head = model.get_output_embeddings()
+    weight = head.weight.detach()[student_to_teacher].clone()
+    new = torch.nn.Linear(
+        weight.shape[1],
+        weight.shape[0],
+        bias=head.bias is not None,
+        dtype=weight.dtype,
+        device=weight.device,
+    )
+    new.weight.data.copy_(weight)
+    if head.bias is not None:
+        new.bias.data.copy_(head.bias.detach()[student_to_teacher])
+    model.set_output_embeddings(new)
+    model.config.tie_word_embeddings = False
+    model.requires_grad_(False)
+
+
+def head_fn(model) -> Callable[[torch.Tensor], torch.Tensor]:
+    """hidden ``[n, hidden]`` -> logits ``[n, vocab]`` (decoder-only), soft-capping included."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module  # the head's weights are the wrapped model's own
+    head = model.get_output_embeddings()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+
+    def apply(hidden: torch.Tensor) -> torch.Tensor:
+        logits = head(hidden)
+        if cap:  # Gemma 2/3 soft-capping, applied by the model's own forward too
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    return apply
+
+
+def target_states(
+    model,
+    input_ids,
+    attention_mask,
+    target_mask,
+    decoder_input_ids=None,
+    encoder_decoder: bool = False,
+) -> torch.Tensor:
+    """Hidden states (decoder-only) or logits (encoder-decoder) at target positions: ``[n, d]``."""
+    if encoder_decoder:
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            use_cache=False,
+        )
+        return out.logits[target_mask]
+    # Through the model's own forward, so a DDP/FSDP wrapper sees the call; the last entry of
+    # hidden_states is the final-normed state the output head reads, and logits_to_keep=1
+    # keeps the full-sequence head out of it (we apply the head to target positions only).
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        use_cache=False,
+        output_hidden_states=True,
+        logits_to_keep=1,
+    )
+    return out.hidden_states[-1][target_mask]

@@ -1,0 +1,95 @@
+"""``models.layer_choice``: running a subset of layers in place, and greedy removal by loss."""
+
+import json
+
+import pytest
+import torch
+
+from codistill.data.batches import collate_causal, tokenize_records
+from codistill.models.layer_choice import greedy_layer_choice, only_layers, target_cross_entropy
+from codistill.models.loading import load_model, load_tokenizer
+from codistill.models.student import DERIVATION_FILE, derive_student
+from tests.helpers import make_records
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A tiny 5-layer Gemma 3 (sliding and full attention mixed), with held-out batches whose
+    sequences are longer than its sliding window (8), so the attention kind of each layer
+    matters."""
+    from codistill.models.tiny import make_tiny_causal_lm
+
+    path = make_tiny_causal_lm(tmp_path_factory.mktemp("lc") / "gemma", num_layers=5, seed=3)
+    tokenizer = load_tokenizer(path)
+    examples, _ = tokenize_records(
+        make_records(12, "valid"), tokenizer, max_source_tokens=40, max_target_tokens=16
+    )
+    assert max(len(e.prompt_ids) + len(e.target_ids) for e in examples) > 8
+    batches = [collate_causal(examples[i : i + 4], tokenizer.pad_token_id) for i in (0, 4, 8)]
+    return path, load_model(path).eval(), batches
+
+
+def _derived_loss(path, layers, batches, tmp_path) -> float:
+    out = tmp_path / ("s" + "-".join(map(str, layers)))
+    derive_student(path, out, layers)
+    return target_cross_entropy(load_model(out).eval(), batches)
+
+
+def test_running_a_layer_subset_equals_the_derived_student(teacher, tmp_path):
+    path, model, batches = teacher
+    for layers in ([0, 2, 4], [1, 2], [3]):
+        with only_layers(model, layers):
+            in_place = target_cross_entropy(model, batches)
+        assert in_place == pytest.approx(_derived_loss(path, layers, batches, tmp_path), rel=1e-5)
+
+
+def test_the_model_is_restored_after_a_subset_even_on_error(teacher):
+    _, model, batches = teacher
+    before = target_cross_entropy(model, batches)
+    types = list(model.config.layer_types)
+    with pytest.raises(RuntimeError, match="boom"), only_layers(model, [4, 0]):
+        assert len(model.model.layers) == 2
+        assert model.config.layer_types == [types[4], types[0]]
+        raise RuntimeError("boom")
+    assert len(model.model.layers) == 5 and model.config.num_hidden_layers == 5
+    assert model.config.layer_types == types
+    assert target_cross_entropy(model, batches) == before
+
+
+def test_greedy_choice_follows_an_exhaustive_search_one_removal_at_a_time(teacher, tmp_path):
+    path, model, batches = teacher
+    choice = greedy_layer_choice(model, batches, keep=3)
+    assert len(choice.layers) == 3 and choice.layers == sorted(choice.layers)
+    assert [r["kept"] for r in choice.removed] == [4, 3]
+    # The first removal is the best single removal, found here through derived students.
+    costs = {
+        layer: _derived_loss(path, [i for i in range(5) if i != layer], batches, tmp_path)
+        for layer in range(5)
+    }
+    assert choice.removed[0]["layer"] == min(costs, key=costs.get)
+    assert choice.removed[0]["loss"] == pytest.approx(min(costs.values()), abs=1e-3)
+    # The reported loss is the kept layers' loss, and the full stack's is the teacher's own.
+    assert choice.loss == pytest.approx(_derived_loss(path, choice.layers, batches, tmp_path))
+    assert choice.full_loss == pytest.approx(target_cross_entropy(model, batches))
+    assert json.loads(json.dumps(choice.to_dict()))["layers"] == choice.layers
+
+
+def test_a_derived_student_records_the_choice(teacher, tmp_path):
+    path, model, batches = teacher
+    choice = greedy_layer_choice(model, batches, keep=2)
+    out = tmp_path / "chosen"
+    derive_student(path, out, choice.layers, notes={"layer_choice": choice.to_dict()})
+    saved = json.loads((out / DERIVATION_FILE).read_text())
+    assert saved["layers"] == choice.layers
+    assert saved["layer_choice"]["removed"] == choice.removed
+
+
+def test_bad_keep_and_models_without_a_decoder_stack_are_refused(teacher, t5_dir):
+    _, model, batches = teacher
+    with pytest.raises(ValueError, match=r"keep must be in \[1, 5\]"):
+        greedy_layer_choice(model, batches, keep=0)
+    with pytest.raises(ValueError, match="decoder-only"):
+        greedy_layer_choice(load_model(t5_dir), batches, keep=1)
+    with pytest.raises(ValueError, match="at least one target token"):
+        empty = {**batches[0], "target_mask": torch.zeros_like(batches[0]["target_mask"])}
+        target_cross_entropy(model, [empty])
