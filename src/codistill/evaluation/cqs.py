@@ -68,7 +68,7 @@ _TOKEN = re.compile(
 
 
 class Embedder(Protocol):
-    """Scores predictions against references (e.g. ``losses.semantic.SentenceEmbedder``)."""
+    """Scores predictions against references (e.g. ``models.embedder.SentenceEmbedder``)."""
 
     def similarity(self, preds: Sequence[str], refs: Sequence[str]) -> Any:
         """Cosine similarity per pair: an ``[n]`` tensor or a sequence of n floats."""
@@ -212,7 +212,7 @@ def semantic_similarity(
     if not pairs:
         return best
     if embedder is None:
-        from codistill.losses.semantic import SentenceEmbedder  # lazy: torch
+        from codistill.models.embedder import SentenceEmbedder  # lazy: torch
 
         embedder = SentenceEmbedder()
     sims = embedder.similarity([p for _, p, _ in pairs], [r for _, _, r in pairs])

@@ -34,7 +34,7 @@ from codistill.evaluation.codegen import evaluate_codegen
 from codistill.evaluation.cqs import code_quality_score
 from codistill.evaluation.efficiency import PeakRSS, measure_latency, ratios, rss_mb
 from codistill.evaluation.generate import first_line, generate
-from codistill.losses.semantic import SentenceEmbedder
+from codistill.models.embedder import SentenceEmbedder
 from codistill.models.loading import count_parameters, dir_size_bytes, load_model, load_tokenizer
 from codistill.models.registry import resolve_model
 

@@ -512,7 +512,7 @@ def _relation_metrics(opts, items, rows, outputs, idx: list[int], cqs) -> dict:
 def _variant_cqs(rows, outputs, language: str) -> dict[str, list[float]]:
     """Per variant row, each model's Code Quality Score against the row's target (the reference
     assertion with the variant's renames applied), for ``cqs_agreement``."""
-    from codistill.losses.semantic import SentenceEmbedder  # lazy: torch
+    from codistill.models.embedder import SentenceEmbedder  # lazy: torch
 
     if not rows:
         return {"teacher": [], "student": []}

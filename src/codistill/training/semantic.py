@@ -13,7 +13,8 @@ import torch
 
 from codistill.data.batches import Example, collate_causal, collate_seq2seq
 from codistill.evaluation.generate import generate
-from codistill.losses.semantic import SentenceEmbedder, semantic_risk_loss
+from codistill.losses.semantic import semantic_risk_loss
+from codistill.models.embedder import SentenceEmbedder
 from codistill.models.forward import head_fn, target_states
 
 
