@@ -169,7 +169,9 @@ def sentence_codebleu(
     return [sample["codebleu"] for sample in result["per_sample"]]
 
 
-def _check_inputs(predictions, references, language, weights) -> list[list[str]]:
+def check_pairs(predictions, references, language: str) -> list[list[str]]:
+    """Refuse a language outside :data:`LANGUAGES`, bare strings and unpaired lists; return each
+    example's references as a list (one reference may be given as a string). Shared with CQS."""
     if language not in LANGUAGES:
         raise ValueError(f"language must be one of {LANGUAGES}, got {language!r}")
     if isinstance(predictions, str) or isinstance(references, str):
@@ -178,9 +180,13 @@ def _check_inputs(predictions, references, language, weights) -> list[list[str]]
         raise ValueError(
             f"predictions has {len(predictions)} examples, references {len(references)}"
         )
+    return [[ref] if isinstance(ref, str) else list(ref) for ref in references]
+
+
+def _check_inputs(predictions, references, language, weights) -> list[list[str]]:
+    refs = check_pairs(predictions, references, language)
     if len(weights) != 4 or any(w < 0 for w in weights):
         raise ValueError(f"weights must be 4 non-negative floats, got {weights!r}")
-    refs = [[ref] if isinstance(ref, str) else list(ref) for ref in references]
     if any(len(ref) == 0 for ref in refs):
         raise ValueError("every example needs at least one reference")
     return refs

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from codistill.evaluation.assertion_metrics import normalize
 from codistill.evaluation.ast_validity import is_valid
-from codistill.evaluation.codebleu import LANGUAGES, codebleu
+from codistill.evaluation.codebleu import check_pairs, codebleu
 
 CQS_WEIGHTS: dict[str, float] = {
     "semantic_similarity": 0.30,
@@ -185,17 +185,10 @@ def _check_examples(
     language: str,
 ) -> list[list[str]]:
     """Refuse inputs CQS cannot score; return each example's references as a list."""
-    if language not in LANGUAGES:
-        raise ValueError(f"language must be one of {LANGUAGES}, got {language!r}")
-    if isinstance(predictions, str) or isinstance(references, str):
-        raise ValueError("predictions and references must be lists, got a single string")
-    if len(predictions) != len(references):
-        raise ValueError(
-            f"predictions has {len(predictions)} examples, references {len(references)}"
-        )
+    refs = check_pairs(predictions, references, language)
     if not predictions:
         raise ValueError("code_quality_score needs at least one example")
-    return [[ref] if isinstance(ref, str) else list(ref) for ref in references]
+    return refs
 
 
 def semantic_similarity(
