@@ -307,10 +307,7 @@ def _dfg_python(node: Node, tok: _Tokens, states: dict) -> tuple[list[Edge], dic
                 temp, branch = _dfg_python(child, tok, states)
                 branches.append(branch)
             edges += temp
-        branches.append(current)
-        if not has_else:
-            branches.append(states)
-        return _by_index(edges), _join_branch_states(branches)
+        return _close_if(edges, branches, current, states, has_else)
     if kind == "for_statement":
         edges = []
         for _ in range(2):
@@ -401,6 +398,12 @@ def _java_if_flow(node: Node, tok: _Tokens, states: dict) -> tuple[list[Edge], d
             temp, branch = _dfg_java(child, tok, states)
             branches.append(branch)
         edges += temp
+    return _close_if(edges, branches, current, states, has_else)
+
+
+def _close_if(edges, branches, current, states, has_else: bool):
+    """An if statement's edges and the state after it: the join of every branch's state, the
+    last branch walked (``current``) and, without an else, the state before the if."""
     branches.append(current)
     if not has_else:
         branches.append(states)
