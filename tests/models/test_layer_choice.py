@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from codistill.data.batches import collate_causal, tokenize_records
-from codistill.models.layer_choice import greedy_layer_choice, only_layers, target_cross_entropy
+from codistill.models.layer_choice import (
+    _layer_inputs,
+    greedy_layer_choice,
+    only_layers,
+    target_cross_entropy,
+)
 from codistill.models.loading import load_model, load_tokenizer
 from codistill.models.student import DERIVATION_FILE, derive_student
 from tests.helpers import make_records
@@ -41,6 +46,21 @@ def test_running_a_layer_subset_equals_the_derived_student(teacher, tmp_path):
         with only_layers(model, layers):
             in_place = target_cross_entropy(model, batches)
         assert in_place == pytest.approx(_derived_loss(path, layers, batches, tmp_path), rel=1e-5)
+
+
+def test_a_trial_from_the_recorded_stream_equals_the_trial_from_the_embeddings(teacher):
+    _, model, batches = teacher
+    kept = [0, 1, 3, 4]
+    streams = _layer_inputs(model, batches, kept)
+    for j in range(len(kept) - 1):  # greedy_layer_choice runs the last one from the embeddings
+        with only_layers(model, kept[:j] + kept[j + 1 :]):
+            full = target_cross_entropy(model, batches)
+        with only_layers(model, kept[j + 1 :]):
+            suffix = target_cross_entropy(model, batches, [s[j] for s in streams])
+        assert suffix == pytest.approx(full, rel=1e-5)
+    # the stream entering layer 0 is the scaled embedding, not the raw table row
+    embed = model.get_input_embeddings()(batches[0]["input_ids"])
+    assert torch.allclose(streams[0][0], embed)
 
 
 def test_the_model_is_restored_after_a_subset_even_on_error(teacher):

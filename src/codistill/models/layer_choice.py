@@ -6,8 +6,12 @@ Gromov et al. ("The Unreasonable Ineffectiveness of the Deeper Layers", 2024) an
 et al. 2024) find that many middle layers can go with little loss while the first and last
 cannot. :func:`greedy_layer_choice` measures it instead of assuming it: starting from the full
 stack it removes, one at a time, the layer whose removal raises the held-out target-token cross
-entropy least. That costs ``sum(n - k for k in range(keep, n))`` forward passes over a few
-batches (161 for 18 -> 4), minutes on CPU for a 270M model, once per derived student.
+entropy least. That is ``sum(n - k for k in range(keep, n))`` trials (161 for 18 -> 4), each a
+loss over a few held-out batches, once per derived student. A trial without layer ``j`` shares
+the layers before ``j`` with the current stack, so each round records the residual stream once
+(``output_hidden_states``) and a trial runs only the layers after ``j`` from it: about half the
+layer passes of running every trial from the embeddings. On the tuned Gemma teacher (18 -> 4, 4
+held-out records) that made the choice 1.5x faster, with the same layers and losses.
 
 No library does this for an arbitrary Hugging Face decoder (the pruning tool-kits prune widths or
 need their own model classes), hence the few lines below: the kept layers are swapped in place
@@ -93,19 +97,54 @@ def only_layers(model, indices: Sequence[int]) -> Iterator[None]:
 
 
 @torch.no_grad()
-def target_cross_entropy(model, batches: Iterable[dict[str, torch.Tensor]]) -> float:
-    """Mean cross entropy per target token over ``batches`` (``collate_causal`` batches)."""
+def target_cross_entropy(
+    model,
+    batches: Iterable[dict[str, torch.Tensor]],
+    streams: Sequence[torch.Tensor] | None = None,
+) -> float:
+    """Mean cross entropy per target token over ``batches`` (``collate_causal`` batches).
+
+    ``streams``: per batch, a residual stream to start the model's layers from instead of its
+    embeddings (passed as ``inputs_embeds``, which skips the embedding and its scaling).
+    """
     head = head_fn(model)
     total, count = 0.0, 0
-    for batch in batches:
+    for i, batch in enumerate(batches):
         mask = batch["target_mask"].bool()
-        states = target_states(model, batch["input_ids"], batch["attention_mask"], mask)
+        if streams is None:
+            states = target_states(model, batch["input_ids"], batch["attention_mask"], mask)
+        else:
+            out = model(
+                inputs_embeds=streams[i],
+                attention_mask=batch["attention_mask"],
+                use_cache=False,
+                output_hidden_states=True,
+                logits_to_keep=1,
+            )
+            states = out.hidden_states[-1][mask]
         logits = head(states).float()
         total += nn.functional.cross_entropy(logits, batch["labels"][mask], reduction="sum").item()
         count += int(mask.sum())
     if count == 0:
         raise ValueError("layer choice needs batches with at least one target token")
     return total / count
+
+
+@torch.no_grad()
+def _layer_inputs(model, batches, kept: Sequence[int]) -> list[tuple[torch.Tensor, ...]]:
+    """Per batch, the residual stream entering each of the ``kept`` layers (entry ``j`` is what
+    layer ``kept[j]`` reads; the embeddings, scaled as the model scales them, for ``j = 0``)."""
+    with only_layers(model, kept):
+        return [
+            model(
+                input_ids=b["input_ids"],
+                attention_mask=b["attention_mask"],
+                use_cache=False,
+                output_hidden_states=True,
+                logits_to_keep=1,
+            ).hidden_states[: len(kept)]
+            for b in batches
+        ]
 
 
 def greedy_layer_choice(
@@ -131,11 +170,15 @@ def greedy_layer_choice(
     full = loss = target_cross_entropy(model, batches)
     removed = []
     while len(kept) > keep:
+        streams = _layer_inputs(model, batches, kept)
         costs = {}
-        for layer in kept:
-            trial = [i for i in kept if i != layer]
-            with only_layers(model, trial):
-                costs[layer] = target_cross_entropy(model, batches)
+        for j, layer in enumerate(kept):
+            if j == len(kept) - 1:  # the last layer: the rest of the stack from the embeddings
+                with only_layers(model, kept[:-1]):
+                    costs[layer] = target_cross_entropy(model, batches)
+            else:  # the layers after j, from the stream the layers before j wrote
+                with only_layers(model, kept[j + 1 :]):
+                    costs[layer] = target_cross_entropy(model, batches, [s[j] for s in streams])
         # Ties go to the deeper layer: the first layers read the embeddings directly.
         layer = min(kept, key=lambda i: (costs[i], -i))
         kept.remove(layer)
