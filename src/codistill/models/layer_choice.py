@@ -11,7 +11,8 @@ loss over a few held-out batches, once per derived student. A trial without laye
 the layers before ``j`` with the current stack, so each round records the residual stream once
 (``output_hidden_states``) and a trial runs only the layers after ``j`` from it: about half the
 layer passes of running every trial from the embeddings. On the tuned Gemma teacher (18 -> 4, 4
-held-out records) that made the choice 1.5x faster, with the same layers and losses.
+held-out records, one thread) the choice took 109 s instead of 166 s, with the same layers,
+losses and removal order.
 
 No library does this for an arbitrary Hugging Face decoder (the pruning tool-kits prune widths or
 need their own model classes), hence the few lines below: the kept layers are swapped in place
@@ -173,12 +174,12 @@ def greedy_layer_choice(
         streams = _layer_inputs(model, batches, kept)
         costs = {}
         for j, layer in enumerate(kept):
-            if j == len(kept) - 1:  # the last layer: the rest of the stack from the embeddings
-                with only_layers(model, kept[:-1]):
-                    costs[layer] = target_cross_entropy(model, batches)
-            else:  # the layers after j, from the stream the layers before j wrote
-                with only_layers(model, kept[j + 1 :]):
-                    costs[layer] = target_cross_entropy(model, batches, [s[j] for s in streams])
+            trial = kept[:j] + kept[j + 1 :]
+            # trial[:start] equals kept[:start], so the stream entering kept[start] is where the
+            # trial's own stream stands there (start = j, or j - 1 when j is the last layer)
+            start = min(j, len(trial) - 1)
+            with only_layers(model, trial[start:]):
+                costs[layer] = target_cross_entropy(model, batches, [s[start] for s in streams])
         # Ties go to the deeper layer: the first layers read the embeddings directly.
         layer = min(kept, key=lambda i: (costs[i], -i))
         kept.remove(layer)
