@@ -60,8 +60,13 @@ def target_states(
     target_mask,
     decoder_input_ids=None,
     encoder_decoder: bool = False,
+    inputs_embeds=None,
 ) -> torch.Tensor:
-    """Hidden states (decoder-only) or logits (encoder-decoder) at target positions: ``[n, d]``."""
+    """Hidden states (decoder-only) or logits (encoder-decoder) at target positions: ``[n, d]``.
+
+    ``inputs_embeds`` (decoder-only): a residual stream the layers start from instead of the
+    embeddings of ``input_ids`` (which is then ignored; the embedding's scaling is skipped too).
+    """
     if encoder_decoder:
         out = model(
             input_ids=input_ids,
@@ -73,8 +78,9 @@ def target_states(
     # Through the model's own forward, so a DDP/FSDP wrapper sees the call; the last entry of
     # hidden_states is the final-normed state the output head reads, and logits_to_keep=1
     # keeps the full-sequence head out of it (we apply the head to target positions only).
+    start = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
     out = model(
-        input_ids=input_ids,
+        **start,
         attention_mask=attention_mask,
         use_cache=False,
         output_hidden_states=True,

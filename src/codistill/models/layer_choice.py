@@ -112,17 +112,13 @@ def target_cross_entropy(
     total, count = 0.0, 0
     for i, batch in enumerate(batches):
         mask = batch["target_mask"].bool()
-        if streams is None:
-            states = target_states(model, batch["input_ids"], batch["attention_mask"], mask)
-        else:
-            out = model(
-                inputs_embeds=streams[i],
-                attention_mask=batch["attention_mask"],
-                use_cache=False,
-                output_hidden_states=True,
-                logits_to_keep=1,
-            )
-            states = out.hidden_states[-1][mask]
+        states = target_states(
+            model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            mask,
+            inputs_embeds=None if streams is None else streams[i],
+        )
         logits = head(states).float()
         total += nn.functional.cross_entropy(logits, batch["labels"][mask], reduction="sum").item()
         count += int(mask.sum())
