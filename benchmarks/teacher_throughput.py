@@ -1,4 +1,4 @@
-"""Teacher cache throughput per backend: torch float32, torch int8 and llama.cpp, side by side.
+"""Teacher cache throughput per backend: torch float32, bf16 and int8, and llama.cpp, side by side.
 
 For each teacher (Gemma 3 270M, Qwen2.5-Coder-0.5B-Instruct, and Qwen2.5-Coder-1.5B-Instruct
 when its GGUF is installed; without a converted directory it runs in llama.cpp only, with the
@@ -15,10 +15,12 @@ alike. Printed per teacher and backend:
 
 The llama.cpp backend reads the GGUF the directory was converted from (Q4_K_M; the directory's
 float32 weights are those de-quantized), so its gap to float32 is kernels and activation
-rounding, not other weights. A teacher without a converted directory runs llama.cpp only.
+rounding, not other weights. ``--export bf16`` (or f16, q8_0) adds llama.cpp on the directory
+written by ``codistill student export`` in that format. A teacher without a converted directory
+runs llama.cpp only.
 
-    python benchmarks/teacher_throughput.py [--data F.jsonl] [--records 16] \\
-        [--teacher NAME=DIR[,GGUF] ...]
+    python benchmarks/teacher_throughput.py [--data F.jsonl] [--records 16] [--threads 1] \\
+        [--export bf16 ...] [--teacher NAME=DIR[,GGUF] ...]
 """
 
 from __future__ import annotations
@@ -82,19 +84,35 @@ def small_data(out: Path, n: int) -> Path:
     return out
 
 
-def load_backends(directory: Path | None, gguf: Path | None, n_ctx: int, threads: int) -> dict:
+def exported_ggufs(directory: Path | None, quants: list[str], tmp: Path) -> dict[str, Path]:
+    """The teacher directory written as a GGUF per ``--export`` format (``codistill student
+    export``), labelled ``llama.cpp <quant>``: the same weights as torch float32, rounded."""
+    from codistill.models.export_gguf import export_gguf
+
+    if directory is None:
+        return {}
+    out = {}
+    for quant in quants:
+        path = tmp / f"{directory.name}-{quant}.gguf"
+        export_gguf(directory, path, quant)
+        out[f"llama.cpp {quant}"] = path
+    return out
+
+
+def load_backends(ggufs: dict[str, Path], directory: Path | None, n_ctx: int, threads: int) -> dict:
     from codistill.teacher.cache import _load_torch_teacher
     from codistill.teacher.llamacpp import LlamaCppTeacher
 
     backends = {}
     if directory is not None:
         backends["torch float32"] = _load_torch_teacher(directory, "torch")
+        backends["torch bf16"] = _load_torch_teacher(directory, "torch-bf16")
         backends["torch int8"] = _load_torch_teacher(directory, "torch-int8")
-    if gguf is not None:
+    for label, gguf in ggufs.items():
         try:
-            backends["llama.cpp"] = LlamaCppTeacher(gguf, n_ctx=n_ctx, n_threads=threads)
+            backends[label] = LlamaCppTeacher(gguf, n_ctx=n_ctx, n_threads=threads)
         except ValueError as exc:  # llama-cpp-python missing
-            print(f"  llama.cpp skipped: {exc}")
+            print(f"  {label} skipped: {exc}")
     return backends
 
 
@@ -129,7 +147,9 @@ def bench_teacher(name: str, directory, gguf, records, args) -> list[tuple]:
     )
     n_ctx = max(len(e.prompt_ids) + len(e.target_ids) for e in examples)
     threads = torch.get_num_threads()
-    backends = load_backends(directory, gguf, n_ctx, threads)
+    ggufs = {"llama.cpp": gguf} if gguf is not None else {}
+    ggufs |= exported_ggufs(directory, args.export, args.tmp)
+    backends = load_backends(ggufs, directory, n_ctx, threads)
     if not backends:
         print(f"{name}: nothing to run (no directory, no GGUF)")
         return []
@@ -180,6 +200,14 @@ def main() -> int:
     )
     parser.add_argument("--only", help="comma-separated teacher names to run")
     parser.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        choices=("bf16", "f16", "q8_0"),
+        help="also run llama.cpp on the converted directory exported in this format (repeatable)"
+        "; bf16 is the fastest on CPUs with AVX512-BF16",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         help="CPU threads for every backend (default: torch's). On a machine shared with other "
@@ -206,24 +234,25 @@ def main() -> int:
     if args.only:
         teachers = {k: v for k, v in teachers.items() if k in args.only.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(args.data) if args.data else small_data(Path(tmp) / "d.jsonl", args.records)
+        args.tmp = Path(tmp)
+        data = Path(args.data) if args.data else small_data(args.tmp / "d.jsonl", args.records)
         records = read_records(data)[: args.records]
+        print(
+            f"{len(records)} records from {args.data or 'mined stdlib tests'}, "
+            f"{torch.get_num_threads()} threads, top-k {args.k}"
+        )
+        results = []
+        for name, (directory, gguf) in teachers.items():
+            if directory is None and gguf is None:
+                print(f"{name}: not installed, skipped")
+                continue
+            results += bench_teacher(name, directory, gguf, records, args)
     print(
-        f"{len(records)} records from {args.data or 'mined stdlib tests'}, "
-        f"{torch.get_num_threads()} threads, top-k {args.k}"
-    )
-    results = []
-    for name, (directory, gguf) in teachers.items():
-        if directory is None and gguf is None:
-            print(f"{name}: not installed, skipped")
-            continue
-        results += bench_teacher(name, directory, gguf, records, args)
-    print(
-        f"{'teacher':30} {'backend':14} {'tokens':>6} {'tokens/s':>9} {'vs f32':>7} "
+        f"{'teacher':30} {'backend':16} {'tokens':>6} {'tokens/s':>9} {'vs f32':>7} "
         f"{'top1 agree':>10} {'KL(f32||x)':>11}"
     )
     for name, label, n, tps, ratio, agree, kl in results:
-        print(f"{name:30} {label:14} {n:>6} {tps:>9.1f} {ratio:>6.2f}x {agree:>10.4f} {kl:>11.2e}")
+        print(f"{name:30} {label:16} {n:>6} {tps:>9.1f} {ratio:>6.2f}x {agree:>10.4f} {kl:>11.2e}")
     return 0
 
 

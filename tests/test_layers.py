@@ -31,6 +31,7 @@ ORDER = [
     "evaluation",
     "teacher",
     "training",
+    "soda",
     "fidelity",
     "report",
     "quickstart",

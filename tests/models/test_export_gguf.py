@@ -16,6 +16,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from codistill.evaluation.backends import llama_cpp_available
@@ -216,6 +217,23 @@ def test_q8_0_quantises_matrices_and_keeps_vectors_in_float32(models, tmp_path):
     assert summary["bytes"] < f16.stat().st_size
 
 
+def test_bf16_keeps_the_upper_half_of_each_float32_matrix_weight(models, tmp_path):
+    out, _ = _export(models, "qwen_trimmed", tmp_path, "bf16")
+    reader = gguf.GGUFReader(out)
+    tensors = {t.name: t for t in reader.tensors}
+    up = tensors["blk.0.ffn_up.weight"]
+    assert up.tensor_type == gguf.GGMLQuantizationType.BF16
+    assert tensors["blk.0.attn_norm.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+    assert _field(reader, "general.file_type") == gguf.LlamaFileType.MOSTLY_BF16
+    weights = load_file(models["qwen_trimmed"] / "model.safetensors")
+    want = weights["model.layers.0.mlp.up_proj.weight"]
+    got = torch.from_numpy(np.array(up.data).view(np.uint16).astype(np.int32) << 16)
+    got = got.view(torch.float32).reshape(want.shape)
+    # bfloat16 keeps 8 bits of mantissa: rounding moves a weight by at most 2^-8 of itself.
+    assert torch.allclose(got, want, rtol=2**-8, atol=0)
+    assert not torch.equal(got, want)
+
+
 def test_an_unsupported_architecture_is_refused_by_name(tmp_path):
     llama = make_tiny_causal_lm(tmp_path / "llama", num_layers=1, model_type="llama")
     with pytest.raises(ExportError, match="model_type 'llama' cannot be exported; supported"):
@@ -261,7 +279,7 @@ def test_q4_k_m_without_llama_cpp_is_refused_before_writing(models, tmp_path, mo
 
 def test_an_unknown_quantisation_is_refused(models, tmp_path):
     with pytest.raises(
-        ExportError, match="quant must be one of f16, q8_0, q4_k_m, f32, got 'q2_k'"
+        ExportError, match="quant must be one of f16, bf16, q8_0, q4_k_m, f32, got 'q2_k'"
     ):
         export_gguf(models["gemma"], tmp_path / "x.gguf", "q2_k")
 
@@ -282,7 +300,7 @@ def test_llama_cpp_tokenizes_and_decodes_greedily_like_the_hf_model(models, tmp_
 
 
 @needs_llama_cpp
-@pytest.mark.parametrize("quant, bound", [("q8_0", 0.05), ("q4_k_m", 0.5)])
+@pytest.mark.parametrize("quant, bound", [("bf16", 0.05), ("q8_0", 0.05), ("q4_k_m", 0.5)])
 def test_quantised_exports_stay_within_a_measured_logit_error(models, tmp_path, quant, bound):
     from codistill.models.gguf_check import greedy_agreement
 

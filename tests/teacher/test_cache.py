@@ -304,8 +304,30 @@ def test_int8_backend_is_close_to_float32_and_is_another_teacher(tiny_setup, cac
         build_cache(tiny_setup["teacher"], records[:2], moved, k=K, backend="torch-int8", **TOKENS)
 
 
+def test_bf16_backend_rounds_float32_slightly_and_is_another_teacher(tiny_setup, cached, tmp_path):
+    out, records, _ = cached
+    bf16 = tmp_path / "bf16"
+    build_cache(tiny_setup["teacher"], records, bf16, k=K, backend="torch-bf16", **TOKENS)
+    a, b = open_cache(out), open_cache(bf16)
+    assert b.header.backend == "torch-bf16" and b.header.teacher_hash == a.header.teacher_hash
+    assert set(a.keys()) == set(b.keys())
+    diffs = []
+    for key in a.keys():
+        (ids_a, lp_a, _), (ids_b, lp_b, _) = a.get(key), b.get(key)
+        top_a, top_b = ids_a[:, 0], ids_b[:, 0]
+        same = top_a == top_b
+        diffs.append(np.abs(lp_a[same, 0] - lp_b[same, 0]))
+    diffs = np.concatenate(diffs)
+    # bfloat16 rounding moves the top log-prob a little, but it does move it.
+    assert 0 < diffs.max() < 0.25 and diffs.mean() < 0.05
+    with pytest.raises(CacheMismatch, match="backend: cache has 'torch-bf16', expected 'torch'"):
+        build_cache(tiny_setup["teacher"], records[:2], bf16, k=K, **TOKENS)
+
+
 def test_unknown_backends_are_refused_in_one_line(tiny_setup, tmp_path, capsys):
-    with pytest.raises(ValueError, match="backend must be torch, torch-int8 or llamacpp"):
+    with pytest.raises(
+        ValueError, match="backend must be torch, torch-bf16, torch-int8 or llamacpp"
+    ):
         build_cache(tiny_setup["teacher"], [], tmp_path / "c", backend="onnx")
     argv = ["teacher", "cache", "--teacher", str(tiny_setup["teacher"]), "--data"]
     argv += [str(tiny_setup["valid"]), "--out", str(tmp_path / "c"), "--backend", "llamacpp"]

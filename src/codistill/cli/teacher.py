@@ -85,6 +85,7 @@ def _add_cache(tsub) -> None:
         "--backend",
         default="torch",
         help="what runs the teacher: torch (the directory's weights as stored, default), "
+        "torch-bf16 (weights and activations in bfloat16: fast on CPUs with AVX512-BF16), "
         "torch-int8 (Linear layers but the MLP down projections dynamically quantized to "
         "int8) or llamacpp:FILE.gguf "
         "(llama.cpp in-process on the GGUF the --teacher directory was converted from; the "

@@ -118,7 +118,7 @@ IDENTITY_FIELDS = (
 # What the teacher ran on: the model's own torch weights (float32 or int8-quantized Linear
 # layers) or llama.cpp on a GGUF file. Each gives slightly different log-probs, so each is a
 # different teacher to the cache.
-BACKENDS = ("torch", "torch-int8", "llamacpp")
+BACKENDS = ("torch", "torch-bf16", "torch-int8", "llamacpp")
 
 
 class CacheError(Exception):
@@ -163,8 +163,8 @@ class CacheHeader:
         min_kept_mass: None keeps ``k`` tokens per position; a probability p in (0, 1] keeps
             the fewest top tokens whose probabilities sum to at least p, at most ``k``
             (schema 3 and top-k only).
-        backend: what computed the log-probs: "torch", "torch-int8" or "llamacpp" (then
-            ``teacher_hash`` is the GGUF file's sha256).
+        backend: what computed the log-probs: "torch", "torch-bf16", "torch-int8" or
+            "llamacpp" (then ``teacher_hash`` is the GGUF file's sha256).
     """
 
     teacher_path: str

@@ -1,0 +1,219 @@
+"""Run solutions against a question's tests in the sandbox and say why each failed.
+
+A solution is run exactly as ``codistill eval`` scores a completion:
+:func:`codistill.evaluation.codegen.base_program` (the record's prompt, the solution, then the
+record's tests with guarded asserts), in :class:`codistill.evaluation.sandbox.Sandbox`. The
+outcome is one of :data:`OUTCOMES`:
+
+- ``passed``: ran to its end;
+- ``syntax``, ``name``, ``type``: an uncaught ``SyntaxError`` (or ``IndentationError``,
+  ``TabError``), ``NameError`` (or ``UnboundLocalError``), ``TypeError``;
+- ``logic``: an uncaught ``AssertionError``: a test got a wrong answer (or the solution's own
+  ``assert`` failed, which this cannot tell apart);
+- ``timeout``: the sandbox's wall-clock or CPU limit;
+- ``environment``: ``ImportError`` or ``ModuleNotFoundError``, a module the sandbox lacks; the
+  paper keeps such errors apart from the solution's faults (Stage II);
+- ``other``: any other exception, exhausted memory, an early exit, the output limit, a crash.
+
+Where the exception type comes from: the sandbox's worker catches the program's uncaught
+exception and reports ``type(exc).__name__`` on its own status channel, not the program's
+stderr (:func:`codistill.evaluation.sandbox_sample.run_python`), and
+:func:`codistill.evaluation.sandbox_verdicts.classify` puts it in ``ExecResult.detail`` of a
+``failed`` result. No traceback is parsed, so printing a fake one to stderr changes nothing.
+What it cannot tell: a class of the program's own that is *named* like a builtin exception
+(``class TypeError(Exception)``) counts as that exception; only the class name travels, not its
+module. The subclasses mapped explicitly above are the only ones recognised (a
+``ZeroDivisionError`` is ``other``, never ``logic``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from codistill.data.schema import CodegenRecord
+from codistill.evaluation.codegen import base_program
+from codistill.evaluation.sandbox import ExecResult, Job, Limits, Sandbox
+from codistill.soda.faults import FAULT_TYPES, Fault
+
+OUTCOMES = ("passed", *FAULT_TYPES, "environment", "other")
+_BY_EXCEPTION = {
+    "SyntaxError": "syntax",
+    "IndentationError": "syntax",
+    "TabError": "syntax",
+    "NameError": "name",
+    "UnboundLocalError": "name",
+    "TypeError": "type",
+    "AssertionError": "logic",
+    "ImportError": "environment",
+    "ModuleNotFoundError": "environment",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Why one solution passed or failed.
+
+    Attributes:
+        outcome: One of :data:`OUTCOMES`.
+        status: The sandbox's status (``passed``, ``failed``, ``timed_out``...).
+        detail: The sandbox's detail: the exception type of a failed Python program.
+        message: The last line of stderr (the exception's message), at most 200 characters,
+            for reports; never used to classify.
+    """
+
+    outcome: str
+    status: str
+    detail: str
+    message: str
+
+
+def outcome_of(result: ExecResult) -> str:
+    """The :data:`OUTCOMES` class of one sandbox result (see the module doc)."""
+    if result.status == "passed":
+        return "passed"
+    if result.status == "timed_out":
+        return "timeout"
+    if result.status == "failed":
+        return _BY_EXCEPTION.get(result.detail, "other")
+    return "other"
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def default_limits(timeout_s: float = 5.0) -> Limits:
+    """Sandbox limits for verification: ``timeout_s`` of wall clock and as many CPU seconds
+    (rounded up): a timeout fault costs one ``timeout_s`` each, so keep it short."""
+    return Limits(timeout_s=timeout_s, cpu_s=max(1, math.ceil(timeout_s)))
+
+
+def run_solutions(
+    items: Sequence[tuple[CodegenRecord, str]],
+    *,
+    sandbox: Sandbox | None = None,
+    limits: Limits | None = None,
+    workers: int = 2,
+) -> list[Outcome]:
+    """Run each ``(question, solution)`` against the question's tests, in parallel.
+
+    Args:
+        items: Questions with a solution each; the solution is what ``codistill eval`` would
+            score as the completion (for MBPP the whole program).
+        sandbox: A sandbox to reuse (its workers stay up between calls); None starts one for
+            this call and stops it after.
+        limits: The limits of every run (default :func:`default_limits`).
+        workers: How many programs run at once.
+
+    Returns:
+        One :class:`Outcome` per item, in order.
+
+    Raises:
+        ValueError: A question has no tests (it cannot judge a solution).
+    """
+    for record, _ in items:
+        if not record.tests.strip():
+            raise ValueError(f"question {record.id}: no tests, so no solution can be verified")
+    limits = limits or default_limits()
+    jobs = [Job(base_program(record, solution), limits=limits) for record, solution in items]
+    if sandbox is None:
+        with Sandbox(limits, workers=workers) as box:
+            results = box.run_many(jobs, workers=workers)
+    else:
+        results = sandbox.run_many(jobs, workers=workers)
+    return [Outcome(outcome_of(r), r.status, r.detail, _last_line(r.stderr)) for r in results]
+
+
+def verify_correct_many(items: Sequence[tuple[CodegenRecord, str]], **run_args) -> list[bool]:
+    """Whether each solution passes its question's tests (``run_args``: see
+    :func:`run_solutions`)."""
+    return [o.outcome == "passed" for o in run_solutions(items, **run_args)]
+
+
+def verify_correct(question: CodegenRecord, source: str, **run_args) -> bool:
+    """Whether ``source`` passes ``question``'s tests."""
+    return verify_correct_many([(question, source)], **run_args)[0]
+
+
+def verify_faults(
+    items: Sequence[tuple[CodegenRecord, str, str]], **run_args
+) -> list[tuple[bool, str]]:
+    """For each ``(question, faulty_source, intended_type)``: ``(ok, observed)``, ok when the
+    solution fails for the intended reason (``observed == intended_type``).
+
+    A faulty solution that passes, or fails for another reason (an off-by-one that raises
+    ``IndexError``, a loop that still ends), is not kept: SODA learns from the fault it was
+    told it is looking at. Check the correct solution first (:func:`verify_correct`): a logic
+    fault is only a fault where the unmutated solution passes.
+    """
+    for _, _, intended in items:
+        if intended not in FAULT_TYPES:
+            raise ValueError(
+                f"intended_type must be one of {', '.join(FAULT_TYPES)}, got {intended!r}"
+            )
+    outcomes = run_solutions([(q, s) for q, s, _ in items], **run_args)
+    return [
+        (o.outcome == intended, o.outcome)
+        for (_, _, intended), o in zip(items, outcomes, strict=True)
+    ]
+
+
+def verify_fault(
+    question: CodegenRecord, faulty_source: str, intended_type: str, **run_args
+) -> tuple[bool, str]:
+    """``(ok, observed)`` for one faulty solution (see :func:`verify_faults`)."""
+    return verify_faults([(question, faulty_source, intended_type)], **run_args)[0]
+
+
+def verified_faults(
+    items: Sequence[tuple[CodegenRecord, Fault]], **run_args
+) -> list[tuple[Fault, bool, str]]:
+    """Run injected faults (:mod:`codistill.soda.faults`) and return each with
+    ``(ok, observed)``; feed the result to :func:`summarize`."""
+    checked = verify_faults([(q, f.source, f.fault_type) for q, f in items], **run_args)
+    return [(fault, ok, seen) for (_, fault), (ok, seen) in zip(items, checked, strict=True)]
+
+
+def summarize(rows: Iterable[tuple[Fault, bool, str]]) -> dict:
+    """How many faults were generated and verified, per fault type and per operator.
+
+    Returns:
+        ``{"by_type": {type: {"generated", "verified", "share", "observed"}}, "by_operator":
+        {...same...}}``; ``share`` is verified / generated (None when none was generated),
+        ``observed`` counts the outcomes seen (why the unverified ones failed to verify).
+        Every fault type is listed, with zero counts where none was generated.
+    """
+    by_type = {t: _Tally() for t in FAULT_TYPES}
+    by_operator: dict[str, _Tally] = {}
+    for fault, ok, observed in rows:
+        for tally in (by_type[fault.fault_type], by_operator.setdefault(fault.operator, _Tally())):
+            tally.add(ok, observed)
+    return {
+        "by_type": {k: v.as_dict() for k, v in by_type.items()},
+        "by_operator": {k: by_operator[k].as_dict() for k in sorted(by_operator)},
+    }
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.generated = 0
+        self.verified = 0
+        self.observed: Counter[str] = Counter()
+
+    def add(self, ok: bool, observed: str) -> None:
+        self.generated += 1
+        self.verified += ok
+        self.observed[observed] += 1
+
+    def as_dict(self) -> dict:
+        share = self.verified / self.generated if self.generated else None
+        return {
+            "generated": self.generated,
+            "verified": self.verified,
+            "share": share,
+            "observed": dict(sorted(self.observed.items())),
+        }
