@@ -266,6 +266,29 @@ class OpenAIServerBackend:
         self._on_close = on_close
         self._model_lock = threading.Lock()
 
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+    ) -> tuple[str, dict]:
+        """One ``/chat/completions`` answer to ``messages`` and the server's ``usage`` ({} when
+        it reports none), through this backend's transport (key, retries, error messages)."""
+        _check_request(temperature, top_p, 1, max_new_tokens)
+        body = {
+            "model": self.model_name(),
+            "messages": messages,
+            "max_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            **self.extra_body,
+        }
+        reply = self._request("POST", "/chat/completions", body)
+        message = reply["choices"][0].get("message") or {}
+        return message.get("content") or "", reply.get("usage") or {}
+
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         url = f"{self.base_url}{path}"
         headers = {"Content-Type": "application/json"}
