@@ -212,8 +212,8 @@ def test_solution_from_answer_keeps_a_syntax_fault_as_written():
 
 
 def test_an_answer_without_code_is_counted_not_run(tmp_path, sandbox_runs):
-    from codistill.soda.stage1 import _Verifier
+    from codistill.soda.stage1 import Verifier
 
-    verifier = _Verifier(tmp_path / "v.jsonl", CONFIG)
+    verifier = Verifier(tmp_path / "v.jsonl", CONFIG)
     assert verifier.outcomes([(SUM_TO, ""), (SUM_TO, "  \n")]) == ["no_code", "no_code"]
     assert sandbox_runs == [] and verifier.box is None

@@ -26,6 +26,7 @@ SUBCOMMANDS = [
     "compare",
     "fidelity",
     "report",
+    "soda",
     "reproduce",
     "quickstart",
 ]

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 
+from codistill.models.forward import last_logit_index
+
 
 class _StopAfterLine(StoppingCriteria):
     """Per-row stop at EOS, or at a newline once the row has written something non-blank
@@ -113,7 +115,7 @@ def greedy_lines(
         position_ids=positions,
         cache=cache,
         use_cache=True,
-        logits_to_keep=1,
+        logits_to_keep=last_logit_index(input_ids.shape[1]),
     ).logits[:, -1]
     next_position = positions[:, -1] + 1
     for step in range(max_new_tokens):

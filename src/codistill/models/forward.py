@@ -12,6 +12,18 @@ from collections.abc import Callable
 import torch
 
 
+def last_logit_index(seq_len: int) -> torch.Tensor:
+    """``logits_to_keep`` for a forward that needs the last position's logits, or none.
+
+    An index tensor rather than the int 1: Hugging Face models then gather the hidden states
+    (a contiguous copy) instead of slicing them, and the output head never sees a strided input.
+    Measured with torch 2.13 on CPU: a bfloat16 Linear on the ``[B, 1, d]`` slice of a
+    ``[B, T, d]`` state, its weight not requiring grad, took 7 s for Gemma 3's 262,144-row head,
+    against 43 ms on a contiguous copy (float32: 330 ms either way).
+    """
+    return torch.tensor([seq_len - 1])
+
+
 def restrict_output_vocab(model, student_to_teacher: torch.Tensor) -> None:
     """Replace a teacher's output head by its rows for the student's vocabulary.
 
@@ -76,14 +88,14 @@ def target_states(
         )
         return out.logits[target_mask]
     # Through the model's own forward, so a DDP/FSDP wrapper sees the call; the last entry of
-    # hidden_states is the final-normed state the output head reads, and logits_to_keep=1
-    # keeps the full-sequence head out of it (we apply the head to target positions only).
+    # hidden_states is the final-normed state the output head reads, and keeping one position's
+    # logits keeps the full-sequence head out of it (we apply the head to target positions only).
     start = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
     out = model(
         **start,
         attention_mask=attention_mask,
         use_cache=False,
         output_hidden_states=True,
-        logits_to_keep=1,
+        logits_to_keep=last_logit_index(target_mask.shape[1]),
     )
     return out.hidden_states[-1][target_mask]

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from codistill.data.batches import collate_causal, tokenize_records
-from codistill.models.forward import head_fn, target_states
+from codistill.models.forward import head_fn, last_logit_index, target_states
 from codistill.models.loading import load_model, load_tokenizer
 
 
@@ -78,7 +78,7 @@ def only_layers(model, indices: Sequence[int]) -> Iterator[None]:
             input_ids=torch.zeros(1, 1, dtype=torch.long),
             output_hidden_states=True,
             use_cache=False,
-            logits_to_keep=1,
+            logits_to_keep=last_logit_index(1),
         )
     configs = {id(c): c for c in (model.config, getattr(model.model, "config", model.config))}
     saved = [(c, c.num_hidden_layers, getattr(c, "layer_types", None)) for c in configs.values()]
@@ -138,7 +138,7 @@ def _layer_inputs(model, batches, kept: Sequence[int]) -> list[tuple[torch.Tenso
                 attention_mask=b["attention_mask"],
                 use_cache=False,
                 output_hidden_states=True,
-                logits_to_keep=1,
+                logits_to_keep=last_logit_index(b["input_ids"].shape[1]),
             ).hidden_states[: len(kept)]
             for b in batches
         ]

@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from codistill.data.jsonl import atomic_text_writer, read_records, write_text_atomic
+from codistill.data.jsonl import read_records, write_text_atomic
 from codistill.data.prompts import completion_from_chat, definitions_only, extract_code
 from codistill.data.schema import CodegenRecord, RecordError
 from codistill.soda import faults as fault_injection
@@ -61,6 +61,7 @@ from codistill.soda.prompts import (
     render_faulty,
     templates_sha256,
 )
+from codistill.soda.stagefiles import check_questions, finished_report, stage_counts, write_jsonl
 from codistill.soda.teacher import AnswerStore, TeacherCalls, content_key
 
 STAGE_VERSION = 1  # bump when what this module computes changes, so old reports are not reused
@@ -176,8 +177,10 @@ def solution_from_answer(answer: str, record: CodegenRecord) -> str:
     return completion_from_chat(answer, record.prompt, record.entry_point)
 
 
-class _Verifier:
-    """Sandbox outcomes through ``verify_cache.jsonl``; one sandbox, started on first need."""
+class Verifier:
+    """Sandbox outcomes through ``verify_cache.jsonl``; one sandbox, started on first need.
+    Stages I–III share it; ``config`` is any of their configs (it reads ``timeout_s`` and
+    ``workers``)."""
 
     def __init__(self, path: Path, config: Stage1Config):
         self.store = AnswerStore(path)
@@ -270,17 +273,17 @@ def run_stage1(
         Stage1Error: no seeds, a seed without tests, or duplicate ids.
     """
     config = (config or Stage1Config()).check()
-    _check_seeds(seeds)
+    check_questions(seeds, Stage1Error, "stage 1", "seed question")
     out = Path(out_dir)
     templates = {n: load_template(n, template_dir) for n in ("correct", "faulty")}
     inputs = stage1_inputs_sha256(seeds, teacher, config, templates)
-    done = _finished_report(out, inputs)
+    done = finished_report(out, inputs, ("pairs.jsonl", "correct.jsonl"))
     if done is not None:
         log(f"stage 1: up to date in {out} ({done['pairs']['total']} pairs)")
         return done
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    verifier = _Verifier(out / "verify_cache.jsonl", config)
+    verifier = Verifier(out / "verify_cache.jsonl", config)
     try:
         correct, correct_report = _correct(seeds, teacher, templates["correct"], verifier)
         log(f"stage 1: {len(correct)}/{len(seeds)} correct solutions verified")
@@ -297,8 +300,8 @@ def run_stage1(
     ]
     for row in rows:
         row["meta"]["split"] = split[row["question_id"]]
-    _write_jsonl(out / "correct.jsonl", correct_rows)
-    _write_jsonl(out / "pairs.jsonl", rows)
+    write_jsonl(out / "correct.jsonl", correct_rows)
+    write_jsonl(out / "pairs.jsonl", rows)
     split_doc = {
         "seed": config.seed,
         "sft_share": config.sft_share,
@@ -325,7 +328,7 @@ def run_stage1(
         "correct_by_split": {
             name: sum(r["split"] == name for r in correct_rows) for name in SPLITS
         },
-        "teacher": _stage_counts(teacher.counts()),
+        "teacher": stage_counts(teacher.counts(), "stage1."),
         "sandbox": {"runs": verifier.runs, "cached": verifier.cached},
         "wall_s": round(time.perf_counter() - start, 3),
     }
@@ -335,37 +338,11 @@ def run_stage1(
     return json.loads(text)  # as a rerun reads it back (lists, not tuples)
 
 
-def _check_seeds(seeds: Sequence[CodegenRecord]) -> None:
-    if not seeds:
-        raise Stage1Error("stage 1 needs at least one seed question")
-    seen: set[str] = set()
-    for record in seeds:
-        if not isinstance(record, CodegenRecord):
-            raise Stage1Error(f"seed {record!r}: not a codegen record")
-        if record.id in seen:
-            raise Stage1Error(f"seed question id {record.id!r} appears twice")
-        if not record.tests.strip():
-            raise Stage1Error(f"seed question {record.id!r} has no tests")
-        seen.add(record.id)
-
-
-def _finished_report(out: Path, inputs: str) -> dict[str, Any] | None:
-    """The existing report when it is complete and made from the same inputs."""
-    path = out / "report.json"
-    if not path.is_file() or not all((out / n).is_file() for n in ("pairs.jsonl", "correct.jsonl")):
-        return None
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return report if report.get("inputs_sha256") == inputs else None
-
-
 def _correct(
     seeds: Sequence[CodegenRecord],
     teacher: TeacherCalls,
     template: PromptTemplate,
-    verifier: _Verifier,
+    verifier: Verifier,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Verified correct solutions by question id, and the correct-side report."""
     answers = teacher.ask(
@@ -389,7 +366,7 @@ def _faulty(
     correct: dict[str, str],
     teacher: TeacherCalls,
     template: PromptTemplate,
-    verifier: _Verifier,
+    verifier: Verifier,
     config: Stage1Config,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Verified faulty solutions as pair rows, and per-origin, per-type counts."""
@@ -456,15 +433,3 @@ def _tally_report(by_type: dict[str, Counter]) -> dict[str, dict[str, Any]]:
             },
         }
     return out
-
-
-def _stage_counts(counts: dict[str, Any]) -> dict[str, Any]:
-    """The teacher's counts restricted to this stage's calls (one teacher may serve several)."""
-    stages = {k: v for k, v in counts["stages"].items() if k.startswith("stage1.")}
-    return {**counts, "stages": stages}
-
-
-def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    with atomic_text_writer(path) as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
