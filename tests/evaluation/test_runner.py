@@ -28,6 +28,29 @@ def _eval_args(setup, out, *extra, model="student", reference=None, data="valid"
     return args + (["--reference", str(setup[reference])] if reference else [])
 
 
+def test_reference_dtype_loads_only_the_reference_in_bfloat16(tiny_setup, tmp_path, monkeypatch):
+    import torch
+
+    from codistill.evaluation import runner
+
+    loaded = []
+
+    def recording_load(path, dtype=None):
+        loaded.append((str(path), dtype))
+        return runner_load(path, dtype)
+
+    runner_load = runner.load_model
+    monkeypatch.setattr(runner, "load_model", recording_load)
+    out = tmp_path / "ev"
+    extra = ("cqs=false", "latency_samples=0", "reference_dtype=bfloat16")
+    assert main(_eval_args(tiny_setup, out, *extra, reference="teacher")) == 0
+    assert loaded == [
+        (str(tiny_setup["student"]), None),
+        (str(tiny_setup["teacher"]), torch.bfloat16),
+    ]
+    assert json.loads((out / "metrics.json").read_text())["config"]["reference_dtype"] == "bfloat16"
+
+
 def test_eval_assertion_writes_metrics_against_truth_and_reference(tiny_setup, tmp_path, capsys):
     out = tmp_path / "ev"
     argv = _eval_args(tiny_setup, out, "cqs=false", "latency_samples=2", reference="teacher")

@@ -11,6 +11,7 @@ from codistill.models.loading import (
     is_encoder_decoder,
     load_model,
     load_tokenizer,
+    resolve_dtype,
 )
 from codistill.models.tiny import build_tiny_bpe_tokenizer
 
@@ -27,6 +28,17 @@ def test_load_model_picks_seq2seq_class_for_encoder_decoder(t5_dir):
 
 def test_load_model_casts_to_requested_dtype(gemma_dir):
     assert load_model(gemma_dir, dtype=torch.bfloat16).dtype == torch.bfloat16
+
+
+def test_resolve_dtype_auto_follows_the_cpu_and_bad_names_are_refused(monkeypatch):
+    assert resolve_dtype("float32") == torch.float32
+    assert resolve_dtype("bfloat16") == torch.bfloat16
+    monkeypatch.setattr("codistill.models.loading.bf16_is_fast", lambda: True)
+    assert resolve_dtype("auto") == torch.bfloat16
+    monkeypatch.setattr("codistill.models.loading.bf16_is_fast", lambda: False)
+    assert resolve_dtype("auto") == torch.float32
+    with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, auto"):
+        resolve_dtype("fp8")
 
 
 def test_load_model_without_config_names_the_path(tmp_path):

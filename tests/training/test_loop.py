@@ -91,6 +91,16 @@ def test_run_dir_records_config_versions_and_metrics(tiny_setup, tmp_path):
     assert (result.run_dir / "best" / "token_map.json").exists()
 
 
+def test_a_bfloat16_teacher_trains_a_float32_student(tiny_setup, tmp_path):
+    run, _ = build_run(_cfg(tiny_setup, tmp_path, "built", teacher_dtype="bfloat16"), False)
+    assert next(run.teacher.parameters()).dtype == torch.bfloat16
+    assert next(run.student.parameters()).dtype == torch.float32
+    result = distill(_cfg(tiny_setup, tmp_path, "bf16", teacher_dtype="bfloat16", max_steps=2))
+    logged = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    kl = [m["kl"] for m in logged if m.get("kind") == "train"]
+    assert kl and all(0 < v < float("inf") for v in kl)
+
+
 def test_ce_only_run_needs_no_teacher(tiny_setup, tmp_path):
     result = distill(_cfg(tiny_setup, tmp_path, "ce", teacher=None, loss="ce", max_steps=2))
     info = json.loads((result.run_dir / "run.json").read_text())

@@ -35,7 +35,13 @@ from codistill.evaluation.cqs import code_quality_score
 from codistill.evaluation.efficiency import PeakRSS, measure_latency, ratios, rss_mb
 from codistill.evaluation.generate import first_line, generate
 from codistill.models.embedder import SentenceEmbedder
-from codistill.models.loading import count_parameters, dir_size_bytes, load_model, load_tokenizer
+from codistill.models.loading import (
+    count_parameters,
+    dir_size_bytes,
+    load_model,
+    load_tokenizer,
+    resolve_dtype,
+)
 from codistill.models.registry import resolve_model
 
 
@@ -61,11 +67,14 @@ def _efficiency(model, path: str, base_rss: float, peak: PeakRSS, latency) -> di
     return out
 
 
-def generate_assertions(name: str, path: str, records, cfg: EvalConfig) -> ModelOutputs:
-    """Greedy one-line assertions for every record; latency from batch-1 decoding."""
+def generate_assertions(
+    name: str, path: str, records, cfg: EvalConfig, dtype: torch.dtype | None = None
+) -> ModelOutputs:
+    """Greedy one-line assertions for every record; latency from batch-1 decoding. ``dtype``:
+    the model's (None: as saved)."""
     base = rss_mb()
     with PeakRSS() as peak:
-        model, tokenizer = load_model(path), load_tokenizer(path)
+        model, tokenizer = load_model(path, dtype), load_tokenizer(path)
         enc_dec = bool(model.config.is_encoder_decoder)
         prompts = encode_prompts(tokenizer, records, cfg.max_source_tokens, cfg.prompt_style)
         with torch.inference_mode():
@@ -191,7 +200,8 @@ def evaluate_assertions(cfg: EvalConfig, records) -> tuple[dict, list[dict]]:
         if spec is not None:
             outputs[name] = generate_assertions_backend(name, spec, path, records, cfg)
         elif path is not None:
-            outputs[name] = generate_assertions(name, path, records, cfg)
+            dtype = resolve_dtype(cfg.reference_dtype) if name == "reference" else None
+            outputs[name] = generate_assertions(name, path, records, cfg, dtype)
     models = {}
     for name, out in outputs.items():
         entry = {

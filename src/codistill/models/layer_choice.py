@@ -196,9 +196,11 @@ def choose_layers(
     max_target_tokens: int,
     batch_size: int = 8,
     on_removal: Callable[[dict], None] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> LayerChoice:
-    """:func:`greedy_layer_choice` of a saved model, measured on held-out task records
-    (tokenized as training tokenizes them, so the loss is the one the student will train on)."""
+    """:func:`greedy_layer_choice` of a saved model (loaded in ``dtype``; None: as saved),
+    measured on held-out task records (tokenized as training tokenizes them, so the loss is the
+    one the student will train on)."""
     if not records:
         raise ValueError("layer choice by loss needs at least one held-out record")
     tokenizer = load_tokenizer(model_dir)
@@ -213,5 +215,5 @@ def choose_layers(
         collate_causal(examples[i : i + batch_size], pad)
         for i in range(0, len(examples), batch_size)
     ]
-    model = load_model(model_dir).eval()
+    model = load_model(model_dir, dtype).eval()
     return greedy_layer_choice(model, batches, keep, on_removal=on_removal)

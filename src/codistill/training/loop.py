@@ -42,7 +42,12 @@ from codistill.data.jsonl import read_records
 from codistill.data.prompts import has_chat_template
 from codistill.losses.objective import TERMS, Objective, parse_objective
 from codistill.models.forward import restrict_output_vocab
-from codistill.models.loading import count_parameters, load_model, load_tokenizer
+from codistill.models.loading import (
+    count_parameters,
+    load_model,
+    load_tokenizer,
+    resolve_dtype,
+)
 from codistill.models.registry import resolve_model
 from codistill.models.vocab import TokenMap
 from codistill.teacher.cache import TeacherCache, example_key, open_cache
@@ -184,9 +189,12 @@ def load_student(cfg: DistillConfig):
     return student, tokenizer, token_map
 
 
-def load_teacher(path: str, token_map: TokenMap | None, student_vocab: int):
-    """The frozen teacher, its tokenizer and its parameter counts (before any head restriction)."""
-    teacher = load_model(path)
+def load_teacher(
+    path: str, token_map: TokenMap | None, student_vocab: int, dtype: torch.dtype | None = None
+):
+    """The frozen teacher (in ``dtype``; None: as saved), its tokenizer and its parameter counts
+    (before any head restriction)."""
+    teacher = load_model(path, dtype)
     teacher.eval().requires_grad_(False)
     teacher_tok = load_tokenizer(path)
     params = count_parameters(teacher)
@@ -412,7 +420,7 @@ def load_models(cfg: DistillConfig, objective: Objective, device) -> Models:
     if models.teacher_path is not None:
         vocab = student.get_input_embeddings().weight.shape[0]
         teacher, models.teacher_tok, models.teacher_params = load_teacher(
-            models.teacher_path, token_map, vocab
+            models.teacher_path, token_map, vocab, resolve_dtype(cfg.teacher_dtype)
         )
         models.teacher = teacher.to(device)
     return models
