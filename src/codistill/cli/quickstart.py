@@ -1,4 +1,4 @@
-"""``codistill quickstart``: the whole pipeline on the embedded defaults (~25 min, 2 cores)."""
+"""``codistill quickstart``: the whole pipeline on the embedded defaults (~20 min, 2 cores)."""
 
 from __future__ import annotations
 
