@@ -81,6 +81,7 @@ from codistill.soda import stage2, stage3
 from codistill.soda.config import SodaConfig
 from codistill.soda.prompts import FAULT_TYPES, LEVELS, load_template
 from codistill.soda.stage1 import Stage1Config, load_seeds, run_stage1, stage1_inputs_sha256
+from codistill.soda.stagefiles import read_jsonl
 from codistill.soda.teacher import Decoding, TeacherCalls, content_key, open_teacher
 from codistill.training.loop import distill
 from codistill.training.preference import train_preference
@@ -278,16 +279,12 @@ def stage1_config(cfg: SodaConfig) -> Stage1Config:
     )
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-
-
 def sft_records(stage1_dir: Path, questions: Sequence[CodegenRecord]) -> list[CodegenRecord]:
     """The ``sft`` split's questions with the teacher's verified solution as their target."""
     by_id = {r.id: r for r in questions}
     return [
         dataclasses.replace(by_id[row["question_id"]], canonical_solution=row["solution"])
-        for row in _read_jsonl(stage1_dir / "correct.jsonl")
+        for row in read_jsonl(stage1_dir / "correct.jsonl")
         if row["split"] == "sft"
     ]
 
@@ -337,7 +334,7 @@ def step_contrastive(ctx: Context, cdir: Path, student: Path, stage1_dir: Path) 
     cfg = ctx.cfg
     pairs = [
         row
-        for row in _read_jsonl(stage1_dir / "pairs.jsonl")
+        for row in read_jsonl(stage1_dir / "pairs.jsonl")
         if row["meta"]["split"] == "contrastive"
     ]
     settings = {
@@ -407,7 +404,7 @@ def step_eval(ctx: Context, where: Path, student: Path) -> Step:
             load_eval_config(None, {**settings, "model": str(student), "output_dir": str(run)})
         )
         scores = metrics["models"]["student"]["vs_truth"]
-        rows = [r for r in _read_jsonl(run / "predictions.jsonl") if r.get("sample", 0) == 0]
+        rows = [r for r in read_jsonl(run / "predictions.jsonl") if r.get("sample", 0) == 0]
         return {
             "model": str(student),
             "n": metrics["n"],

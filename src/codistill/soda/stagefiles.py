@@ -51,6 +51,11 @@ def stage_counts(counts: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {**counts, "stages": stages}
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows :func:`write_jsonl` wrote (blank lines skipped)."""
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """``rows`` as JSON lines, written to a temporary file and renamed into place."""
     with atomic_text_writer(path) as fh:
