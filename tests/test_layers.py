@@ -36,6 +36,7 @@ ORDER = [
     "report",
     "quickstart",
     "reproduce",
+    "reproduce_codegen",
     "cli",
 ]
 KNOWN_UPWARD: set[tuple[str, str]] = set()

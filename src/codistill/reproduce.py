@@ -133,7 +133,7 @@ STUDIES: dict[str, list[str]] = {
 BASELINE = "ce"
 
 
-def _log(msg: str) -> None:
+def log(msg: str) -> None:
     print(f"[reproduce {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
@@ -148,9 +148,9 @@ def stage(root: Path, name: str, key: str, build: Callable[[Path], Any]) -> Path
     renamed into place, so an interrupted stage never looks complete."""
     final = root / f"{name}-{key}"
     if final.exists():
-        _log(f"{name}: cached ({final.name})")
+        log(f"{name}: cached ({final.name})")
         return final
-    _log(f"{name}: building {final.name}")
+    log(f"{name}: building {final.name}")
     tmp = rundir.fresh_tmp_dir(final)
     try:
         _measured(name, tmp, build)
@@ -172,14 +172,14 @@ def _measured(name: str, where: Path, build: Callable[[Path], Any]) -> None:
     rundir.write_json(where / "stage.json", cost)
 
 
-def _resumable(root: Path, name: str, key: str, build: Callable[[Path], Any]) -> Path:
+def resumable(root: Path, name: str, key: str, build: Callable[[Path], Any]) -> Path:
     """Like :func:`stage` for training stages that resume from a checkpoint in a work dir."""
     final = root / f"{name}-{key}"
     if final.exists():
-        _log(f"{name}: cached ({final.name})")
+        log(f"{name}: cached ({final.name})")
         return final
     work = root / f".work-{name}-{key}"
-    _log(f"{name}: building {final.name}")
+    log(f"{name}: building {final.name}")
     _measured(name, work, build)
     work.rename(final)
     return final
@@ -246,7 +246,7 @@ def prepare_teacher(root: Path, budget: Budget, data: Path, base: str | None, se
             vocab = None
         else:
             start, vocab = resolve_model(base or "embedded"), texts
-        overrides = _budget_overrides(budget, budget.teacher_lr, seed)
+        overrides = budget_overrides(budget, budget.teacher_lr, seed)
         finetune_teacher(
             str(start),
             str(data / "train.jsonl"),
@@ -257,7 +257,7 @@ def prepare_teacher(root: Path, budget: Budget, data: Path, base: str | None, se
             overrides={**overrides, "max_steps": budget.teacher_steps},
         )
 
-    return _resumable(root, "teacher", key, build) / "model"
+    return resumable(root, "teacher", key, build) / "model"
 
 
 def prepare_student(root: Path, budget: Budget, teacher: Path, data: Path) -> Path:
@@ -278,9 +278,7 @@ def prepare_student(root: Path, budget: Budget, teacher: Path, data: Path) -> Pa
                 budget.layers,
                 max_source_tokens=budget.max_source_tokens,
                 max_target_tokens=budget.max_target_tokens,
-                on_removal=lambda r: _log(
-                    f"student: removed layer {r['layer']} (loss {r['loss']})"
-                ),
+                on_removal=lambda r: log(f"student: removed layer {r['layer']} (loss {r['loss']})"),
             )
             layers, notes = choice.layers, {"layer_choice": choice.to_dict()}
         derive_student(teacher, tmp / "model", layers, notes=notes)
@@ -306,7 +304,7 @@ def prepare_cache(root: Path, budget: Budget, teacher: Path, data: Path) -> Path
             max_source_tokens=budget.max_source_tokens,
             max_target_tokens=budget.max_target_tokens,
             min_kept_mass=KEPT_MASS_DEFAULT,
-            log=_log,
+            log=log,
         )
 
     return stage(root, "cache", key, build) / "cache"
@@ -326,15 +324,16 @@ def prepare_outputs(root: Path, budget: Budget, teacher: Path, data: Path) -> Pa
 
     def build(tmp: Path) -> None:
         records = read_records(data / "train.jsonl")
-        generate_teacher_outputs(
-            str(teacher), teacher, records, tmp / "outputs", settings, log=_log
-        )
+        generate_teacher_outputs(str(teacher), teacher, records, tmp / "outputs", settings, log=log)
 
     return stage(root, "outputs", key, build) / "outputs"
 
 
-def _budget_overrides(budget: Budget, lr: float, seed: int) -> dict[str, Any]:
-    """What every arm shares: optimiser, schedule, steps, batch, lengths, seed, data order."""
+def budget_overrides(budget, lr: float, seed: int) -> dict[str, Any]:
+    """What every arm shares: optimiser, schedule, steps, batch, lengths, seed, data order.
+
+    ``budget`` is a :class:`Budget` or any budget with the same ``batch_size``,
+    ``max_source_tokens``, ``max_target_tokens`` and ``tiny`` (the code-generation study's)."""
     return {
         "lr": lr,
         "batch_size": budget.batch_size,
@@ -372,7 +371,7 @@ def train_arm(
         spec["targets"] = f"teacher:{outputs}"
     settings = {
         **spec,
-        **_budget_overrides(budget, budget.student_lr, seed),
+        **budget_overrides(budget, budget.student_lr, seed),
         "student": str(student),
         "train_data": str(data / "train.jsonl"),
         "valid_data": str(data / "valid.jsonl"),
@@ -388,7 +387,7 @@ def train_arm(
         resume = (work / "run" / "checkpoint" / "trainer_state.json").exists()
         distill(cfg, resume=resume)
 
-    return _resumable(root, f"arm-{arm}", key, build) / "run"
+    return resumable(root, f"arm-{arm}", key, build) / "run"
 
 
 def evaluate_model(root: Path, name: str, model: Path, budget: Budget, data: Path) -> Path:
@@ -476,7 +475,7 @@ def reproduce(opts: StudyOptions) -> dict[str, Any]:
     }
     rundir.write_json(out / "reproduce.json", summary)
     write_report(out, summary)
-    _log(f"done in {summary['wall_seconds'] / 60:.1f} min; report in {out / 'report.md'}")
+    log(f"done in {summary['wall_seconds'] / 60:.1f} min; report in {out / 'report.md'}")
     return summary
 
 

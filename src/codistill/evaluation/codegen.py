@@ -25,6 +25,7 @@ from codistill.data.prompts import (
     CODEGEN_INSTRUCTION,
     chat_template_adds_bos,
     completion_from_output,
+    is_whole_program,
     render_prompt,
 )
 from codistill.data.schema import CodegenRecord, RecordError
@@ -34,14 +35,25 @@ from codistill.evaluation.sandbox import run_programs
 
 # Where a HumanEval-style completion ends: the next top-level statement (Chen et al. 2021).
 STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
+# A whole program (MBPP's raw prompt is a docstring naming the task) may hold imports, helpers
+# and several functions: it ends where the model starts testing or restating it. evalplus stops
+# raw MBPP completions at the same '\n"""' and '\nassert'.
+PROGRAM_STOP_SEQUENCES = ('\n"""', "\nassert", "\nif __name__", "\nprint(")
 
 
-def truncate_completion(text: str) -> str:
-    """``text`` up to the next top-level statement after its first code (a whole-program answer
-    opening with a blank line before its ``def`` is not cut to nothing)."""
+def stop_sequences(programs: bool) -> tuple[str, ...]:
+    """Where a raw completion ends: the next top-level statement, or for whole programs
+    (:func:`codistill.data.prompts.codegen_program`) the first test or docstring after it."""
+    return PROGRAM_STOP_SEQUENCES if programs else STOP_SEQUENCES
+
+
+def truncate_completion(text: str, programs: bool = False) -> str:
+    """``text`` up to the first of :func:`stop_sequences` after its first code (a whole-program
+    answer opening with a blank line before its ``def`` is not cut to nothing)."""
     start = len(text) - len(text.lstrip())
     start = text.rfind("\n", 0, start) + 1 if start else 0
-    cut = min((i for s in STOP_SEQUENCES if (i := text.find(s, start)) != -1), default=len(text))
+    stops = stop_sequences(programs)
+    cut = min((i for s in stops if (i := text.find(s, start)) != -1), default=len(text))
     return text[:cut]
 
 
@@ -280,11 +292,16 @@ def generate_completions(
         texts = [render_prompt(tokenizer, r.prompt, mode, CODEGEN_INSTRUCTION) for r in records]
     except ValueError as exc:  # no chat template: the user's choice of mode, not a bug
         raise ConfigError(str(exc)) from None
+    # Whole-program answers (MBPP) open with a top-level def: they get their own stops.
+    programs = [is_whole_program(r) for r in records]
     start = time.perf_counter()
     if backend is not None:
-        # Whole-program answers (MBPP) may open with a top-level def: no stop strings then.
-        programs = any(r.source.lower().startswith("mbpp") for r in records)
-        raw = _generate_backend(backend, texts, cfg, n, sample, programs)
+        raw: list[str] = [""] * (len(records) * n)
+        for kind in sorted(set(programs)):  # HumanEval+ and MBPP pooled: one pass per kind
+            rows = [i for i, p in enumerate(programs) if p == kind]
+            done = _generate_backend(backend, [texts[i] for i in rows], cfg, n, sample, kind)
+            for j, i in enumerate(rows):
+                raw[i * n : (i + 1) * n] = done[j * n : (j + 1) * n]
     else:
         raw = _generate_local(path, tokenizer, texts, cfg, n, sample)
     seconds = time.perf_counter() - start
@@ -292,7 +309,7 @@ def generate_completions(
     for i, record in enumerate(records):
         group = raw[i * n : (i + 1) * n]
         if mode == "raw":
-            group = [truncate_completion(t) for t in group]
+            group = [truncate_completion(t, programs[i]) for t in group]
         out.append(
             [completion_from_output(t, record.prompt, mode, record.entry_point) for t in group]
         )
@@ -338,9 +355,9 @@ def _generate_backend(
             temperature=cfg.sample_temperature if sample else 0.0,
             top_p=cfg.sample_top_p if sample else 1.0,
             n=n,
-            # A raw completion is cut at the next top-level statement anyway: let the server
-            # stop there instead of generating up to the length cap.
-            stop=list(STOP_SEQUENCES) if cfg.prompt_mode == "raw" and not programs else None,
+            # A raw completion is cut at these anyway: let the server stop there instead of
+            # generating up to the length cap.
+            stop=list(stop_sequences(programs)) if cfg.prompt_mode == "raw" else None,
         )
     finally:
         backend.close()

@@ -54,11 +54,12 @@ from codistill.data.prompts import (
     chat_template_adds_bos,
     check_prompt_mode,
     completion_from_output,
+    is_whole_program,
     render_prompt,
 )
 from codistill.data.schema import AssertionRecord, CodegenRecord
 from codistill.evaluation.backends import OpenAIServerBackend, make_backend
-from codistill.evaluation.codegen import STOP_SEQUENCES, score_completions, truncate_completion
+from codistill.evaluation.codegen import score_completions, stop_sequences, truncate_completion
 from codistill.files import sha256_file
 
 # torch and transformers (through models.loading, evaluation.generate, teacher.cache) are imported
@@ -546,7 +547,7 @@ def _postprocess(record, text: str, mode: str) -> str:
     if isinstance(record, AssertionRecord):
         return first_line(text)
     if mode == "raw":  # a raw continuation runs on past the function (Chen et al.'s stops)
-        text = truncate_completion(text)
+        text = truncate_completion(text, is_whole_program(record))
     return completion_from_output(text, record.prompt, mode, record.entry_point)
 
 
@@ -601,7 +602,16 @@ class _Teacher:
         texts = [self.prompter.text(r) for r in records]
         if self.s.backend_kind == "transformers":
             return self._in_process(texts)
-        return self._server(texts)
+        kinds = [isinstance(r, CodegenRecord) and is_whole_program(r) for r in records]
+        grouped: list[list[str]] = [[] for _ in records]
+        tokens = 0
+        for kind in sorted(set(kinds)):  # whole programs (MBPP) have their own stops
+            rows = [i for i, k in enumerate(kinds) if k == kind]
+            done, used = self._server([texts[i] for i in rows], kind)
+            tokens += used
+            for i, outputs in zip(rows, done, strict=True):
+                grouped[i] = outputs
+        return grouped, tokens
 
     def _in_process(self, texts: list[str]) -> tuple[list[list[str]], int]:
         # lazy: torch and transformers, for the in-process teacher only
@@ -633,12 +643,13 @@ class _Teacher:
         n = self.s.n
         return [out.texts[i * n : (i + 1) * n] for i in range(len(texts))], out.new_tokens
 
-    def _server(self, texts: list[str]) -> tuple[list[list[str]], int]:
+    def _server(self, texts: list[str], programs: bool) -> tuple[list[list[str]], int]:
         prompts = [self.prompter.server_text(t) for t in texts]
         self.stats.prompts_cut += sum(c for _, c in prompts)
         # Raw code completions stop where eval cuts them anyway; assertions are cut to their
         # first non-blank line afterwards (a "\n" stop would end on a leading blank line).
-        stop = list(STOP_SEQUENCES) if self.s.task == "codegen" and not self.prompter.chat else None
+        code = self.s.task == "codegen" and not self.prompter.chat
+        stop = list(stop_sequences(programs)) if code else None
         try:
             if self.backend is None:
                 self.backend = self._start_server()

@@ -167,9 +167,10 @@ def linear_schedule(optimizer, total_steps: int, warmup_ratio: float):
 
 
 def load_student(cfg: DistillConfig):
-    student = load_model(cfg.student)
-    tokenizer = load_tokenizer(cfg.student)
-    token_map = TokenMap.load_optional(cfg.student)
+    path = resolve_model(cfg.student)  # embedded:NAME: a pretrained student (Qwen 0.5B)
+    student = load_model(path)
+    tokenizer = load_tokenizer(path)
+    token_map = TokenMap.load_optional(path)
     if cfg.dropout is not None:
         for module in student.modules():
             if isinstance(module, torch.nn.Dropout):
@@ -733,7 +734,12 @@ def _attach_cache(examples: list[Example], cache, cfg: DistillConfig, token_map)
             else torch.arange(cache.header.vocab_size)
         )
     for i, example in enumerate(examples):
-        key = example_key(example.teacher_prompt_ids, example.teacher_target_ids)
+        # Without a token map the examples were tokenized by the teacher's tokenizer alone (a
+        # student that shares it, e.g. Qwen2.5-Coder 1.5B -> 0.5B): their ids are the teacher's.
+        if example.teacher_prompt_ids is None:
+            key = example_key(example.prompt_ids, example.target_ids)
+        else:
+            key = example_key(example.teacher_prompt_ids, example.teacher_target_ids)
         if key not in cache:
             raise ConfigError(
                 f"{cfg.teacher_cache}: no cached teacher outputs for record {i + 1} of "

@@ -46,6 +46,7 @@ from codistill.data.schema import CodegenRecord, RecordError
 from codistill.files import sha256_file
 from codistill.losses.contrastive import fault_contrastive_loss, sequence_logprobs
 from codistill.models.loading import count_parameters, load_model, load_tokenizer
+from codistill.models.registry import resolve_model
 from codistill.models.vocab import TokenMap
 from codistill.training.classifier.features import backbone_fingerprint
 from codistill.training.loop import build_optimizer, epoch_batches, linear_schedule
@@ -376,6 +377,7 @@ def train_preference(cfg: PreferenceConfig, resume: bool = False) -> PreferenceR
             directory that is not new (without ``resume``) or has no checkpoint (with it).
     """
     started = time.time()
+    cfg = dataclasses.replace(cfg, student=resolve_model(cfg.student))  # embedded:NAME
     pairs = read_pairs(cfg.pairs)[: cfg.max_pairs]
     run_dir = rundir.prepare_run_dir(cfg.output_dir, resume)
     tokenizer = load_tokenizer(cfg.student)

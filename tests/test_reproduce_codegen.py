@@ -1,0 +1,124 @@
+"""``codistill reproduce codegen --budget smoke`` end to end on tiny random models."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codistill.cli.main import main
+from codistill.reproduce_codegen import ARMS, BASELINE, CODEGEN_BUDGETS, study_arms
+
+# MBPP's sanitized layout; task ids place each task in MBPP's own split (1-10 prompt, 11-510
+# test, 511-600 validation, 601-974 train).
+MBPP = [
+    {
+        "task_id": task_id,
+        "prompt": prompt,
+        "code": code,
+        "test_imports": [],
+        "test_list": tests,
+    }
+    for task_id, prompt, code, tests in (
+        (2, "Reverse a string.", "def rev(s):\n    return s[::-1]\n", ["assert rev('ab') == 'ba'"]),
+        (12, "Add two numbers.", "def add(a, b):\n    return a + b\n", ["assert add(1, 2) == 3"]),
+        (13, "Square a number.", "def sq(x):\n    return x * x\n", ["assert sq(3) == 9"]),
+        (
+            602,
+            "Count the vowels in a text.",
+            "def vowels(t):\n    return sum(c in 'aeiou' for c in t)\n",
+            ["assert vowels('banana') == 3"],
+        ),
+        (
+            603,
+            "Largest of three values.",
+            "def big(a, b, c):\n    return max(a, b, c)\n",
+            ["assert big(1, 5, 2) == 5"],
+        ),
+    )
+]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reproduce-codegen")
+    mbpp = root / "mbpp.json"
+    mbpp.write_text(json.dumps(MBPP))
+    out = root / "out"
+    argv = ["reproduce", "codegen", "--budget", "smoke", "--out", str(out), "--mbpp", str(mbpp)]
+    assert main(argv) == 0
+    return out, argv
+
+
+def _train_rows(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["kind"] == "train"]
+
+
+def test_the_study_compares_kd_with_sft_on_pooled_benchmarks(smoke_run):
+    out, _ = smoke_run
+    result = json.loads((out / "codegen" / "comparison.json").read_text())
+    assert result["baseline"] == "sft"
+    assert set(result["arms"]) == {"teacher", "student_init", "sft", "kd", "ce"}
+    assert set(result["paired"]) == {"teacher", "student_init", "kd", "ce"}
+    summary = json.loads((out / "codegen" / "reproduce.json").read_text())
+    data = Path(summary["stages"]["data"])
+    test = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
+    # The smoke budget's 6 items: 3 of each benchmark, and MBPP has 2 in its test split.
+    assert len(test) == 5 == result["n"]
+    info = json.loads((data / "data.json").read_text())
+    assert info["test"] == {"humaneval": 3, "mbpp": 2}
+    assert info["train_with_tests"] == 3  # MBPP's prompt and train tasks
+    train_ids = {json.loads(line)["id"] for line in (data / "train.jsonl").read_text().splitlines()}
+    assert not train_ids & {"Mbpp/12", "Mbpp/13"}  # never train on MBPP's test split
+    report = (out / "codegen" / "report.md").read_text()
+    assert "Does distillation pay?" in report and "| kd | `teacher` outputs |" in report
+
+
+def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
+    out, _ = smoke_run
+    summary = json.loads((out / "codegen" / "reproduce.json").read_text())
+    runs = {arm: _train_rows(Path(p)) for arm, p in summary["runs"].items()}
+    steps = CODEGEN_BUDGETS["smoke"].student_steps
+    assert all([r["step"] for r in rows] == list(range(1, steps + 1)) for rows in runs.values())
+    assert [r["batch_digest"] for r in runs["sft"]] == [r["batch_digest"] for r in runs["kd"]]
+    assert "kl" in runs["kd"][0] and "kl" not in runs["sft"][0]
+    configs = {
+        a: json.loads((Path(p) / "run.json").read_text())["config"]
+        for a, p in summary["runs"].items()
+    }
+    for key in ("student", "lr", "batch_size", "max_steps", "seed", "train_data"):
+        assert len({json.dumps(c[key]) for c in configs.values()}) == 1, key
+    assert configs["sft"]["targets"] == configs["kd"]["targets"] != configs["ce"]["targets"]
+
+
+def test_a_second_run_reuses_every_stage(smoke_run, capsys):
+    out, argv = smoke_run
+    before = sorted(p.name for p in out.iterdir())
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert "building" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--arms", "alpha_t"], "not part of the codegen study"),
+        (["--data", "x"], "--data is an option of the assertion studies"),
+        (["--teacher", "embedded"], "the smoke budget builds its own tiny models"),
+    ],
+)
+def test_user_errors_are_one_line(tmp_path, capsys, extra, message):
+    argv = ["reproduce", "codegen", "--budget", "smoke", "--out", str(tmp_path), *extra]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_codegen_options_are_refused_for_the_assertion_studies(tmp_path, capsys):
+    argv = ["reproduce", "alpha-t", "--budget", "smoke", "--out", str(tmp_path), "--mbpp", "x"]
+    assert main(argv) == 2
+    assert "--mbpp is an option of the codegen study" in capsys.readouterr().err
+
+
+def test_the_baseline_always_runs_first():
+    assert study_arms(["kd"]) == [BASELINE, "kd"]
+    assert study_arms(None)[0] == BASELINE and set(study_arms(None)) == set(ARMS)
