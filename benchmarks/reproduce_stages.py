@@ -6,7 +6,7 @@ mean tokens/s of their logged steps, evaluations the generation tokens/s of batc
 Without ``--root`` it first runs the ``smoke`` study into a temporary directory (tiny models:
 checks the accounting, not the machine). A resumed training stage counts only the last run.
 
-    python benchmarks/reproduce_stages.py [--root runs/reproduce] [--study alpha-t]
+    python benchmarks/reproduce_stages.py [--root runs/reproduce] [--study alpha-t|codegen]
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ def stage_rows(root: Path) -> list[dict]:
             row["tokens_per_s"] = statistics.mean(speeds) if speeds else None
         eval_metrics = marker.parent / "eval" / "metrics.json"
         if eval_metrics.exists():
-            eff = json.loads(eval_metrics.read_text())["models"]["student"]["efficiency"]
-            row["tokens_per_s"] = eff.get("tokens_per_s")
+            student = json.loads(eval_metrics.read_text())["models"]["student"]
+            row["tokens_per_s"] = student.get("efficiency", {}).get("tokens_per_s")
         rows.append(row)
     return rows
 
@@ -43,14 +43,19 @@ def stage_rows(root: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", help="a reproduce --out directory (default: run smoke)")
-    parser.add_argument("--study", default="alpha-t")
+    parser.add_argument("--study", default="alpha-t", help="alpha-t, trident or codegen")
     args = parser.parse_args()
     root = Path(args.root) if args.root else None
     if root is None:
-        from codistill.reproduce import StudyOptions, reproduce
-
         root = Path(tempfile.mkdtemp(prefix="reproduce-bench-"))
-        reproduce(StudyOptions(study=args.study, budget="smoke", out=str(root)))
+        if args.study == "codegen":
+            from codistill.reproduce_codegen import CodegenOptions, reproduce_codegen
+
+            reproduce_codegen(CodegenOptions(budget="smoke", out=str(root)))
+        else:
+            from codistill.reproduce import StudyOptions, reproduce
+
+            reproduce(StudyOptions(study=args.study, budget="smoke", out=str(root)))
     rows = stage_rows(root)
     if not rows:
         raise SystemExit(f"{root}: no stage.json found; is it a `codistill reproduce --out` dir?")

@@ -68,6 +68,8 @@ def test_the_study_compares_kd_with_sft_on_pooled_benchmarks(smoke_run):
     info = json.loads((data / "data.json").read_text())
     assert info["test"] == {"humaneval": 3, "mbpp": 2}
     assert info["train_with_tests"] == 3  # MBPP's prompt and train tasks
+    tested = (data / "train-tested.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["id"] for line in tested) == ["Mbpp/2", "Mbpp/602", "Mbpp/603"]
     train_ids = {json.loads(line)["id"] for line in (data / "train.jsonl").read_text().splitlines()}
     assert not train_ids & {"Mbpp/12", "Mbpp/13"}  # never train on MBPP's test split
     report = (out / "codegen" / "report.md").read_text()
@@ -105,6 +107,7 @@ def test_a_second_run_reuses_every_stage(smoke_run, capsys):
         (["--arms", "alpha_t"], "not part of the codegen study"),
         (["--data", "x"], "--data is an option of the assertion studies"),
         (["--teacher", "embedded"], "the smoke budget builds its own tiny models"),
+        (["--budget", "cpu"], "need training prompts with tests: give --mbpp FILE"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, capsys, extra, message):

