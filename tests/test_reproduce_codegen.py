@@ -74,6 +74,7 @@ def test_the_study_compares_kd_with_sft_on_pooled_benchmarks(smoke_run):
     assert not train_ids & {"Mbpp/12", "Mbpp/13"}  # never train on MBPP's test split
     report = (out / "codegen" / "report.md").read_text()
     assert "Does distillation pay?" in report and "| kd | `teacher` outputs |" in report
+    assert (out / "codegen" / "quality_vs_steps.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):

@@ -503,27 +503,31 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def write_curves(out: Path, runs: dict[str, str]) -> Path:
+    """``quality_vs_steps.png``: each arm's training loss and held-out CE against steps."""
+    from codistill.report.plots import runs_overlay  # lazy: matplotlib
+
+    curves = []
+    for arm, run in runs.items():
+        rows = _read_jsonl(Path(run) / "metrics.jsonl")
+        train = [r for r in rows if r["kind"] == "train"]
+        curves.append((arm, train, [r for r in rows if r["kind"] == "valid"]))
+    path = out / "quality_vs_steps.png"
+    path.write_bytes(
+        runs_overlay(curves, "training loss and held-out CE per arm (same init, data, budget)")
+    )
+    return path
+
+
 def write_report(out: Path, summary: dict[str, Any]) -> Path:
     """``report.md`` beside ``comparison.md``: setup, the comparison, curves and ratio bars."""
-    from codistill.report.plots import grouped_bars, runs_overlay  # lazy: matplotlib
+    from codistill.report.plots import grouped_bars  # lazy: matplotlib
 
     comparison = json.loads((out / "comparison.json").read_text())
     metrics = {
         n: json.loads((Path(p) / "metrics.json").read_text()) for n, p in summary["evals"].items()
     }
-    curves = []
-    for arm, run in summary["runs"].items():
-        rows = _read_jsonl(Path(run) / "metrics.jsonl")
-        curves.append(
-            (
-                arm,
-                [r for r in rows if r["kind"] == "train"],
-                [r for r in rows if r["kind"] == "valid"],
-            )
-        )
-    (out / "quality_vs_steps.png").write_bytes(
-        runs_overlay(curves, "training loss and held-out CE per arm (same init, data, budget)")
-    )
+    write_curves(out, summary["runs"])
     categories, series = _ratio_bars(comparison, metrics)
     (out / "ratios.png").write_bytes(
         grouped_bars(categories, series, "student / teacher", "ratio", reference_line=1.0)

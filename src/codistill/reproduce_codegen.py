@@ -44,7 +44,14 @@ from codistill.config.distill import load_distill_config
 from codistill.config.evaluate import load_eval_config
 from codistill.data.jsonl import read_records, write_records
 from codistill.models.registry import MODELS, model_dir, model_gguf, resolve_model
-from codistill.reproduce import budget_overrides, content_key, log, resumable, stage
+from codistill.reproduce import (
+    budget_overrides,
+    content_key,
+    log,
+    resumable,
+    stage,
+    write_curves,
+)
 from codistill.teacher.cache_defaults import KEPT_MASS_DEFAULT
 
 DEFAULT_TEACHER = "embedded:qwen2.5-coder-1.5b-instruct"
@@ -521,6 +528,7 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
             dropped = f"{t.get('records_without_tests', 0)} / {t.get('outputs_not_passed', 0)}"
         wall = info.get("wall_seconds", 0)
         lines.append(f"| {arm} | {targets} | {used} | {dropped} | {wall:.0f} | {final_s} |")
-    lines.append("")
+    write_curves(out, summary["runs"])
+    lines += ["", "![quality vs steps](quality_vs_steps.png)", ""]
     rundir.write_text(out / "report.md", "\n".join(lines))
     return out / "report.md"
