@@ -349,3 +349,32 @@ def test_llamacpp_server_continues_code_greedily_with_the_gemma_gguf():
     assert "return a + b" in first[0].text
     assert 0 < first[0].tokens <= 24 and len(first[0].top_logprobs) == first[0].tokens
     assert all(len(d) == 2 and max(d.values()) <= 0 for d in first[0].top_logprobs)
+
+
+class _Continuations:
+    """A greedy stand-in server: each prompt has one fixed continuation, cut before the first
+    stop string as the OpenAI API does; every call's prompts and stops are kept."""
+
+    def __init__(self, texts: dict[str, str]):
+        self.texts, self.calls = texts, []
+
+    def generate(self, prompts, *, max_new_tokens, stop=None, **_):
+        from codistill.evaluation.backends import Completion, truncate_at_stop
+
+        self.calls.append((list(prompts), stop))
+        return [Completion(truncate_at_stop(self.texts[p], stop), 3, 0.1) for p in prompts]
+
+
+def test_first_lines_stop_at_the_newline_and_redo_only_blank_ones():
+    from codistill.evaluation.backends import generate_first_lines
+    from codistill.evaluation.generate import first_line
+
+    texts = {
+        "a": "assert x == 1\nassert y == 2\n",
+        "b": "\n\n    assert z\nmore",  # opens with blank lines: the stop alone gives nothing
+        "c": "   \n  self.fail()\n",
+    }
+    server = _Continuations(texts)
+    done = generate_first_lines(server, list(texts), max_new_tokens=64)
+    assert [first_line(c.text) for c in done] == [first_line(t) for t in texts.values()]
+    assert server.calls == [(["a", "b", "c"], ["\n"]), (["b", "c"], None)]

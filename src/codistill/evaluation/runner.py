@@ -118,8 +118,9 @@ def generate_assertions_backend(
     """Assertions through a generation backend (an OpenAI-compatible or llama.cpp server).
 
     Prompts are cut to ``max_source_tokens`` with the model directory's tokenizer when one is
-    given, else to 4 characters a token (the server tokenizes). Completions are decoded without
-    a stop string and cut to their first non-blank line, as the in-process path does.
+    given, else to 4 characters a token (the server tokenizes). Completions end at their first
+    non-blank line (:func:`codistill.evaluation.backends.generate_first_lines`), as the
+    in-process path's do.
     """
     if path is not None:
         tok = load_tokenizer(path)
@@ -131,13 +132,16 @@ def generate_assertions_backend(
         ]
     backend = backends.make_backend(spec)
     try:
-        done = backend.generate(prompts, max_new_tokens=cfg.max_new_tokens)
+        done = backends.generate_first_lines(backend, prompts, max_new_tokens=cfg.max_new_tokens)
         n_lat = min(cfg.latency_samples, len(prompts))
         latency = None
         if n_lat:
 
             def one(i: int) -> int:
-                return backend.generate([prompts[i]], max_new_tokens=cfg.max_new_tokens)[0].tokens
+                line = backends.generate_first_lines(
+                    backend, [prompts[i]], max_new_tokens=cfg.max_new_tokens
+                )
+                return line[0].tokens
 
             latency = measure_latency(one, n_lat)
     finally:

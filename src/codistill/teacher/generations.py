@@ -58,7 +58,7 @@ from codistill.data.prompts import (
     render_prompt,
 )
 from codistill.data.schema import AssertionRecord, CodegenRecord
-from codistill.evaluation.backends import OpenAIServerBackend, make_backend
+from codistill.evaluation.backends import OpenAIServerBackend, generate_first_lines, make_backend
 from codistill.evaluation.codegen import score_completions, stop_sequences, truncate_completion
 from codistill.files import sha256_file
 
@@ -646,21 +646,27 @@ class _Teacher:
     def _server(self, texts: list[str], programs: bool) -> tuple[list[list[str]], int]:
         prompts = [self.prompter.server_text(t) for t in texts]
         self.stats.prompts_cut += sum(c for _, c in prompts)
-        # Raw code completions stop where eval cuts them anyway; assertions are cut to their
-        # first non-blank line afterwards (a "\n" stop would end on a leading blank line).
+        # Raw code completions stop where eval cuts them anyway; greedy assertions stop at their
+        # first non-blank line, sampled ones are cut to it afterwards (a plain "\n" stop would
+        # end on a leading blank line).
         code = self.s.task == "codegen" and not self.prompter.chat
         stop = list(stop_sequences(programs)) if code else None
         try:
             if self.backend is None:
                 self.backend = self._start_server()
-            done = self.backend.generate(
-                [p for p, _ in prompts],
-                max_new_tokens=self.s.max_new_tokens,
-                temperature=self.s.temperature,
-                top_p=self.s.top_p,
-                n=self.s.n,
-                stop=stop,
-            )
+            if self.s.task == "assertion" and self.s.n == 1 and self.s.temperature == 0:
+                done = generate_first_lines(  # stop at the line instead of decoding past it
+                    self.backend, [p for p, _ in prompts], max_new_tokens=self.s.max_new_tokens
+                )
+            else:
+                done = self.backend.generate(
+                    [p for p, _ in prompts],
+                    max_new_tokens=self.s.max_new_tokens,
+                    temperature=self.s.temperature,
+                    top_p=self.s.top_p,
+                    n=self.s.n,
+                    stop=stop,
+                )
         except (ImportError, OSError, RuntimeError) as exc:  # TimeoutError is an OSError
             raise TeacherBackendError(f"backend {self.s.backend!r}: {exc}") from exc
         n = self.s.n
