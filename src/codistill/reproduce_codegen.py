@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -173,6 +174,7 @@ def prepare_data(root: Path, budget: CodegenBudget, opts: CodegenOptions) -> Pat
 
     key = content_key(
         "codegen-data",
+        sys.version,  # the standard library mined for functions
         opts.humaneval_plus,
         opts.mbpp,
         budget.train,
@@ -212,7 +214,7 @@ def prepare_data(root: Path, budget: CodegenBudget, opts: CodegenOptions) -> Pat
                     "mbpp_non_test": len(bench.get("mbpp-train", [])) - len(mbpp_train),
                     "rule": "5-gram Jaccard >= 0.7 against every test benchmark",
                 },
-                "report": mbpp_report.to_dict() if mbpp_train else None,
+                "report": mbpp_report.to_dict() if opts.mbpp else None,
             },
         )
 
@@ -412,10 +414,11 @@ def evaluate_model(
         "codegen_max_new_tokens": budget.max_target_tokens,
         "batch_size": 8,
         "latency_samples": 0,
+        "hide": hide,  # the benchmark files the pooled test set came from
     }
     if budget.eval_backend == "llamacpp":
         settings["model_backend"] = f"llamacpp:{export_bf16(root, name, model)}"
-    key = content_key("codegen-eval", model_key(model), data.name, settings, hide)
+    key = content_key("codegen-eval", model_key(model), data.name, settings)
 
     def build(tmp: Path) -> None:
         run_eval(load_eval_config(None, {**settings, "output_dir": str(tmp / "eval")}))
@@ -463,7 +466,7 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     needs_cache = any(ARMS[a].get("loss") != "ce" for a in arms)
     cache = prepare_cache(root, budget, teacher, data, outputs) if needs_cache else None
     runs = {a: train_arm(root, a, budget, student, data, outputs, cache, opts.seed) for a in arms}
-    hide = [p for p in (opts.humaneval_plus, opts.mbpp) if p]
+    hide = [str(Path(p).resolve()) for p in (opts.humaneval_plus, opts.mbpp) if p]
     evals = {
         "teacher": evaluate_model(root, "teacher", teacher, budget, data, hide),
         "student_init": evaluate_model(root, "student_init", student, budget, data, hide),

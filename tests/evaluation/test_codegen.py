@@ -489,3 +489,51 @@ def test_humaneval_base_tests_still_pass_canonical_solutions_in_the_sandbox(sand
         [Job(base_program(r, r.canonical_solution)) for r in records], workers=2
     )
     assert [r.id for r, res in zip(records, results, strict=True) if not res.passed] == []
+
+
+@pytest.fixture
+def readable_outside(tmp_path):
+    """A file samples can read unless it is hidden: the sandbox masks /tmp and /var/tmp, so it
+    is written beside the tests (skipped where a checkout lives under a masked directory)."""
+    import json
+    import shutil
+    import tempfile
+
+    from codistill.evaluation.sandbox import run_programs
+
+    where = Path(tempfile.mkdtemp(prefix=".hide-probe-", dir=Path(__file__).parent))
+    try:
+        where.chmod(0o755)
+        origin = where / "origin.json"
+        origin.write_text(json.dumps({"t/0": 3}))
+        origin.chmod(0o644)
+        seen = run_programs([f"open({str(origin)!r}).read()"], timeout_s=10)[0]
+        if seen.status != "passed":
+            pytest.skip(f"{where} is not visible inside the sandbox here")
+        yield origin
+    finally:
+        shutil.rmtree(where)
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_files_named_in_hide_cannot_be_read_by_samples(tmp_path, readable_outside, hidden):
+    """A pooled data file's origin (e.g. ../shared's HumanEval+) holds the answers too."""
+    import json
+
+    from codistill.cli.main import main
+    from codistill.data.jsonl import write_records
+
+    origin = readable_outside
+    completion = f"    import json\n    return json.load(open({str(origin)!r}))['t/0']\n"
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": "t/0", "completion": completion}) + "\n")
+    data = tmp_path / "tasks.jsonl"
+    write_records(data, [_record(extra={})])
+    out = tmp_path / "ev"
+    argv = ["eval", "--task", "codegen", "--data", str(data), "--samples", str(samples)]
+    argv += ["--out", str(out), "pass_k=[1]"]
+    if hidden:
+        argv.append(f"hide=[{str(origin)!r}]")
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["models"]["samples"]["vs_truth"]
+    assert metrics["pass@1"] == (0.0 if hidden else 1.0)

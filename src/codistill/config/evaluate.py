@@ -88,6 +88,11 @@ class EvalConfig:
         10.0, help="wall-clock limit per program in the sandbox", min=0, min_exclusive=True
     )
     workers: int = field(2, help="parallel sandbox workers", min=1)
+    hide: list = field(
+        default_factory=list,
+        help="more files samples must not read (e.g. the benchmark files a pooled data file "
+        "was made from); the data file and known benchmark caches are always hidden",
+    )
     seed: int = field(0, help="seed of sampling")
 
     def check(self) -> None:
@@ -95,6 +100,8 @@ class EvalConfig:
             raise ConfigError(
                 "give model=DIR or model_backend=SPEC (or, for codegen, samples=FILE)"
             )
+        if not all(isinstance(p, str) and p for p in self.hide):
+            raise ConfigError(f"hide must be a list of file paths, got {self.hide!r}")
         if self.prompt_mode == "chat" and self.task != "codegen":
             raise ConfigError("prompt_mode=chat is implemented for task=codegen only")
         if self.samples is not None and self.task != "codegen":

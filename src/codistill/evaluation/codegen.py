@@ -418,7 +418,7 @@ def score_completions(
                 jobs.append(plus)
                 where.append((i, j, "plus"))
     # The benchmark file holds the reference solutions: samples must not read it.
-    hide = [cfg.data] if getattr(cfg, "data", None) else []
+    hide = ([cfg.data] if getattr(cfg, "data", None) else []) + list(getattr(cfg, "hide", []))
     results = run_programs(jobs, timeout_s=cfg.timeout_s, workers=cfg.workers, hide=hide)
     verdict: dict[tuple[int, int], dict] = defaultdict(dict)
     for (i, j, kind), res in zip(where, results, strict=True):
