@@ -52,7 +52,10 @@ TASK_DEFAULTS = {
 @dataclass(kw_only=True)
 class DistillConfig:
     # --- models -------------------------------------------------------------------------
-    student: str = field(help="student model directory (e.g. from `codistill student derive`)")
+    student: str = field(
+        help="student model directory (e.g. from `codistill student derive`), or embedded:NAME "
+        "(a pretrained model of the teacher's tokenizer, e.g. qwen2.5-coder-0.5b-instruct)"
+    )
     teacher: str | None = field(
         None, help="teacher model directory; 'embedded' = Gemma 3 270M; null for CE-only runs"
     )
