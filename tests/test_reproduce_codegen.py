@@ -92,6 +92,9 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
     for key in ("student", "lr", "batch_size", "max_steps", "seed", "train_data"):
         assert len({json.dumps(c[key]) for c in configs.values()}) == 1, key
     assert configs["sft"]["targets"] == configs["kd"]["targets"] != configs["ce"]["targets"]
+    # Finished arms keep their students, not their optimizer state.
+    assert all(not (Path(p) / "checkpoint").exists() for p in summary["runs"].values())
+    assert all((Path(p) / "final" / "config.json").exists() for p in summary["runs"].values())
 
 
 def test_a_second_run_reuses_every_stage(smoke_run, capsys):
