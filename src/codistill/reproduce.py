@@ -434,7 +434,7 @@ def reproduce(opts: StudyOptions) -> dict[str, Any]:
         raise ValueError(f"unknown study {opts.study!r}; choose from {sorted(STUDIES)}")
     if opts.budget not in BUDGETS:
         raise ValueError(f"unknown budget {opts.budget!r}; choose from {sorted(BUDGETS)}")
-    arms = _study_arms(opts)
+    arms = ordered_arms(opts.study, opts.arms, STUDIES[opts.study], BASELINE)
     budget = BUDGETS[opts.budget]
     root = Path(opts.out)
     root.mkdir(parents=True, exist_ok=True)
@@ -479,15 +479,21 @@ def reproduce(opts: StudyOptions) -> dict[str, Any]:
     return summary
 
 
-def _study_arms(opts: StudyOptions) -> list[str]:
-    arms = STUDIES[opts.study] if opts.arms is None else list(opts.arms)
-    unknown = [a for a in arms if a not in STUDIES[opts.study]]
+def ordered_arms(
+    study: str, chosen: list[str] | None, known: list[str], baseline: str
+) -> list[str]:
+    """The arms to run (``chosen``, or all ``known``), the baseline always first.
+
+    Raises:
+        ValueError: an arm the study does not have.
+    """
+    arms = list(known) if chosen is None else list(chosen)
+    unknown = [a for a in arms if a not in known]
     if unknown:
         raise ValueError(
-            f"arm {unknown[0]!r} is not part of the {opts.study} study; its arms are "
-            f"{STUDIES[opts.study]}"
+            f"arm {unknown[0]!r} is not part of the {study} study; its arms are {list(known)}"
         )
-    return [BASELINE] + [a for a in arms if a != BASELINE]
+    return [baseline] + [a for a in arms if a != baseline]
 
 
 def _compare(out: Path, evals: dict[str, Path], budget: Budget) -> None:

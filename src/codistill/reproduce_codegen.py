@@ -50,6 +50,7 @@ from codistill.reproduce import (
     budget_overrides,
     content_key,
     log,
+    ordered_arms,
     resumable,
     stage,
     write_curves,
@@ -437,13 +438,7 @@ def evaluate_model(
 
 def study_arms(arms: list[str] | None) -> list[str]:
     """The arms to run, the SFT baseline always first."""
-    chosen = list(ARMS) if arms is None else list(arms)
-    unknown = [a for a in chosen if a not in ARMS]
-    if unknown:
-        raise ValueError(
-            f"arm {unknown[0]!r} is not part of the codegen study; its arms are {list(ARMS)}"
-        )
-    return [BASELINE] + [a for a in chosen if a != BASELINE]
+    return ordered_arms("codegen", arms, list(ARMS), BASELINE)
 
 
 def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
