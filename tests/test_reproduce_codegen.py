@@ -129,3 +129,22 @@ def test_codegen_options_are_refused_for_the_assertion_studies(tmp_path, capsys)
 def test_the_baseline_always_runs_first():
     assert study_arms(["kd"]) == [BASELINE, "kd"]
     assert study_arms(None)[0] == BASELINE and set(study_arms(None)) == set(ARMS)
+
+
+def test_the_teacher_is_scored_from_the_gguf_it_taught_from(tmp_path, monkeypatch):
+    """The teacher wrote the targets and the cache through its GGUF; it is scored through that
+    same file, while a student (``gguf`` not given) goes through a bfloat16 export."""
+    import codistill.evaluation.runner as runner
+    import codistill.reproduce_codegen as study
+
+    seen = []
+    monkeypatch.setattr(runner, "run_eval", lambda cfg: seen.append(cfg.model_backend))
+    monkeypatch.setattr(study, "export_bf16", lambda root, name, model: tmp_path / f"{name}.gguf")
+    (tmp_path / "data").mkdir()
+    taught = tmp_path / "teacher-q4.gguf"
+    budget = CODEGEN_BUDGETS["cpu"]
+    for name, gguf in (("teacher", taught), ("student_init", None)):
+        model = tmp_path / name
+        model.mkdir()
+        study.evaluate_model(tmp_path, name, model, budget, tmp_path / "data", [], gguf)
+    assert seen == [f"llamacpp:{taught}", f"llamacpp:{tmp_path / 'student_init.gguf'}"]

@@ -404,9 +404,16 @@ def train_arm(
 
 
 def evaluate_model(
-    root: Path, name: str, model: Path, budget: CodegenBudget, data: Path, hide: list[str]
+    root: Path,
+    name: str,
+    model: Path,
+    budget: CodegenBudget,
+    data: Path,
+    hide: list[str],
+    gguf: Path | None = None,
 ) -> Path:
-    """pass@1 (greedy) of one model on the pooled test set."""
+    """pass@1 (greedy) of one model on the pooled test set; with the llama.cpp backend through
+    ``gguf`` when given, else a bfloat16 export of ``model``."""
     from codistill.evaluation.runner import run_eval  # lazy: torch
 
     settings: dict[str, Any] = {
@@ -422,7 +429,7 @@ def evaluate_model(
         "hide": hide,  # the benchmark files the pooled test set came from
     }
     if budget.eval_backend == "llamacpp":
-        settings["model_backend"] = f"llamacpp:{export_bf16(root, name, model)}"
+        settings["model_backend"] = f"llamacpp:{gguf or export_bf16(root, name, model)}"
     key = content_key("codegen-eval", model_key(model), data.name, settings)
 
     def build(tmp: Path) -> None:
@@ -466,8 +473,12 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     cache = prepare_cache(root, budget, teacher, data, outputs) if needs_cache else None
     runs = {a: train_arm(root, a, budget, student, data, outputs, cache, opts.seed) for a in arms}
     hide = [str(Path(p).resolve()) for p in (opts.humaneval_plus, opts.mbpp) if p]
+    # The teacher is scored as it taught: the GGUF that wrote the targets and the cache (for an
+    # embedded teacher its shipped Q4_K_M file, which the converted directory only dequantises;
+    # a bfloat16 export of the 1.5B reads nearly three times the bytes per token, same weights).
+    taught_from = None if budget.tiny else _teacher_gguf(root, teacher)
     evals = {
-        "teacher": evaluate_model(root, "teacher", teacher, budget, data, hide),
+        "teacher": evaluate_model(root, "teacher", teacher, budget, data, hide, taught_from),
         "student_init": evaluate_model(root, "student_init", student, budget, data, hide),
     }
     for arm, run in runs.items():
