@@ -112,9 +112,10 @@ def test_label_true_is_not_accepted_for_1(task):
         TASKS[task].from_dict(FACTORIES[task](label=True), "f:1")
 
 
-def test_codegen_language_other_than_python_is_rejected():
-    with pytest.raises(RecordError, match="field 'language' expected one of 'python'"):
-        CodegenRecord.from_dict(_codegen(language="java"), "f:1")
+def test_codegen_language_outside_the_sandboxs_languages_is_rejected():
+    assert CodegenRecord.from_dict(_codegen(language="java"), "f:1").language == "java"
+    with pytest.raises(RecordError, match="field 'language' expected one of 'python', 'javascript'"):
+        CodegenRecord.from_dict(_codegen(language="rust"), "f:1")
 
 
 def test_defect_language_outside_allowed_values_is_rejected():

@@ -27,6 +27,20 @@ CODEGEN_INSTRUCTION = (
     "Complete the following Python code. Reply with the complete code (imports and the whole "
     "function) in a single ```python code block.\n\n```python\n{prompt}```\n"
 )
+# Other languages' names and fence tags, for the same instruction.
+_LANGUAGE_NAMES = {"javascript": "JavaScript", "c": "C", "cpp": "C++", "java": "Java"}
+
+
+def codegen_instruction(language: str = "python") -> str:
+    """:data:`CODEGEN_INSTRUCTION`, for ``language``'s code."""
+    if language == "python":
+        return CODEGEN_INSTRUCTION
+    name = _LANGUAGE_NAMES[language]
+    return (
+        f"Complete the following {name} code. Reply with the complete code in a single "
+        f"```{language} code block.\n\n```{language}\n{{prompt}}```\n"
+    )
+
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
@@ -107,12 +121,23 @@ def _prompt_indents(prompt: str) -> set[int]:
     return levels or {4}
 
 
+# The tags a fenced block of each language carries (besides none at all).
+_FENCE_TAGS = {
+    "python": ("python", "py", "python3"),
+    "javascript": ("javascript", "js", "node"),
+    "c": ("c",),
+    "cpp": ("cpp", "c++", "cxx"),
+    "java": ("java",),
+}
+
+
 def extract_code(response: str, language: str = "python") -> str:
     """The code of a chat answer: the first fenced block tagged ``language`` (or untagged),
     else the first fenced block, else the whole answer (models sometimes skip the fence)."""
     blocks = _FENCE.findall(response)
+    tags = ("", *_FENCE_TAGS.get(language, (language,)))
     for tag, body in blocks:
-        if tag.lower() in ("", language, "py" if language == "python" else language):
+        if tag.lower() in tags:
             return body
     if blocks:
         return blocks[0][1]
@@ -200,11 +225,23 @@ def _defines(code: str, name: str) -> bool:
 
 
 def completion_from_output(
-    output: str, prompt: str, mode: str, entry_point: str | None = None
+    output: str,
+    prompt: str,
+    mode: str,
+    entry_point: str | None = None,
+    language: str = "python",
 ) -> str:
     """A model's generated text as a completion of the raw ``prompt``: chat answers through
-    :func:`completion_from_chat`, raw continuations through :func:`fix_first_line_indent`."""
+    :func:`completion_from_chat` (in another language than Python: the answer's code block,
+    which follows the prompt as it is), raw continuations through
+    :func:`fix_first_line_indent`."""
     if check_prompt_mode(mode) == "chat":
+        if language != "python":
+            # The code follows the prompt; an answer that repeats the prompt continues it.
+            code, head = extract_code(output, language).lstrip(), prompt.strip()
+            if head and code.startswith(head):
+                code = code[len(head) :]
+            return code.strip("\n") + "\n"
         return completion_from_chat(output, prompt, entry_point)
     return fix_first_line_indent(output, prompt)
 
@@ -247,6 +284,8 @@ def codegen_program(record: CodegenRecord, completion: str) -> str:
     anything else (HumanEval-style bodies, the canonical solutions included) continues the
     prompt.
     """
+    if record.language != "python":  # the solution follows the prompt (a comment or signature)
+        return record.prompt + completion
     if is_whole_program(record):
         return completion
     defines = rf"^(async\s+)?def\s+{re.escape(record.entry_point)}\s*\("
@@ -263,7 +302,7 @@ def codegen_texts(
 
     ``raw``: the record's prompt, then the solution text as it continues the prompt (HumanEval:
     the canonical body; MBPP: the whole program after the description). ``chat``: one user turn
-    of the tokenizer's chat template asking for the code (:data:`CODEGEN_INSTRUCTION`), and as
+    of the tokenizer's chat template asking for the code (:func:`codegen_instruction`), and as
     target the fenced whole program (:func:`codegen_program`), which is what an instruct model's
     answer looks like and what :func:`completion_from_chat` reads back.
 
@@ -280,11 +319,11 @@ def codegen_texts(
     solution = record.canonical_solution if solution is None else solution
     if not solution or not solution.strip():
         return None
-    prompt = render_prompt(tokenizer, record.prompt, mode, CODEGEN_INSTRUCTION)
+    prompt = render_prompt(tokenizer, record.prompt, mode, codegen_instruction(record.language))
     if mode == "raw":
         return prompt, solution
     program = codegen_program(record, solution).strip("\n")
-    return prompt, f"```python\n{program}\n```"
+    return prompt, f"```{record.language}\n{program}\n```"
 
 
 def record_texts(

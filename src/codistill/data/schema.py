@@ -32,6 +32,8 @@ Language = Literal["python", "java"]
 # Languages of the classification data sets (BigCloneBench is Java, Devign is C). Kept separate
 # from `Language` so the assertion schema does not start accepting languages it has no miner for.
 ClassifierLanguage = Literal["python", "java", "c", "cpp"]
+# Languages a code-generation question's tests can be written in: the sandbox's languages.
+CodegenLanguage = Literal["python", "javascript", "c", "cpp", "java"]
 Label = Literal[0, 1]
 Split = Literal["train", "valid", "test"]
 # How the focal method was found. "module" is reserved for linkers that fall back to the whole
@@ -300,7 +302,10 @@ class CodegenRecord:
             `codistill.data.functions`): such a record cannot judge a candidate.
         canonical_solution: The reference solution, or None/empty when there is none. For
             HumanEval it is the body that continues ``prompt``; for MBPP the whole program.
-        language: Always ``"python"``: the test programs are Python.
+        language: The language of the prompt, the solution and ``tests``. For ``"python"``,
+            ``tests`` is as above; for the others (``javascript``, ``c``, ``cpp``, ``java``) it
+            is a test program in that language that follows the solution, MultiPL-E's layout
+            (:mod:`codistill.evaluation.codegen_languages`).
         extra: Benchmark-specific, JSON-ready fields: HumanEval+'s ``base_input``,
             ``plus_input``, ``atol`` and ``contract``; MBPP's ``test_imports`` and ``test_list``.
         split: The data split, or None (benchmarks are not split).
@@ -314,7 +319,7 @@ class CodegenRecord:
     entry_point: str
     tests: str
     canonical_solution: str | None = None
-    language: Literal["python"] = "python"
+    language: CodegenLanguage = "python"
     # hash=False: a dict cannot be hashed; records still hash (by their other fields).
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
     split: Split | None = None

@@ -8,7 +8,9 @@ solution is run on the extra inputs (embedded as literals) before the completion
 and the completion must return the same values with exact types (floats within the task's
 ``atol``), as evalplus checks them; the benchmark file itself is hidden from the samples.
 Greedy decoding gives pass@1; pass@k for k > 1 samples ``n_samples``
-completions per task at temperature 0.2, top-p 0.95 (the Codex/SODA setting).
+completions per task at temperature 0.2, top-p 0.95 (the Codex/SODA setting). Tasks in
+JavaScript, C, C++ or Java (a record's ``language``; MultiPL-E's layout) run through
+:mod:`codistill.evaluation.codegen_languages`, with MultiPL-E's stops for raw completions.
 """
 
 from __future__ import annotations
@@ -22,16 +24,17 @@ from collections import defaultdict
 from codistill.config.evaluate import EvalConfig
 from codistill.config.fields import ConfigError
 from codistill.data.prompts import (
-    CODEGEN_INSTRUCTION,
     chat_template_adds_bos,
+    codegen_instruction,
     completion_from_output,
     is_whole_program,
     render_prompt,
 )
 from codistill.data.schema import CodegenRecord, RecordError
 from codistill.evaluation import backends
+from codistill.evaluation.codegen_languages import native_job, new_marker, reached_end
 from codistill.evaluation.passk import mean_pass_at_k
-from codistill.evaluation.sandbox import run_programs
+from codistill.evaluation.sandbox import Job, Limits, run_programs
 
 # Where a HumanEval-style completion ends: the next top-level statement (Chen et al. 2021).
 STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
@@ -41,18 +44,31 @@ STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\na
 PROGRAM_STOP_SEQUENCES = ('\n"""', "\nassert", "\nif __name__", "\nprint(")
 
 
-def stop_sequences(programs: bool) -> tuple[str, ...]:
+# Other languages (:mod:`codistill.evaluation.codegen_languages`): MultiPL-E's stops, where a
+# continued function ends; the tests of such a question then open by closing it (``}``).
+LANGUAGE_STOP_SEQUENCES = {
+    "javascript": ("\nfunction ", "\n/*", "\n//", "\nconsole.log"),
+    "c": ("\n}",),
+    "cpp": ("\n}",),
+    "java": ("\n    }\n",),
+}
+
+
+def stop_sequences(programs: bool, language: str = "python") -> tuple[str, ...]:
     """Where a raw completion ends: the next top-level statement, or for whole programs
-    (:func:`codistill.data.prompts.codegen_program`) the first test or docstring after it."""
+    (:func:`codistill.data.prompts.codegen_program`) the first test or docstring after it; in
+    another language, :data:`LANGUAGE_STOP_SEQUENCES`."""
+    if language != "python":
+        return LANGUAGE_STOP_SEQUENCES[language]
     return PROGRAM_STOP_SEQUENCES if programs else STOP_SEQUENCES
 
 
-def truncate_completion(text: str, programs: bool = False) -> str:
+def truncate_completion(text: str, programs: bool = False, language: str = "python") -> str:
     """``text`` up to the first of :func:`stop_sequences` after its first code (a whole-program
     answer opening with a blank line before its ``def`` is not cut to nothing)."""
     start = len(text) - len(text.lstrip())
     start = text.rfind("\n", 0, start) + 1 if start else 0
-    stops = stop_sequences(programs)
+    stops = stop_sequences(programs, language)
     cut = min((i for s in stops if (i := text.find(s, start)) != -1), default=len(text))
     return text[:cut]
 
@@ -178,6 +194,19 @@ def base_program(record: CodegenRecord, completion: str) -> str:
     return f"_SOURCE = {source!r}\n_TESTS = {tests!r}\n{_HARNESS}{_BASE_MAIN}"
 
 
+def test_job(
+    record: CodegenRecord, completion: str, limits: Limits | None = None
+) -> tuple[Job, str | None]:
+    """The sandbox job that runs ``completion`` against ``record``'s tests, in the record's
+    language, and the end marker its stdout must end with (None for Python, whose worker checks
+    the end itself); pass the result through
+    :func:`codistill.evaluation.codegen_languages.reached_end`."""
+    if record.language == "python":
+        return Job(base_program(record, completion), limits=limits), None
+    marker = new_marker()
+    return native_job(record, completion, marker, limits), marker
+
+
 def guard_asserts(tests: str) -> str:
     """``tests`` with what each ``assert`` looks at passed through ``_codistill_value``.
 
@@ -289,16 +318,20 @@ def generate_completions(
         raise ConfigError("prompt_mode=chat needs the model directory for its chat template")
     tokenizer = load_tokenizer(path) if path is not None else None
     try:
-        texts = [render_prompt(tokenizer, r.prompt, mode, CODEGEN_INSTRUCTION) for r in records]
+        texts = [
+            render_prompt(tokenizer, r.prompt, mode, codegen_instruction(r.language))
+            for r in records
+        ]
     except ValueError as exc:  # no chat template: the user's choice of mode, not a bug
         raise ConfigError(str(exc)) from None
-    # Whole-program answers (MBPP) open with a top-level def: they get their own stops.
-    programs = [is_whole_program(r) for r in records]
+    # Whole-program answers (MBPP) open with a top-level def: they get their own stops, and so
+    # does each other language.
+    kinds = [(r.language, is_whole_program(r)) for r in records]
     start = time.perf_counter()
     if backend is not None:
         raw: list[str] = [""] * (len(records) * n)
-        for kind in sorted(set(programs)):  # HumanEval+ and MBPP pooled: one pass per kind
-            rows = [i for i, p in enumerate(programs) if p == kind]
+        for kind in sorted(set(kinds)):  # HumanEval+ and MBPP pooled: one pass per kind
+            rows = [i for i, k in enumerate(kinds) if k == kind]
             done = _generate_backend(backend, [texts[i] for i in rows], cfg, n, sample, kind)
             for j, i in enumerate(rows):
                 raw[i * n : (i + 1) * n] = done[j * n : (j + 1) * n]
@@ -309,9 +342,12 @@ def generate_completions(
     for i, record in enumerate(records):
         group = raw[i * n : (i + 1) * n]
         if mode == "raw":
-            group = [truncate_completion(t, programs[i]) for t in group]
+            group = [truncate_completion(t, kinds[i][1], record.language) for t in group]
         out.append(
-            [completion_from_output(t, record.prompt, mode, record.entry_point) for t in group]
+            [
+                completion_from_output(t, record.prompt, mode, record.entry_point, record.language)
+                for t in group
+            ]
         )
     return out, seconds
 
@@ -345,8 +381,9 @@ def _generate_local(path, tokenizer, texts, cfg: EvalConfig, n: int, sample: boo
 
 
 def _generate_backend(
-    spec: str, texts, cfg: EvalConfig, n: int, sample: bool, programs: bool
+    spec: str, texts, cfg: EvalConfig, n: int, sample: bool, kind: tuple[str, bool]
 ) -> list[str]:
+    language, programs = kind
     backend = backends.make_backend(spec)
     try:
         done = backend.generate(
@@ -357,7 +394,7 @@ def _generate_backend(
             n=n,
             # A raw completion is cut at these anyway: let the server stop there instead of
             # generating up to the length cap.
-            stop=list(stop_sequences(programs)) if cfg.prompt_mode == "raw" else None,
+            stop=list(stop_sequences(programs, language)) if cfg.prompt_mode == "raw" else None,
         )
     finally:
         backend.close()
@@ -408,21 +445,24 @@ def score_completions(
     records: list[CodegenRecord], completions: list[list[str]], cfg: EvalConfig
 ) -> tuple[dict, list[dict]]:
     """Run every completion's base (and plus) program; pass@k per k and per-sample verdicts."""
-    jobs, where = [], []
+    jobs, where, markers = [], [], []
     for i, (record, comps) in enumerate(zip(records, completions, strict=True)):
         for j, completion in enumerate(comps):
-            jobs.append(base_program(record, completion))
+            job, marker = test_job(record, completion)
+            jobs.append(job)
+            markers.append(marker)
             where.append((i, j, "base"))
-            plus = plus_program(record, completion)
+            plus = plus_program(record, completion) if record.language == "python" else None
             if plus is not None:
-                jobs.append(plus)
+                jobs.append(Job(plus))
+                markers.append(None)
                 where.append((i, j, "plus"))
     # The benchmark file holds the reference solutions: samples must not read it.
     hide = ([cfg.data] if getattr(cfg, "data", None) else []) + list(getattr(cfg, "hide", []))
     results = run_programs(jobs, timeout_s=cfg.timeout_s, workers=cfg.workers, hide=hide)
     verdict: dict[tuple[int, int], dict] = defaultdict(dict)
-    for (i, j, kind), res in zip(where, results, strict=True):
-        verdict[(i, j)][kind] = res
+    for (i, j, kind), res, marker in zip(where, results, markers, strict=True):
+        verdict[(i, j)][kind] = reached_end(res, marker)
     rows, base_ok, plus_ok = [], [], []
     for i, (record, comps) in enumerate(zip(records, completions, strict=True)):
         b = p = 0

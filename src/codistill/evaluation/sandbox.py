@@ -375,7 +375,7 @@ class Sandbox:
 
 
 def run_programs(
-    programs: Sequence[str],
+    programs: Sequence[str | Job],
     *,
     language: str = "python",
     timeout_s: float = 10.0,
@@ -385,11 +385,14 @@ def run_programs(
 ) -> list[ExecResult]:
     """Run whole programs (e.g. prompt + completion + tests) in a fresh sandbox, in order.
 
-    ``hide``: files samples must not read, e.g. the benchmark file the tests came from.
+    ``programs``: source texts in ``language``, or :class:`Job` objects (their own language,
+    files and limits). ``hide``: files samples must not read, e.g. the benchmark file the tests
+    came from.
     """
     limits = limits or Limits(timeout_s=timeout_s, cpu_s=max(1, int(timeout_s + 0.999)))
     with Sandbox(limits, workers=workers, hide=hide) as box:
-        return box.run_many([Job(p, language) for p in programs], workers=workers)
+        jobs = [p if isinstance(p, Job) else Job(p, language) for p in programs]
+        return box.run_many(jobs, workers=workers)
 
 
 __all__ = [

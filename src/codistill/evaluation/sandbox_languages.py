@@ -137,7 +137,7 @@ def _plan_java(
     Sources that mention ``org.junit.jupiter`` run under JUnit 5, ``org.junit`` under JUnit 4;
     the jars come from the Maven cache and their absence makes the run ``unavailable``.
     """
-    name = _java_type_name(program) or "Main"
+    name = java_type_name(program) or "Main"
     files[f"{name}.java"] = program
     sources = {rel: text for rel, text in files.items() if rel.endswith(".java")}
     classpath, launcher = ["."], None
@@ -165,13 +165,16 @@ def _plan_java(
     javac = [tools.which("javac"), "-J-Xmx512m", "-J-XX:TieredStopAtLevel=1"]
     javac += [f"-J{flag}" for flag in _JVM_FLAGS]
     javac += ["-encoding", "UTF-8", "-nowarn", "-d", ".", "-cp", cp, *sorted(sources)]
-    java = [tools.which("java"), f"-Xmx{limits.memory_mb}m", *_JVM_FLAGS, "-cp", cp, *targets]
+    # -ea: a test program's `assert` statements run (the JVM skips them by default).
+    java = [tools.which("java"), "-ea", f"-Xmx{limits.memory_mb}m", *_JVM_FLAGS, "-cp", cp]
+    java += targets
     compile_ = dict(compile_, memory_mb=COMPILE_MEMORY_MB + RUNTIME_RESERVE_MB)
     run = dict(run, memory_mb=limits.memory_mb + RUNTIME_RESERVE_MB)
     return [Step("compile", argv=javac, **compile_), Step("run", argv=java, **run)], files
 
 
-def _java_type_name(source: str) -> str | None:
+def java_type_name(source: str) -> str | None:
+    """The type a Java source file must be named after: its public type, else its first."""
     kinds = r"(?:class|interface|enum|record)\s+(\w+)"
     found = re.search(r"\bpublic\s+(?:(?:final|abstract|sealed)\s+)*" + kinds, source)
     found = found or re.search(r"\b" + kinds, source)

@@ -49,8 +49,14 @@ from pathlib import Path
 from typing import Any
 
 from codistill.data.jsonl import read_records, write_text_atomic
-from codistill.data.prompts import completion_from_chat, definitions_only, extract_code
+from codistill.data.prompts import (
+    completion_from_chat,
+    completion_from_output,
+    definitions_only,
+    extract_code,
+)
 from codistill.data.schema import CodegenRecord, RecordError
+from codistill.evaluation.codegen_languages import drop_main
 from codistill.soda import faults as fault_injection
 from codistill.soda import verify
 from codistill.soda.prompts import (
@@ -162,12 +168,22 @@ def solution_from_answer(answer: str, record: CodegenRecord) -> str:
     MBPP-style questions (the prompt is a description) are answered by a whole program: the
     answer's code block (:func:`codistill.data.prompts.extract_code`) without its top-level
     example calls and prints (kept as is when it does not parse: a syntax fault must stay one).
-    Other questions go through :func:`codistill.data.prompts.completion_from_chat`.
+    Other questions go through :func:`codistill.data.prompts.completion_from_chat`. A question
+    in another language than Python takes the answer's code block (continuing the prompt where
+    it repeats it), without a ``main`` of its own (the tests bring theirs:
+    :func:`codistill.evaluation.codegen_languages.drop_main`).
 
     An answer with no fenced block that does not define the entry point either (a refusal, an
     explanation) has no solution: ``""``, never run, counted as ``no_code``. Otherwise a
     refusal would not compile and pass as a verified syntax fault.
     """
+    if record.language != "python":
+        if "```" not in answer and not re.search(
+            rf"\b{re.escape(record.entry_point)}\s*\(", answer
+        ):
+            return ""
+        code = completion_from_output(answer, record.prompt, "chat", None, record.language)
+        return drop_main(code, record.language) if code.strip() else ""
     defines = rf"^[ \t]*(async[ \t]+)?def[ \t]+{re.escape(record.entry_point)}\b"
     if "```" not in answer and not re.search(defines, answer, re.MULTILINE):
         return ""
@@ -379,9 +395,12 @@ def _faulty(
         answers = teacher.ask(prompts, stage="stage1.faulty")
         for (r, t), answer in zip(asked, answers, strict=True):
             items.append((r, solution_from_answer(answer, r), t, "teacher", None))
-    unparsable = 0
+    unparsable = other_language = 0
     if config.injected_per_type > 0 and config.injected_fault_types:
         for r in solved:
+            if r.language != "python":  # the operators edit Python syntax trees
+                other_language += 1
+                continue
             try:
                 found = fault_injection.sample_faults(
                     correct[r.id],
@@ -417,6 +436,7 @@ def _faulty(
         )
     report = {origin: _tally_report(tallies[origin]) for origin in ORIGINS}
     report["injection_unparsable"] = unparsable
+    report["injection_other_language"] = other_language
     return rows, report
 
 

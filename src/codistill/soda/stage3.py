@@ -41,6 +41,9 @@ is already lost):
   new-vs-new duplicates are removed only among verified questions, so a question that fails
   its tests never pushes out a good one.
 
+New questions are Python: seeds in another language (Stage II runs them in their own) are not
+drawn, and are counted in the report (``seeds_other_language``).
+
 "Existing" is the cycle's ``questions`` plus ``existing`` (e.g. earlier cycles' questions).
 Files, each written atomically: ``questions.jsonl`` (the kept records) and ``report.json``
 (last; the sha256 of the inputs), with ``verify_cache.jsonl`` for the sandbox. A rerun with
@@ -299,7 +302,10 @@ def run_stage3(
         return done
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    allocation, candidates = _slots(feedback, by_id, config, templates["new_questions"])
+    # New questions are MBPP-style Python (assert tests, the entry point found in them): a seed
+    # in another language is not drawn, and is counted.
+    seeds = [row for row in feedback if by_id[row["question_id"]].language == "python"]
+    allocation, candidates = _slots(seeds, by_id, config, templates["new_questions"])
     answers = teacher.ask([c.prompt for c in candidates], stage="stage3.new_question")
     for c, answer in zip(candidates, answers, strict=True):
         parsed = parse_new_question(answer)
@@ -331,6 +337,7 @@ def run_stage3(
         "config": asdict(config),
         "id_prefix": id_prefix,
         "seed_questions": len(questions),
+        "seeds_other_language": len(feedback) - len(seeds),
         "existing_questions": len(known),
         "allocation": allocation,
         "asked": len(candidates),

@@ -15,6 +15,14 @@ outcome is one of :data:`OUTCOMES`:
   paper keeps such errors apart from the solution's faults (Stage II);
 - ``other``: any other exception, exhausted memory, an early exit, the output limit, a crash.
 
+Questions in JavaScript, C, C++ and Java (:mod:`codistill.evaluation.codegen_languages`) get
+the same outcomes: a compile error is ``environment``, ``name``, ``type`` or ``syntax`` by the
+compiler's first error (a missing header or package, an undeclared name, a type mismatch, the
+grammar), else ``other``; at run time node's and the JVM's uncaught exception decides
+(``SyntaxError``, ``ReferenceError``, ``TypeError``, ``AssertionError``, Java's
+``ClassCastException``...), and a C or C++ program that aborts (a failed ``assert``) or exits
+non-zero is ``logic``.
+
 Where the exception type comes from: the sandbox's worker catches the program's uncaught
 exception and reports ``type(exc).__name__`` on its own status channel, not the program's
 stderr (:func:`codistill.evaluation.sandbox_sample.run_python`), and
@@ -29,13 +37,15 @@ module. The subclasses mapped explicitly above are the only ones recognised (a
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from codistill.data.schema import CodegenRecord
-from codistill.evaluation.codegen import base_program
-from codistill.evaluation.sandbox import ExecResult, Job, Limits, Sandbox
+from codistill.evaluation.codegen import test_job
+from codistill.evaluation.codegen_languages import reached_end
+from codistill.evaluation.sandbox import ExecResult, Limits, Sandbox
 from codistill.soda.faults import FAULT_TYPES, Fault
 
 OUTCOMES = ("passed", *FAULT_TYPES, "environment", "other")
@@ -70,14 +80,85 @@ class Outcome:
     message: str
 
 
-def outcome_of(result: ExecResult) -> str:
+def outcome_of(result: ExecResult, language: str = "python") -> str:
     """The :data:`OUTCOMES` class of one sandbox result (see the module doc)."""
     if result.status == "passed":
         return "passed"
     if result.status == "timed_out":
         return "timeout"
+    if language != "python":
+        return _native_outcome(result, language)
     if result.status == "failed":
         return _BY_EXCEPTION.get(result.detail, "other")
+    return "other"
+
+
+# Other languages. Compiler diagnostics (C, C++, Java) come from the compiler, cut to the
+# sample's own lines by the sandbox; the first error decides. A runtime error is read from the
+# program's stderr (node's and the JVM's report of the uncaught exception): a sample could print
+# a fake one, which changes only which fault it is counted as, never a failure into a pass.
+_COMPILE_RULES = (
+    (
+        "environment",
+        r"No such file or directory|package [\w.]+ does not exist|cannot find -l",
+    ),
+    (
+        "name",
+        r"cannot find symbol|undeclared|was not declared|has not been declared"
+        r"|implicit declaration of function|undefined reference to|is not a member of",
+    ),
+    (
+        "type",
+        r"incompatible types?|invalid conversion|cannot convert|no match(?:ing)? for"
+        r"|invalid operands|bad operand types?|cannot be applied to|cannot be converted"
+        r"|possible lossy conversion|cannot be dereferenced|conversion from .+ requested",
+    ),
+    (
+        "syntax",
+        r"expected|illegal start|reached end of file while parsing|unclosed|stray"
+        r"|missing terminating|not a statement|class, interface, enum, or record expected",
+    ),
+)
+_ERROR_LINE = re.compile(r"\berror\b:?\s*(.*)", re.IGNORECASE)
+_JS_ERROR = re.compile(r"^(?:Uncaught )?([A-Z]\w*Error)\b", re.MULTILINE)
+_JAVA_ERROR = re.compile(r'Exception in thread "[^"]*" ([\w.$]+)')
+_RUNTIME_CLASSES = {
+    "SyntaxError": "syntax",
+    "ReferenceError": "name",
+    "TypeError": "type",
+    "AssertionError": "logic",
+    "java.lang.AssertionError": "logic",
+    "java.lang.ClassCastException": "type",
+    "java.lang.NoClassDefFoundError": "name",
+    "java.lang.NoSuchMethodError": "name",
+}
+
+
+def _native_outcome(result: ExecResult, language: str) -> str:
+    text = f"{result.stdout}\n{result.stderr}"
+    if result.detail == "compile error":
+        first = next((m.group(1) for m in _ERROR_LINE.finditer(text)), text)
+        for where in (first, text):  # a linker's "undefined reference" is not an error line
+            for outcome, pattern in _COMPILE_RULES:
+                if re.search(pattern, where):
+                    return outcome
+        return "other"
+    if result.status not in ("failed", "crashed"):
+        return "other"  # memory, output limit, sandbox faults
+    if language == "javascript":
+        if "Cannot find module" in text:
+            return "environment"
+        found = _JS_ERROR.search(result.stderr)
+        return _RUNTIME_CLASSES.get(found.group(1), "other") if found else "other"
+    if language == "java":
+        found = _JAVA_ERROR.search(result.stderr)
+        if found:
+            return _RUNTIME_CLASSES.get(found.group(1), "other")
+        # JUnit reports a failed assertion as a failure and exits 1.
+        return "logic" if "AssertionError" in result.stderr + result.stdout else "other"
+    # C and C++: a failed assert() aborts; tests that check by hand exit non-zero.
+    if result.detail == "SIGABRT" or result.status == "failed":
+        return "logic"
     return "other"
 
 
@@ -119,13 +200,18 @@ def run_solutions(
         if not record.tests.strip():
             raise ValueError(f"question {record.id}: no tests, so no solution can be verified")
     limits = limits or default_limits()
-    jobs = [Job(base_program(record, solution), limits=limits) for record, solution in items]
+    runs = [test_job(record, solution, limits) for record, solution in items]
+    jobs = [job for job, _ in runs]
     if sandbox is None:
         with Sandbox(limits, workers=workers) as box:
             results = box.run_many(jobs, workers=workers)
     else:
         results = sandbox.run_many(jobs, workers=workers)
-    return [Outcome(outcome_of(r), r.status, r.detail, _last_line(r.stderr)) for r in results]
+    results = [reached_end(r, marker) for r, (_, marker) in zip(results, runs, strict=True)]
+    return [
+        Outcome(outcome_of(r, record.language), r.status, r.detail, _last_line(r.stderr))
+        for r, (record, _) in zip(results, items, strict=True)
+    ]
 
 
 def verify_correct_many(items: Sequence[tuple[CodegenRecord, str]], **run_args) -> list[bool]:

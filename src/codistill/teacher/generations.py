@@ -49,10 +49,10 @@ from typing import Any
 from codistill.config.evaluate import EvalConfig
 from codistill.data.jsonl import write_text_atomic
 from codistill.data.prompts import (
-    CODEGEN_INSTRUCTION,
     assertion_prompt,
     chat_template_adds_bos,
     check_prompt_mode,
+    codegen_instruction,
     completion_from_output,
     is_whole_program,
     render_prompt,
@@ -517,7 +517,8 @@ class _Prompter:
     def text(self, record) -> str:
         if isinstance(record, AssertionRecord):
             return assertion_prompt(record, self.s.prompt_style or "prefix")
-        return render_prompt(self.tok, record.prompt, self.s.prompt_mode, CODEGEN_INSTRUCTION)
+        instruction = codegen_instruction(record.language)
+        return render_prompt(self.tok, record.prompt, self.s.prompt_mode, instruction)
 
     def ids(self, text: str) -> tuple[list[int], bool]:
         """Left-truncated ids (BOS kept, as ``encode_prompts`` cuts), and whether they were cut."""
@@ -547,8 +548,8 @@ def _postprocess(record, text: str, mode: str) -> str:
     if isinstance(record, AssertionRecord):
         return first_line(text)
     if mode == "raw":  # a raw continuation runs on past the function (Chen et al.'s stops)
-        text = truncate_completion(text, is_whole_program(record))
-    return completion_from_output(text, record.prompt, mode, record.entry_point)
+        text = truncate_completion(text, is_whole_program(record), record.language)
+    return completion_from_output(text, record.prompt, mode, record.entry_point, record.language)
 
 
 def _verify(
@@ -602,10 +603,13 @@ class _Teacher:
         texts = [self.prompter.text(r) for r in records]
         if self.s.backend_kind == "transformers":
             return self._in_process(texts)
-        kinds = [isinstance(r, CodegenRecord) and is_whole_program(r) for r in records]
+        kinds = [
+            (r.language, is_whole_program(r)) if isinstance(r, CodegenRecord) else ("", False)
+            for r in records
+        ]
         grouped: list[list[str]] = [[] for _ in records]
         tokens = 0
-        for kind in sorted(set(kinds)):  # whole programs (MBPP) have their own stops
+        for kind in sorted(set(kinds)):  # whole programs (MBPP), other languages: own stops
             rows = [i for i, k in enumerate(kinds) if k == kind]
             done, used = self._server([texts[i] for i in rows], kind)
             tokens += used
@@ -643,14 +647,15 @@ class _Teacher:
         n = self.s.n
         return [out.texts[i * n : (i + 1) * n] for i in range(len(texts))], out.new_tokens
 
-    def _server(self, texts: list[str], programs: bool) -> tuple[list[list[str]], int]:
+    def _server(self, texts: list[str], kind: tuple[str, bool]) -> tuple[list[list[str]], int]:
+        language, programs = kind
         prompts = [self.prompter.server_text(t) for t in texts]
         self.stats.prompts_cut += sum(c for _, c in prompts)
         # Raw code completions stop where eval cuts them anyway; greedy assertions stop at their
         # first non-blank line, sampled ones are cut to it afterwards (a plain "\n" stop would
         # end on a leading blank line).
         code = self.s.task == "codegen" and not self.prompter.chat
-        stop = list(stop_sequences(programs)) if code else None
+        stop = list(stop_sequences(programs, language)) if code else None
         try:
             if self.backend is None:
                 self.backend = self._start_server()
