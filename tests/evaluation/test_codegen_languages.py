@@ -152,3 +152,12 @@ def test_eval_scores_samples_of_a_javascript_question(tmp_path):
     assert [v["passed"] for v in verdicts] == [True, False, False]
     metrics = json.loads((out / "metrics.json").read_text())["models"]["samples"]["vs_truth"]
     assert metrics["pass@1"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("language", ["c", "cpp"])
+def test_a_solution_cannot_switch_the_tests_asserts_off_with_ndebug(box, language):
+    if not box.available(language):
+        pytest.skip(f"no {language} toolchain here")
+    job, marker = make_job(_record(language), "#define NDEBUG\n    return a - b;")
+    result = reached_end(box.run_many([job])[0], marker)
+    assert not result.passed and result.detail == "SIGABRT"

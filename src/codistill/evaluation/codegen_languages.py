@@ -18,10 +18,18 @@ the harness adds a step after the tests that prints a marker with a fresh random
 run passes only if stdout ends with it: ``exit(0)``, ``process.exit(0)`` or ``System.exit(0)``
 inside the solution, before the tests finish, fail. C and C++ get this by renaming the tests'
 ``main`` (``#define main``) and wrapping it; Java through a launcher class that calls the tests'
-``main``; JavaScript with a last statement. What it does not stop: a program that reads its own
-source (or binary) finds the nonce and can print it; a sample written against this harness can
-fake the end, where the Python worker's status channel cannot be written. JUnit tests have no
-marker (JUnit decides, by its exit status).
+``main``; JavaScript with a last statement. JUnit tests have no marker (JUnit decides, by its
+exit status). A solution's ``#define NDEBUG`` is undone before C and C++ tests, whose own
+``#include <assert.h>`` then turns assertions on.
+
+**What it does not stop.** The solution and its tests share one program, as in MultiPL-E, and
+nothing like the Python harness's guarded comparisons stands between them: a sample written to
+cheat can still pass wrong code, e.g. by reading the nonce from its own source or binary, by
+defining glibc's ``__assert_fail`` or other macros the tests use (C, C++), by replacing
+``require`` or patching ``node:assert`` (JavaScript), or by returning an object whose
+``equals`` is always true (Java). The sandbox still contains such a program; only its verdict
+is not to be trusted the way a Python verdict is. For the models' own honest attempts, which
+is what SODA and ``codistill eval`` score, the marker catches the early exits.
 """
 
 from __future__ import annotations
@@ -99,11 +107,15 @@ def _c_program(record: CodegenRecord, completion: str, marker: str) -> str:
     runs them and prints the marker when they return 0."""
     no_args = _NO_ARGS_MAIN.search(record.tests)
     call = "codistill_tests_main()" if no_args else "codistill_tests_main(argc, argv)"
-    stdio = "#include <stdio.h>" if record.language == "c" else "#include <cstdio>"
+    stdio = "<stdio.h>" if record.language == "c" else "<cstdio>"
     return (
         f"{record.prompt}{completion}\n"
+        # A solution's `#define NDEBUG` would turn off the asserts of the tests' own
+        # `#include <assert.h>`. Only directives go here: the tests may open by closing the
+        # solution's function (MultiPL-E's `}`), so this line can sit inside its body.
+        "#undef NDEBUG\n"
         f"#define main codistill_tests_main\n{_returns_zero(record.tests)}\n#undef main\n"
-        f"{stdio}\n"
+        f"#include {stdio}\n"
         "int main(int argc, char **argv) {\n"
         "    (void)argc; (void)argv;\n"
         f"    int codistill_rc = {call};\n"
