@@ -114,7 +114,8 @@ def test_label_true_is_not_accepted_for_1(task):
 
 def test_codegen_language_outside_the_sandboxs_languages_is_rejected():
     assert CodegenRecord.from_dict(_codegen(language="java"), "f:1").language == "java"
-    with pytest.raises(RecordError, match="field 'language' expected one of 'python', 'javascript'"):
+    expected = "field 'language' expected one of 'python', 'javascript'"
+    with pytest.raises(RecordError, match=expected):
         CodegenRecord.from_dict(_codegen(language="rust"), "f:1")
 
 

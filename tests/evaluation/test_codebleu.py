@@ -89,7 +89,8 @@ def test_hash_order_reproduces_the_package_under_the_same_hash_seed():
         _corpus_inputs(e) if "ids" in e else ([e["prediction"]], [e["reference"]], e["language"])
         for e in SEED_DEPENDENT
     ]
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(SRC)}
+    path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": path}
     out = subprocess.run(
         [sys.executable, "-c", script],
         input=json.dumps(jobs),

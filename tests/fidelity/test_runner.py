@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -153,6 +154,7 @@ def test_report_has_a_fidelity_section(result, tmp_path):
     assert any(t.startswith("relations") for t in titles)
 
 
+@pytest.mark.skipif(shutil.which("javac") is None, reason="javac not on PATH")
 def test_java_assertion_variants_are_compiled_and_keep_the_hole(tiny_setup, tmp_path):
     from codistill.data.jsonl import write_records
     from codistill.data.schema import PLACEHOLDER, AssertionRecord

@@ -253,7 +253,8 @@ def test_two_launched_processes_write_their_own_shards(tiny_setup, tmp_path):
         "--max-target-tokens",
         "16",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # No GPU for the two processes: on a one-GPU machine they would share it and NCCL refuses.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "rank 0/2" in done.stdout and "rank 1/2" in done.stdout

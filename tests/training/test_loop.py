@@ -129,3 +129,21 @@ def test_a_loss_whose_every_weight_is_zero_is_refused(tiny_setup, tmp_path):
 
     with pytest.raises(ConfigError, match="every term has weight 0"):
         _cfg(tiny_setup, tmp_path, "z", loss={"ce": 0, "kl": 0})
+
+
+def test_a_run_may_choose_another_precision_than_an_earlier_run_in_the_process(
+    tiny_setup, tmp_path
+):
+    """On a GPU the first run of a process picks bf16; a later ``mixed_precision=no`` run (a
+    sweep, ``reproduce``, the tests) was refused by Accelerate's process-wide state."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)  # whatever earlier tests left
+    Accelerator(cpu=True, mixed_precision="bf16")  # what an earlier run on a GPU leaves behind
+    try:
+        result = distill(_cfg(tiny_setup, tmp_path, "fp32", mixed_precision="no", max_steps=1))
+        assert result.status == "finished"
+        assert AcceleratorState._shared_state["_mixed_precision"] == "no"
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=False)

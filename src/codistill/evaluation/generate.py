@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 
-from codistill.models.forward import last_logit_index
+from codistill.models.forward import cache_kwargs, last_logit_index
 
 
 class _StopAfterLine(StoppingCriteria):
@@ -109,11 +109,12 @@ def greedy_lines(
     # Positions count real tokens only, as generate derives them from a left-padded mask.
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
+    with_cache = cache_kwargs(model, cache)
     logits = model(
         input_ids=input_ids,
         attention_mask=mask,
         position_ids=positions,
-        cache=cache,
+        **with_cache,
         use_cache=True,
         logits_to_keep=last_logit_index(input_ids.shape[1]),
     ).logits[:, -1]
@@ -136,7 +137,7 @@ def greedy_lines(
             input_ids=token[:, None],
             attention_mask=mask,
             position_ids=next_position[:, None],
-            cache=cache,
+            **with_cache,
             use_cache=True,
         ).logits[:, -1]
         next_position = next_position + 1

@@ -7,9 +7,21 @@ final hidden states there, and :func:`head_fn` applies the output head to just t
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
+
+
+def cache_kwargs(model, cache) -> dict:
+    """The keyword that hands ``cache`` (a KV cache) to ``model``'s forward.
+
+    transformers renamed ``past_key_values`` to ``cache`` during 5.x (the old name is a
+    deprecated alias until 5.40). An older forward takes an unknown ``cache=`` into its
+    ``**kwargs`` and silently decodes without the cache, so the name is read off the forward.
+    """
+    params = inspect.signature(model.forward).parameters
+    return {"cache": cache} if "cache" in params else {"past_key_values": cache}
 
 
 def last_logit_index(seq_len: int) -> torch.Tensor:

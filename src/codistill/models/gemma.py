@@ -93,6 +93,7 @@ def convert_gguf(
 
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    _prepend_bos_as_the_gguf_says(tokenizer, gguf)
     config = AutoConfig.for_model(**loaded.config.to_dict())
     # The config still says "quantization: gguf"; the weights are now plain floats.
     if hasattr(config, "quantization_config"):
@@ -133,3 +134,31 @@ def convert_gguf(
             os.replace(old, out)  # the new copy never landed: put the old one back
         raise
     return out
+
+
+def _prepend_bos_as_the_gguf_says(tokenizer, gguf: Path) -> None:
+    """Make ``tokenizer`` prepend BOS when the GGUF's ``tokenizer.ggml.add_bos_token`` says so.
+
+    Some transformers 5 releases (5.17 here) build a GGUF's tokenizer without it, and Gemma
+    without its BOS is another model. The BOS then goes into the tokenizer's own
+    post-processor (saved in ``tokenizer.json``), so the saved directory encodes the same
+    under every transformers version.
+    """
+    from gguf import GGUFReader  # lazy: only conversions read GGUF metadata
+    from tokenizers import processors
+
+    field = GGUFReader(gguf).fields.get("tokenizer.ggml.add_bos_token")
+    wanted = bool(field.parts[field.data[0]][0]) if field is not None else False
+    bos, bos_id = tokenizer.bos_token, tokenizer.bos_token_id
+    if not wanted or bos_id is None or tokenizer("a")["input_ids"][:1] == [bos_id]:
+        return
+    backend = tokenizer.backend_tokenizer
+    template = processors.TemplateProcessing(
+        single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 {bos}:1 $B:1", special_tokens=[(bos, bos_id)]
+    )
+    current = backend.post_processor
+    backend.post_processor = (
+        template if current is None else processors.Sequence([current, template])
+    )
+    if tokenizer("a")["input_ids"][:1] != [bos_id]:
+        raise RuntimeError(f"{gguf}: could not make the tokenizer prepend its BOS token")

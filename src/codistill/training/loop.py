@@ -83,6 +83,20 @@ def _mixed_precision(choice: str) -> str:
     return "no"
 
 
+def _allow_precision(precision: str) -> None:
+    """Let this run choose its own mixed precision when an earlier run in the same process
+    (a sweep, ``reproduce``, a test session) chose another: Accelerate keeps the first choice
+    process-wide and refuses any other ("AcceleratorState has already been initialized"),
+    which on a GPU is the first bf16 run followed by a ``mixed_precision=no`` one. Only the
+    precision part of its state is dropped (``_reset_state``, Accelerate's own way between
+    tests); the process group and device stay."""
+    from accelerate.state import AcceleratorState
+
+    chosen = AcceleratorState._shared_state.get("_mixed_precision")
+    if chosen is not None and chosen != precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def multi_cpu() -> bool:
     """Accelerate runs several CPU processes (gloo) only when told ``cpu=True``; do so when
     launched with several processes and no GPU, or under ``accelerate launch --cpu``."""
@@ -347,9 +361,11 @@ def distill(cfg: DistillConfig, resume: bool = False) -> RunResult:
 def build_run(cfg: DistillConfig, resume: bool) -> tuple[Run, TrainState]:
     """Load models and data, build optimizer and schedule, restore a checkpoint, write run.json."""
     objective = parse_objective(cfg.loss, **cfg.loss_settings())
+    precision = _mixed_precision(cfg.mixed_precision)
+    _allow_precision(precision)
     accelerator = Accelerator(
         cpu=multi_cpu(),
-        mixed_precision=_mixed_precision(cfg.mixed_precision),
+        mixed_precision=precision,
         log_with="tensorboard" if cfg.tensorboard else None,
         project_dir=str(cfg.output_dir),
         **strategy_plugins(cfg),
