@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator, DeepSpeedPlugin, FullyShardedDataParallelPlugin
+from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 
@@ -90,8 +91,6 @@ def _allow_precision(precision: str) -> None:
     which on a GPU is the first bf16 run followed by a ``mixed_precision=no`` one. Only the
     precision part of its state is dropped (``_reset_state``, Accelerate's own way between
     tests); the process group and device stay."""
-    from accelerate.state import AcceleratorState
-
     chosen = AcceleratorState._shared_state.get("_mixed_precision")
     if chosen is not None and chosen != precision:
         AcceleratorState._reset_state(reset_partial_state=False)
