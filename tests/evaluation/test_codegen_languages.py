@@ -47,8 +47,7 @@ QUESTIONS = {
 }
 
 
-def _record(language: str) -> CodegenRecord:
-    prompt, tests, _ = QUESTIONS[language]
+def _whole(language: str, prompt: str, tests: str) -> CodegenRecord:
     return CodegenRecord(
         id=f"{language}/add",
         source="multipl-e",
@@ -57,6 +56,11 @@ def _record(language: str) -> CodegenRecord:
         tests=tests,
         language=language,
     )
+
+
+def _record(language: str) -> CodegenRecord:
+    prompt, tests, _ = QUESTIONS[language]
+    return _whole(language, prompt, tests)
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +122,11 @@ def test_raw_completions_stop_where_multipl_e_stops_them():
 def test_chat_answers_in_another_language_are_their_code_block():
     answer = "Here:\n```js\nfunction add(a, b) {\n  return a + b;\n}\n```\nDone."
     assert extract_code(answer, "javascript").startswith("function add")
-    # An answer that repeats the prompt continues it; any other follows it whole.
+    # A prompt left open at the function takes the body (its tests close the function); a
+    # prompt that is a comment is followed by the whole code.
     prompt = "function add(a, b) {\n"
     assert completion_from_output(answer, prompt, "chat", "add", "javascript") == (
-        "  return a + b;\n}\n"
+        "  return a + b;\n"
     )
     other = "```cpp\nint twice(int x) { return 2 * x; }\n```"
     assert completion_from_output(other, "// Double x.\n", "chat", "twice", "cpp") == (
@@ -161,3 +166,69 @@ def test_a_solution_cannot_switch_the_tests_asserts_off_with_ndebug(box, languag
     job, marker = make_job(_record(language), "#define NDEBUG\n    return a - b;")
     result = reached_end(box.run_many([job])[0], marker)
     assert not result.passed and result.detail == "SIGABRT"
+
+
+def _run(box, record, completion):
+    job, marker = make_job(record, completion)
+    return reached_end(box.run_many([job])[0], marker)
+
+
+def test_java_runs_the_tests_main_never_the_solutions(box):
+    if not box.available("java"):
+        pytest.skip("no java toolchain here")
+    record = _whole(
+        "java",
+        "// Write a class Solution with static int add(int a, int b).\n",
+        "public class Main {\n    public static void main(String[] args) {\n"
+        "        assert Solution.add(1, 2) == 3;\n    }\n}\n",
+    )
+    demo = "public static void main(String[] a) { System.out.println(add(1, 2)); }"
+    add = "static int add(int a, int b) { return a - b; }"
+    wrong = f"public class Solution {{\n    {add}\n    {demo}\n}}\n"
+    right = wrong.replace("a - b", "a + b")
+    # Both `public`: the solution's loses it, as the file is named after the tests' class.
+    assert _run(box, record, right).passed
+    assert not _run(box, record, wrong).passed
+    # English in a comment ("a record of") is no type declaration.
+    commented = _record("java")
+    body = "        // Keep a record of the sum.\n        return a + b;"
+    assert _run(box, commented, body).passed
+
+
+def test_tests_that_end_by_exiting_or_asynchronously_pass_a_right_solution(box):
+    c = _whole(
+        "c",
+        "int add(int a, int b) {\n",
+        "}\n#include <assert.h>\n#include <stdlib.h>\n"
+        "int main(void) {\n    assert(add(1, 2) == 3);\n    exit(0);\n}\n",
+    )
+    if box.available("c"):
+        assert _run(box, c, "    return a + b;").passed
+        assert not _run(box, c, "    return a - b;").passed
+    js = _whole(
+        "javascript",
+        "function add(a, b) {\n",
+        "}\nconst assert = require('node:assert');\n"
+        "(async () => {\n  await null;\n  assert.strictEqual(add(1, 2), 3);\n"
+        "  console.log('done');\n})();\n",
+    )
+    if box.available("javascript"):
+        ok = _run(box, js, "  return a + b;")
+        assert ok.passed and "done" in ok.stdout
+        assert not _run(box, js, "  return a - b;").passed
+
+
+def test_a_chat_answer_to_an_open_function_prompt_gives_the_body(box):
+    language = "cpp"
+    if not box.available(language):
+        pytest.skip("no g++ here")
+    prompt, tests, _ = QUESTIONS[language]
+    prompt = "// Add two numbers.\n" + prompt
+    answer = (
+        "```cpp\n#include <cstdlib>\n// Adds a and b.\nint add(int a, int b) {\n"
+        "    if (a < 0) { return b + a; }\n    return a + b;\n}\n```"
+    )
+    completion = completion_from_output(answer, prompt, "chat", "add", language)
+    assert completion == "    if (a < 0) { return b + a; }\n    return a + b;\n"
+    record = _whole(language, prompt, tests)
+    assert _run(box, record, completion).passed

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from codistill.data.code_text import drop_main
 from codistill.data.schema import CodegenRecord
-from codistill.evaluation.codegen_languages import drop_main
 from codistill.evaluation.sandbox import ExecResult, Sandbox
 from codistill.soda.stage1 import solution_from_answer
 from codistill.soda.verify import default_limits, outcome_of, run_solutions
@@ -136,9 +136,32 @@ def test_an_answers_code_block_loses_its_own_main():
     solution = solution_from_answer(answer, question)
     assert "int clamp" in solution and "main" not in solution
     assert solution_from_answer("I cannot help with that.", question) == ""
+    # Prose that names the function is no solution (it would verify as a syntax fault).
+    assert solution_from_answer("Sorry, I cannot write clamp(x, lo, hi) for you.", question) == ""
+    js = _question("javascript")
+    answer = (
+        "```js\nconst assert = require('assert');\n"
+        "function clamp(x, lo, hi) {\n  return Math.min(hi, Math.max(lo, x));\n}\n"
+        "console.log(clamp(5, 0, 3));\nassert.strictEqual(clamp(1, 0, 3), 1);\n```"
+    )
+    assert solution_from_answer(answer, js).strip() == (
+        "function clamp(x, lo, hi) {\n  return Math.min(hi, Math.max(lo, x));\n}"
+    )
     java = "class S {\n    public static void main(String[] a) throws E {\n        f();\n    }\n}\n"
     assert drop_main(java, "java") == "class S {\n}\n"
     assert drop_main("function main() {}", "javascript") == "function main() {}"
+    annotated = (
+        'class S {\n    @SuppressWarnings("x") public static final void main(String[] a) {}\n}\n'
+    )
+    assert drop_main(annotated, "java") == "class S {\n}\n"
+
+
+def test_the_question_says_which_language_to_answer_in():
+    from codistill.soda.prompts import question_text
+
+    assert question_text(_question("cpp")).endswith(
+        "Write the solution in C++, without a main function."
+    )
 
 
 @pytest.mark.parametrize(
@@ -173,6 +196,39 @@ def test_an_answers_code_block_loses_its_own_main():
             "type",
         ),
         ("memory_exceeded", "MemoryError", "", "javascript", "other"),
+        # The first error diagnostic decides, not the source line the compiler quotes under it.
+        (
+            "failed",
+            "compile error",
+            "main.c:9:12: error: too few arguments to function 'add'\n"
+            "    9 |     assert(add(1, 2) == expected);\n",
+            "c",
+            "type",
+        ),
+        (
+            "failed",
+            "compile error",
+            "main.cpp:4:5: error: no matching function for call to 'f(int)'",
+            "cpp",
+            "type",
+        ),
+        ("failed", "compile error", "main.c:2:1: error: unknown type name 'bool'", "c", "name"),
+        (
+            "crashed",
+            "SIGABRT",
+            "terminate called after throwing an instance of 'std::out_of_range'",
+            "cpp",
+            "other",
+        ),
+        ("failed", "exited before the end of the tests", "", "c", "other"),
+        ("failed", "exit status 1", "\nError: clamp(5, 0, 3) should be 3\n", "javascript", "logic"),
+        (
+            "failed",
+            "exit status 1",
+            "Failures (1):\n  org.opentest4j.AssertionFailedError: expected: <3> but was: <5>",
+            "java",
+            "logic",
+        ),
         ("timed_out", "CPU-time limit (1 s)", "", "java", "timeout"),
     ],
 )

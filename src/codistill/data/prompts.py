@@ -17,6 +17,7 @@ import ast
 import re
 import textwrap
 
+from codistill.data.code_text import function_body
 from codistill.data.schema import PLACEHOLDER, AssertionRecord, CodegenRecord
 
 PROMPT_MODES = ("raw", "chat")
@@ -224,6 +225,23 @@ def _defines(code: str, name: str) -> bool:
     )
 
 
+def _native_chat_completion(code: str, prompt: str, entry_point: str | None) -> str:
+    """A chat answer's code as the completion of a prompt in a C-family language.
+
+    A prompt left open at a function's ``{`` (MultiPL-E's; its tests close the function) takes
+    the body of the answer's definition of ``entry_point``, or the whole code when the answer
+    is only a body. Otherwise (a prompt that is a comment) the code follows the prompt, less
+    the prompt's own text where the answer repeats it.
+    """
+    if entry_point and prompt.rstrip().endswith("{"):
+        body = function_body(code, entry_point)
+        return (code if body is None else body).strip("\n") + "\n"
+    code, head = code.lstrip(), prompt.strip()
+    if head and code.startswith(head):
+        code = code[len(head) :]
+    return code.strip("\n") + "\n"
+
+
 def completion_from_output(
     output: str,
     prompt: str,
@@ -237,11 +255,7 @@ def completion_from_output(
     :func:`fix_first_line_indent`."""
     if check_prompt_mode(mode) == "chat":
         if language != "python":
-            # The code follows the prompt; an answer that repeats the prompt continues it.
-            code, head = extract_code(output, language).lstrip(), prompt.strip()
-            if head and code.startswith(head):
-                code = code[len(head) :]
-            return code.strip("\n") + "\n"
+            return _native_chat_completion(extract_code(output, language), prompt, entry_point)
         return completion_from_chat(output, prompt, entry_point)
     return fix_first_line_indent(output, prompt)
 

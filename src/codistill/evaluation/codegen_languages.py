@@ -10,17 +10,24 @@ runs after the solution, the layout of MultiPL-E's translations of HumanEval and
 - Java: the rest of the class with a ``main`` that throws (``assert`` runs enabled: the sandbox
   starts the JVM with ``-ea``), or JUnit tests.
 
-The program is ``prompt + completion + "\\n" + tests``, one file.
+The program is ``prompt + completion + "\\n" + tests``, one file (Java: the solution's
+top-level types lose ``public``, since the file is named after the tests' public class). Tests
+need what they import: MultiPL-E's Java prompts import ``org.javatuples``, whose jar is not on
+this machine, so those fail to compile (SODA counts that as ``environment``).
 
 **Reaching the end.** A Python program passes only if the sandbox's worker sees it run to its
 end (:mod:`codistill.evaluation.codegen`). A native or node program runs as its own process, so
-the harness adds a step after the tests that prints a marker with a fresh random nonce, and a
-run passes only if stdout ends with it: ``exit(0)``, ``process.exit(0)`` or ``System.exit(0)``
-inside the solution, before the tests finish, fail. C and C++ get this by renaming the tests'
-``main`` (``#define main``) and wrapping it; Java through a launcher class that calls the tests'
-``main``; JavaScript with a last statement. JUnit tests have no marker (JUnit decides, by its
-exit status). A solution's ``#define NDEBUG`` is undone before C and C++ tests, whose own
-``#include <assert.h>`` then turns assertions on.
+the harness prints a marker with a fresh random nonce once the tests are done, and a run passes
+only if stdout ends with it: ``exit(0)``, ``process.exit(0)`` or ``System.exit(0)`` inside the
+solution, before the tests finish, fail. C and C++: the tests' ``main`` is renamed
+(``#define main``) and wrapped, and in C the tests' own ``exit`` goes through the harness, so
+tests that end with ``exit(0)`` pass. Java: a launcher class calls the ``main`` of the class
+around the tests' ``main`` (a solution's demo ``main`` never runs). JavaScript: the marker is
+written on ``beforeExit``, when the event loop is empty (async tests included), which never
+comes after an uncaught error or ``process.exit``. JUnit tests have no marker (JUnit decides,
+by its exit status). A solution's ``#define NDEBUG`` is undone before C and C++ tests, whose
+own ``#include <assert.h>`` then turns assertions on. Tests must fail by throwing, aborting or
+exiting non-zero: node's ``console.assert`` only prints.
 
 **What it does not stop.** The solution and its tests share one program, as in MultiPL-E, and
 nothing like the Python harness's guarded comparisons stands between them: a sample written to
@@ -37,6 +44,7 @@ from __future__ import annotations
 import re
 import secrets
 
+from codistill.data.code_text import blank_comments_and_strings, closing_brace, enclosing_type
 from codistill.data.schema import CodegenRecord
 from codistill.evaluation.sandbox import ExecResult, Job, Limits
 from codistill.evaluation.sandbox_languages import java_type_name
@@ -44,10 +52,11 @@ from codistill.evaluation.sandbox_languages import java_type_name
 NATIVE_LANGUAGES = ("javascript", "c", "cpp", "java")
 MARKER_PREFIX = "codistill-end-of-tests-"
 _NO_ARGS_MAIN = re.compile(r"\bmain\s*\(\s*(?:void)?\s*\)")
-_JAVA_MAIN_CLASS = re.compile(
-    r"\b(?:class|interface|enum|record)\s+(\w+)[^{]*\{(?:(?!\b(?:class|interface|enum|record)\s"
-    r"+\w+).)*?static\s+(?:final\s+)?void\s+main\s*\(",
-    re.S,
+_JAVA_MAIN = re.compile(r"\bstatic\s+(?:final\s+)?void\s+main\s*\(")
+_PUBLIC_TYPE = re.compile(
+    r"^public\s+((?:(?:final|abstract|sealed|non-sealed|strictfp)\s+)*"
+    r"(?:class|interface|enum|record)\s)",
+    re.M,
 )
 
 
@@ -61,19 +70,26 @@ def native_job(
 ) -> Job:
     """The sandbox job that runs ``completion`` against ``record``'s tests (see the module
     doc); a pass requires ``marker`` as the last line of stdout (:func:`reached_end`)."""
-    program = f"{record.prompt}{completion}\n{record.tests}\n"
     language = record.language
     if language == "javascript":
-        # A statement of its own: ';' ends whatever expression the tests left open.
-        end = f"\n;process.stdout.write({_c_string(chr(10) + marker + chr(10))});\n"
-        return Job(program + end, "javascript", limits=limits)
+        # When the event loop has nothing left (async tests included); never after an uncaught
+        # error or a process.exit. The `;` ends whatever expression the tests left open.
+        end = (
+            "\n;process.once('beforeExit', () => "
+            f"process.stdout.write({_c_string(chr(10) + marker + chr(10))}));\n"
+        )
+        return Job(f"{record.prompt}{completion}\n{record.tests}\n{end}", language, limits=limits)
     if language in ("c", "cpp"):
         return Job(_c_program(record, completion, marker), language, limits=limits)
     if language == "java":
+        # Top-level types of the solution lose `public`: one file holds them and the tests'.
+        solution = _PUBLIC_TYPE.sub(r"\1", completion)
+        program = f"{record.prompt}{solution}\n{record.tests}\n"
         if _is_junit(program):
             return Job(program, "java", limits=limits)
+        tests_at = len(program) - len(record.tests) - 1
         return Job(
-            _java_launcher(program, marker),
+            _java_launcher(program, tests_at, marker),
             "java",
             files={f"{(java_type_name(program) or 'Main')}.java": program},
             limits=limits,
@@ -94,8 +110,11 @@ def reached_end(result: ExecResult, marker: str | None) -> ExecResult:
         result.stdout,
         result.stderr,
         result.duration_s,
-        "exited before the end of the tests",
+        EXITED_EARLY,
     )
+
+
+EXITED_EARLY = "exited before the end of the tests"
 
 
 def _c_string(text: str) -> str:
@@ -104,24 +123,42 @@ def _c_string(text: str) -> str:
 
 def _c_program(record: CodegenRecord, completion: str, marker: str) -> str:
     """prompt + completion, then the tests with their ``main`` renamed, then a ``main`` that
-    runs them and prints the marker when they return 0."""
+    runs them and prints the marker when they return 0 (C: also when they ``exit(0)``)."""
     no_args = _NO_ARGS_MAIN.search(record.tests)
     call = "codistill_tests_main()" if no_args else "codistill_tests_main(argc, argv)"
-    stdio = "<stdio.h>" if record.language == "c" else "<cstdio>"
+    c = record.language == "c"
+    say = f"fputs({_c_string(chr(10) + marker + chr(10))}, stdout)"
+    # C tests may end with exit(0): only theirs is redirected (the macro follows the solution),
+    # to a function declared before the prompt and defined after the tests. C++ keeps exit as
+    # is (a macro would also rewrite std::exit).
+    prelude = (
+        "#include <stdio.h>\n#include <stdlib.h>\nstatic void codistill_exit(int);\n" if c else ""
+    )
+    redirect = "#define exit(code) codistill_exit(code)\n" if c else ""
+    exit_fn = (
+        "static void codistill_exit(int code) {\n"
+        f"    if (code == 0) {{ fflush(stdout); {say}; fflush(stdout); }}\n"
+        "    exit(code);\n"
+        "}\n"
+        if c
+        else ""
+    )
     return (
-        f"{record.prompt}{completion}\n"
+        f"{prelude}{record.prompt}{completion}\n"
         # A solution's `#define NDEBUG` would turn off the asserts of the tests' own
         # `#include <assert.h>`. Only directives go here: the tests may open by closing the
-        # solution's function (MultiPL-E's `}`), so this line can sit inside its body.
-        "#undef NDEBUG\n"
+        # solution's function (MultiPL-E's `}`), so these lines can sit inside its body.
+        f"#undef NDEBUG\n{redirect}"
         f"#define main codistill_tests_main\n{_returns_zero(record.tests)}\n#undef main\n"
-        f"#include {stdio}\n"
+        f"{'#undef exit' + chr(10) if c else ''}"
+        f"#include {'<stdio.h>' if c else '<cstdio>'}\n"
+        f"{exit_fn}"
         "int main(int argc, char **argv) {\n"
         "    (void)argc; (void)argv;\n"
         f"    int codistill_rc = {call};\n"
         "    if (codistill_rc == 0) {\n"
         "        fflush(stdout);\n"
-        f"        fputs({_c_string(chr(10) + marker + chr(10))}, stdout);\n"
+        f"        {say};\n"
         "        fflush(stdout);\n"
         "    }\n"
         "    return codistill_rc;\n"
@@ -135,75 +172,26 @@ _MAIN_DEFINITION = re.compile(r"\bmain\s*\([^()]*\)\s*\{")
 def _returns_zero(tests: str) -> str:
     """``tests`` with ``return 0;`` before the closing brace of ``main``: ``main`` may end
     without a return (it then returns 0), the function it is renamed to may not."""
-    found = _MAIN_DEFINITION.search(tests)
+    found = _MAIN_DEFINITION.search(blank_comments_and_strings(tests))
     if found is None:
         return tests  # no main: the program fails to link, as it would without the harness
-    end = _closing_brace(tests, found.end())
+    end = closing_brace(tests, found.end())
     if end is None:
         return tests  # unbalanced: the compiler says so
     return f"{tests[:end]}\n    return 0;\n{tests[end:]}"
-
-
-def _closing_brace(code: str, start: int) -> int | None:
-    """Index of the ``}`` closing the block opened just before ``start``, skipping string and
-    character literals and comments; None if the block never closes."""
-    depth, i, n = 1, start, len(code)
-    while i < n:
-        c = code[i]
-        if code.startswith("//", i):
-            i = code.find("\n", i)
-            if i == -1:
-                return None
-        elif code.startswith("/*", i):
-            i = code.find("*/", i + 2)
-            if i == -1:
-                return None
-            i += 1
-        elif c in "\"'":
-            i += 1
-            while i < n and code[i] != c:
-                i += 2 if code[i] == "\\" else 1
-        elif c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return None
-
-
-_MAIN_HEADS = {
-    "c": re.compile(r"^[ \t]*(?:int|void)\s+main\s*\([^()]*\)\s*\{", re.M),
-    "java": re.compile(
-        r"^[ \t]*(?:public\s+)?static\s+(?:public\s+)?void\s+main\s*\([^()]*\)"
-        r"(?:\s*throws\s+[\w.,\s]+?)?\s*\{",
-        re.M,
-    ),
-}
-
-
-def drop_main(code: str, language: str) -> str:
-    """``code`` without its ``main`` (C, C++) or ``main`` method (Java): a solution's own
-    demo ``main`` would clash with the one the tests bring. Other languages: ``code``."""
-    head = _MAIN_HEADS.get("c" if language == "cpp" else language)
-    found = head.search(code) if head else None
-    if found is None:
-        return code
-    end = _closing_brace(code, found.end())
-    if end is None:
-        return code
-    return code[: found.start()] + code[end + 1 :].lstrip("\n")
 
 
 def _is_junit(program: str) -> bool:
     return "@Test" in program and re.search(r"\borg\.junit\b", program) is not None
 
 
-def _java_launcher(program: str, marker: str) -> str:
-    """A class that runs the tests' ``main`` and then prints the marker."""
-    found = _JAVA_MAIN_CLASS.search(program)
-    target = found.group(1) if found else (java_type_name(program) or "Main")
+def _java_launcher(program: str, tests_at: int, marker: str) -> str:
+    """A class that runs the tests' ``main`` (the class around the first ``main`` of the
+    tests, which start at ``tests_at``; a solution's own ``main`` is never run) and then
+    prints the marker."""
+    found = _JAVA_MAIN.search(blank_comments_and_strings(program), tests_at)
+    target = enclosing_type(program, found.start()) if found else None
+    target = target or java_type_name(program) or "Main"
     return (
         "public class CodistillLauncher {\n"
         "    public static void main(String[] args) throws Throwable {\n"

@@ -20,7 +20,9 @@ def cache_kwargs(model, cache) -> dict:
     deprecated alias until 5.40). An older forward takes an unknown ``cache=`` into its
     ``**kwargs`` and silently decodes without the cache, so the name is read off the forward.
     """
-    params = inspect.signature(model.forward).parameters
+    # A PEFT wrapper's forward passes keywords through: its base model's forward decides.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
     return {"cache": cache} if "cache" in params else {"past_key_values": cache}
 
 

@@ -150,7 +150,13 @@ def _prepend_bos_as_the_gguf_says(tokenizer, gguf: Path) -> None:
     field = GGUFReader(gguf).fields.get("tokenizer.ggml.add_bos_token")
     wanted = bool(field.parts[field.data[0]][0]) if field is not None else False
     bos, bos_id = tokenizer.bos_token, tokenizer.bos_token_id
-    if not wanted or bos_id is None or tokenizer("a")["input_ids"][:1] == [bos_id]:
+    if not wanted or bos_id is None:
+        return
+    try:  # the flag too: code that rebuilds the post-processor reads it
+        tokenizer.add_bos_token = True
+    except AttributeError:
+        pass
+    if tokenizer("a")["input_ids"][:1] == [bos_id]:
         return
     backend = tokenizer.backend_tokenizer
     template = processors.TemplateProcessing(
@@ -160,5 +166,6 @@ def _prepend_bos_as_the_gguf_says(tokenizer, gguf: Path) -> None:
     backend.post_processor = (
         template if current is None else processors.Sequence([current, template])
     )
-    if tokenizer("a")["input_ids"][:1] != [bos_id]:
-        raise RuntimeError(f"{gguf}: could not make the tokenizer prepend its BOS token")
+    ids = tokenizer("a")["input_ids"]
+    if ids[:1] != [bos_id] or ids[1:2] == [bos_id]:
+        raise RuntimeError(f"{gguf}: could not make the tokenizer prepend one BOS token: {ids}")

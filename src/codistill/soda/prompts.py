@@ -165,6 +165,19 @@ def templates_sha256(templates: dict[str, PromptTemplate]) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()
 
 
+_LANGUAGE_NAMES = {"javascript": "JavaScript", "c": "C", "cpp": "C++", "java": "Java"}
+
+
+def question_text(record) -> str:
+    """What the templates show as ``${question}``: the record's prompt, and for a question in
+    another language than Python, which language to answer in (a prompt that is a comment
+    does not say it, and the models default to Python)."""
+    if record.language == "python":
+        return record.prompt
+    name = _LANGUAGE_NAMES[record.language]
+    return f"{record.prompt.rstrip()}\n\nWrite the solution in {name}, without a main function."
+
+
 def render_correct(template: PromptTemplate, question: str) -> Prompt:
     """P_c(x): asks for a correct solution to ``question``."""
     return _expect(template, "correct").render(question=question)

@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from codistill.data.code_text import defines, drop_main
 from codistill.data.jsonl import read_records, write_text_atomic
 from codistill.data.prompts import (
     completion_from_chat,
@@ -56,13 +57,13 @@ from codistill.data.prompts import (
     extract_code,
 )
 from codistill.data.schema import CodegenRecord, RecordError
-from codistill.evaluation.codegen_languages import drop_main
 from codistill.soda import faults as fault_injection
 from codistill.soda import verify
 from codistill.soda.prompts import (
     FAULT_TYPES,
     PromptTemplate,
     load_template,
+    question_text,
     render_correct,
     render_faulty,
     templates_sha256,
@@ -171,26 +172,39 @@ def solution_from_answer(answer: str, record: CodegenRecord) -> str:
     Other questions go through :func:`codistill.data.prompts.completion_from_chat`. A question
     in another language than Python takes the answer's code block (continuing the prompt where
     it repeats it), without a ``main`` of its own (the tests bring theirs:
-    :func:`codistill.evaluation.codegen_languages.drop_main`).
+    :func:`codistill.data.code_text.drop_main`).
 
     An answer with no fenced block that does not define the entry point either (a refusal, an
     explanation) has no solution: ``""``, never run, counted as ``no_code``. Otherwise a
     refusal would not compile and pass as a verified syntax fault.
     """
     if record.language != "python":
-        if "```" not in answer and not re.search(
-            rf"\b{re.escape(record.entry_point)}\s*\(", answer
-        ):
+        if "```" not in answer and not defines(answer, record.entry_point):
             return ""
         code = completion_from_output(answer, record.prompt, "chat", None, record.language)
-        return drop_main(code, record.language) if code.strip() else ""
-    defines = rf"^[ \t]*(async[ \t]+)?def[ \t]+{re.escape(record.entry_point)}\b"
-    if "```" not in answer and not re.search(defines, answer, re.MULTILINE):
+        code = _without_examples(drop_main(code, record.language), record.language)
+        return code if code.strip() else ""
+    python_def = rf"^[ \t]*(async[ \t]+)?def[ \t]+{re.escape(record.entry_point)}\b"
+    if "```" not in answer and not re.search(python_def, answer, re.MULTILINE):
         return ""
     if record.source.lower().startswith("mbpp"):
         code = definitions_only(extract_code(answer))
         return code.strip("\n") + "\n" if code.strip() else ""
     return completion_from_chat(answer, record.prompt, record.entry_point)
+
+
+# A JavaScript answer's own example checks at top level: its `assert` import would clash with
+# the tests' (`const assert` declared twice), its calls only print.
+_JS_EXAMPLE = re.compile(
+    r"^(?:(?:const|let|var)\s+\w+\s*=\s*require\(\s*['\"](?:node:)?assert(?:/strict)?['\"]\s*\)"
+    r"|console\.(?:log|assert)\(.*\)|assert(?:\.\w+)?\(.*\))\s*;?\s*$",
+    re.M,
+)
+
+
+def _without_examples(code: str, language: str) -> str:
+    """``code`` without a JavaScript answer's top-level example lines (:data:`_JS_EXAMPLE`)."""
+    return _JS_EXAMPLE.sub("", code) if language == "javascript" else code
 
 
 class Verifier:
@@ -215,7 +229,14 @@ class Verifier:
 
     def _run(self, items: Sequence[tuple[CodegenRecord, str]]) -> list[str]:
         keys = [
-            content_key(r.prompt, r.tests, s, self.limits.timeout_s, self.limits.cpu_s)
+            content_key(
+                r.prompt,
+                r.tests,
+                s,
+                self.limits.timeout_s,
+                self.limits.cpu_s,
+                *([] if r.language == "python" else [r.language]),
+            )
             for r, s in items
         ]
         todo: dict[str, int] = {}
@@ -362,7 +383,7 @@ def _correct(
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Verified correct solutions by question id, and the correct-side report."""
     answers = teacher.ask(
-        [render_correct(template, r.prompt) for r in seeds], stage="stage1.correct"
+        [render_correct(template, question_text(r)) for r in seeds], stage="stage1.correct"
     )
     solutions = [solution_from_answer(a, r) for a, r in zip(answers, seeds, strict=True)]
     outcomes = verifier.outcomes(list(zip(seeds, solutions, strict=True)))
@@ -391,7 +412,7 @@ def _faulty(
     items: list[tuple[CodegenRecord, str, str, str, str | None]] = []
     asked = [(r, t) for r in solved for t in config.teacher_fault_types]
     if asked:
-        prompts = [render_faulty(template, r.prompt, (t,)) for r, t in asked]
+        prompts = [render_faulty(template, question_text(r), (t,)) for r, t in asked]
         answers = teacher.ask(prompts, stage="stage1.faulty")
         for (r, t), answer in zip(asked, answers, strict=True):
             items.append((r, solution_from_answer(answer, r), t, "teacher", None))

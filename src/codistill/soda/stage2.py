@@ -57,7 +57,13 @@ from codistill.soda.difficulty import (
     classify_all,
 )
 from codistill.soda.judge import agreement, judge_solutions
-from codistill.soda.prompts import PromptTemplate, load_template, render_correct, templates_sha256
+from codistill.soda.prompts import (
+    PromptTemplate,
+    load_template,
+    question_text,
+    render_correct,
+    templates_sha256,
+)
 from codistill.soda.stage1 import NO_CODE, Verifier, solution_from_answer
 from codistill.soda.stagefiles import check_questions, finished_report, stage_counts, write_jsonl
 from codistill.soda.teacher import AnswerStore, TeacherCalls, content_key
@@ -189,7 +195,7 @@ def run_stage2(
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     answers = student.ask(
-        [render_correct(templates["correct"], r.prompt) for r in questions],
+        [render_correct(templates["correct"], question_text(r)) for r in questions],
         stage="stage2.student",
     )
     solutions = [solution_from_answer(a, r) for a, r in zip(answers, questions, strict=True)]
@@ -306,7 +312,7 @@ def _score(
     """Judge scores per question (no code: :data:`NO_CODE_SCORE`), and the judge's report."""
     asked = [i for i, ok in enumerate(has_code) if ok]
     result = judge_solutions(
-        [(questions[i].prompt, solutions[i]) for i in asked],
+        [(question_text(questions[i]), solutions[i]) for i in asked],
         judge.asker("stage2.judge"),
         JudgeCache(out / "judge_cache.jsonl"),
         template,

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 from codistill.data.schema import CodegenRecord
 from codistill.evaluation.codegen import test_job
-from codistill.evaluation.codegen_languages import reached_end
+from codistill.evaluation.codegen_languages import EXITED_EARLY, reached_end
 from codistill.evaluation.sandbox import ExecResult, Limits, Sandbox
 from codistill.soda.faults import FAULT_TYPES, Fault
 
@@ -94,9 +94,10 @@ def outcome_of(result: ExecResult, language: str = "python") -> str:
 
 
 # Other languages. Compiler diagnostics (C, C++, Java) come from the compiler, cut to the
-# sample's own lines by the sandbox; the first error decides. A runtime error is read from the
-# program's stderr (node's and the JVM's report of the uncaught exception): a sample could print
-# a fake one, which changes only which fault it is counted as, never a failure into a pass.
+# sample's own lines by the sandbox; the first error diagnostic decides (not the source lines
+# the compiler quotes under it). A runtime error is read from the program's stderr (node's and
+# the JVM's report of the uncaught exception): a sample could print a fake one, which changes
+# only which fault it is counted as, never a failure into a pass.
 _COMPILE_RULES = (
     (
         "environment",
@@ -105,13 +106,16 @@ _COMPILE_RULES = (
     (
         "name",
         r"cannot find symbol|undeclared|was not declared|has not been declared"
-        r"|implicit declaration of function|undefined reference to|is not a member of",
+        r"|implicit declaration of function|undefined reference to|is not a member of"
+        r"|has no member named|request for member|unknown type name|does not name a type",
     ),
     (
         "type",
-        r"incompatible types?|invalid conversion|cannot convert|no match(?:ing)? for"
-        r"|invalid operands|bad operand types?|cannot be applied to|cannot be converted"
-        r"|possible lossy conversion|cannot be dereferenced|conversion from .+ requested",
+        r"incompatible types?|invalid conversion|cannot convert|could not convert"
+        r"|no matching function|no match for|invalid operands|bad operand types?"
+        r"|cannot be applied to|cannot be converted|possible lossy conversion"
+        r"|cannot be dereferenced|conversion from .+ requested|too (?:few|many) arguments"
+        r"|conflicting types|array required|subscripted value is",
     ),
     (
         "syntax",
@@ -119,32 +123,37 @@ _COMPILE_RULES = (
         r"|missing terminating|not a statement|class, interface, enum, or record expected",
     ),
 )
-_ERROR_LINE = re.compile(r"\berror\b:?\s*(.*)", re.IGNORECASE)
-_JS_ERROR = re.compile(r"^(?:Uncaught )?([A-Z]\w*Error)\b", re.MULTILINE)
+# gcc/g++ "file:line:col: error: ..." (or "fatal error"), javac "File.java:line: error: ...".
+_DIAGNOSTIC_ERROR = re.compile(r"^[^\s:][^:\n]*:(?:\d+:)+\s*(?:fatal )?error:\s*(.*)$", re.M)
+_JS_ERROR = re.compile(r"^(?:Uncaught )?([A-Z]\w*Error|Error)\b", re.MULTILINE)
 _JAVA_ERROR = re.compile(r'Exception in thread "[^"]*" ([\w.$]+)')
+# Test-framework failures: the tests' own checks did not hold.
+_FAILED_CHECKS = ("AssertionError", "AssertionFailedError", "ComparisonFailure")
 _RUNTIME_CLASSES = {
     "SyntaxError": "syntax",
     "ReferenceError": "name",
     "TypeError": "type",
-    "AssertionError": "logic",
-    "java.lang.AssertionError": "logic",
-    "java.lang.ClassCastException": "type",
-    "java.lang.NoClassDefFoundError": "name",
-    "java.lang.NoSuchMethodError": "name",
+    "Error": "logic",  # JavaScript tests that `throw new Error(...)` on a wrong answer
+    "ClassCastException": "type",
+    "NoClassDefFoundError": "name",
+    "NoSuchMethodError": "name",
+    "NoSuchFieldError": "name",
+    **dict.fromkeys(_FAILED_CHECKS, "logic"),
 }
 
 
 def _native_outcome(result: ExecResult, language: str) -> str:
     text = f"{result.stdout}\n{result.stderr}"
     if result.detail == "compile error":
-        first = next((m.group(1) for m in _ERROR_LINE.finditer(text)), text)
-        for where in (first, text):  # a linker's "undefined reference" is not an error line
-            for outcome, pattern in _COMPILE_RULES:
-                if re.search(pattern, where):
-                    return outcome
+        found = _DIAGNOSTIC_ERROR.search(text)
+        if found is None:  # a linker's complaint is no error diagnostic
+            return "name" if "undefined reference to" in text else "other"
+        for outcome, pattern in _COMPILE_RULES:
+            if re.search(pattern, found.group(1)):
+                return outcome
         return "other"
-    if result.status not in ("failed", "crashed"):
-        return "other"  # memory, output limit, sandbox faults
+    if result.status not in ("failed", "crashed") or result.detail == EXITED_EARLY:
+        return "other"  # memory, output limit, sandbox faults, an exit before the tests ended
     if language == "javascript":
         if "Cannot find module" in text:
             return "environment"
@@ -153,13 +162,14 @@ def _native_outcome(result: ExecResult, language: str) -> str:
     if language == "java":
         found = _JAVA_ERROR.search(result.stderr)
         if found:
-            return _RUNTIME_CLASSES.get(found.group(1), "other")
-        # JUnit reports a failed assertion as a failure and exits 1.
-        return "logic" if "AssertionError" in result.stderr + result.stdout else "other"
-    # C and C++: a failed assert() aborts; tests that check by hand exit non-zero.
-    if result.detail == "SIGABRT" or result.status == "failed":
+            return _RUNTIME_CLASSES.get(found.group(1).rsplit(".", 1)[-1], "other")
+        # JUnit reports a failed check as a failure and exits 1.
+        return "logic" if any(name in text for name in _FAILED_CHECKS) else "other"
+    # C and C++: a failed assert() aborts with glibc's message; tests that check by hand
+    # return non-zero. Other aborts (an uncaught C++ exception, heap corruption) are "other".
+    if result.detail == "SIGABRT" and re.search(r"Assertion [`'].*' failed", result.stderr):
         return "logic"
-    return "other"
+    return "logic" if result.detail.startswith("exit status") else "other"
 
 
 def _last_line(text: str) -> str:
