@@ -477,12 +477,14 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     # embedded teacher its shipped Q4_K_M file, which the converted directory only dequantises;
     # a bfloat16 export of the 1.5B reads nearly three times the bytes per token, same weights).
     taught_from = None if budget.tiny else _teacher_gguf(root, teacher)
+    # The arms first: they are what the study compares (an interrupted run has that first); the
+    # teacher and the untouched student are its reference points.
     evals = {
-        "teacher": evaluate_model(root, "teacher", teacher, budget, data, hide, taught_from),
-        "student_init": evaluate_model(root, "student_init", student, budget, data, hide),
+        arm: evaluate_model(root, f"arm-{arm}", run / "final", budget, data, hide)
+        for arm, run in runs.items()
     }
-    for arm, run in runs.items():
-        evals[arm] = evaluate_model(root, f"arm-{arm}", run / "final", budget, data, hide)
+    evals["teacher"] = evaluate_model(root, "teacher", teacher, budget, data, hide, taught_from)
+    evals["student_init"] = evaluate_model(root, "student_init", student, budget, data, hide)
     out = root / "codegen"
     compare_eval_runs(evals, out, baseline=BASELINE, teacher="teacher")
     summary = {
