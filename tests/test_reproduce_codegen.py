@@ -148,3 +148,28 @@ def test_the_teacher_is_scored_from_the_gguf_it_taught_from(tmp_path, monkeypatc
         model.mkdir()
         study.evaluate_model(tmp_path, name, model, budget, tmp_path / "data", [], gguf)
     assert seen == [f"llamacpp:{taught}", f"llamacpp:{tmp_path / 'student_init.gguf'}"]
+
+
+def test_an_arm_stopped_before_its_first_checkpoint_starts_over(tmp_path, monkeypatch):
+    """A run directory with files and no checkpoint used to make the rerun fail ("exists and
+    is not empty"); it now trains afresh, and resumes only from a checkpoint."""
+    import codistill.reproduce as reproduce
+    import codistill.training.loop as loop
+
+    seen = []
+
+    def fake_distill(cfg, resume):
+        seen.append((resume, sorted(p.name for p in Path(cfg.output_dir).glob("*"))))
+        (Path(cfg.output_dir) / "checkpoint").mkdir(parents=True, exist_ok=True)
+
+    monkeypatch.setattr(loop, "distill", fake_distill)
+    work = tmp_path / "work"
+    (work / "run").mkdir(parents=True)
+    (work / "run" / "metrics.jsonl").write_text("{}\n")
+    settings = {"student": "s", "train_data": "t", "valid_data": "v", "loss": "ce"}
+    run = reproduce.train_resumably("alpha-temperature", settings, work)
+    assert seen == [(False, [])] and not (run / "checkpoint").exists()
+    (run / "checkpoint").mkdir()
+    (run / "checkpoint" / "trainer_state.json").write_text("{}")
+    reproduce.train_resumably("alpha-temperature", settings, work)
+    assert seen[1][0] is True

@@ -33,16 +33,15 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from codistill import rundir
-from codistill.config.distill import load_distill_config
 from codistill.config.evaluate import load_eval_config
 from codistill.data.jsonl import read_records, write_records
 from codistill.models.registry import MODELS, model_dir, model_gguf, resolve_model
@@ -53,6 +52,7 @@ from codistill.reproduce import (
     ordered_arms,
     resumable,
     stage,
+    train_resumably,
     write_curves,
 )
 from codistill.teacher.cache_defaults import KEPT_MASS_DEFAULT
@@ -369,7 +369,6 @@ def train_arm(
     seed: int,
 ) -> Path:
     """One equal-budget student: the arm's loss and targets, everything else shared."""
-    from codistill.training.loop import distill  # lazy: torch
 
     spec = dict(ARMS[arm])
     preset = spec.pop("preset")
@@ -392,14 +391,7 @@ def train_arm(
         settings["teacher_cache"] = str(cache)
     key = content_key("codegen-arm", arm, preset, settings)
 
-    def build(work: Path) -> None:
-        cfg = load_distill_config(preset, {**settings, "output_dir": str(work / "run")})
-        resume = (work / "run" / "checkpoint" / "trainer_state.json").exists()
-        distill(cfg, resume=resume)
-        # A finished arm needs no optimizer state: 5.3 GB for a 0.5B student (three arms would
-        # fill a small disk).
-        shutil.rmtree(work / "run" / "checkpoint", ignore_errors=True)
-
+    build = partial(train_resumably, preset, settings)
     return resumable(root, f"codegen-arm-{arm}", key, build) / "run"
 
 
