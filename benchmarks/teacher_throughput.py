@@ -11,7 +11,14 @@ alike. Printed per teacher and backend:
 
 - target tokens/s (cached positions per second) and the ratio to torch float32 (goal >= 3x);
 - top-1 agreement with torch float32 on the same positions, and the mean KL(float32 || backend)
-  over the full vocabulary (nats).
+  over the full vocabulary (nats);
+- for llama.cpp, the share of input tokens whose keys and values were kept from the previous
+  record (a shared prompt prefix: ``LlamaCppTeacher._keep``), and the same file decoded whole
+  ("llama.cpp whole") beside it.
+
+Records are taken in the order of ``--data`` (the order ``codistill teacher cache`` reads a
+corpus, where assertions of one test method sit together), or, by default, spread over a few
+mined stdlib test files, which share little.
 
 The llama.cpp backend reads the GGUF the directory was converted from (Q4_K_M; the directory's
 float32 weights are those de-quantized), so its gap to float32 is kernels and activation
@@ -111,6 +118,10 @@ def load_backends(ggufs: dict[str, Path], directory: Path | None, n_ctx: int, th
     for label, gguf in ggufs.items():
         try:
             backends[label] = LlamaCppTeacher(gguf, n_ctx=n_ctx, n_threads=threads)
+            if label == "llama.cpp":  # the same file without prefix reuse, to show what it buys
+                backends["llama.cpp whole"] = LlamaCppTeacher(
+                    gguf, n_ctx=n_ctx, n_threads=threads, reuse_prefix=False
+                )
         except ValueError as exc:  # llama-cpp-python missing
             print(f"  {label} skipped: {exc}")
     return backends
@@ -177,7 +188,10 @@ def bench_teacher(name: str, directory, gguf, records, args) -> list[tuple]:
             kl = float((ref.exp() * (ref - got)).sum(-1).mean())
         tps = n_pos / seconds[label]
         base = n_pos / seconds[ref_label] if ref_label else float("nan")
-        results.append((name, label, n_pos, tps, tps / base, agree, kl))
+        model = backends[label]
+        done = getattr(model, "reused_tokens", 0) + getattr(model, "decoded_tokens", 0)
+        reused = model.reused_tokens / done if done else float("nan")
+        results.append((name, label, n_pos, tps, tps / base, agree, kl, reused))
     for model in backends.values():
         if hasattr(model, "close"):
             model.close()
@@ -249,10 +263,13 @@ def main() -> int:
             results += bench_teacher(name, directory, gguf, records, args)
     print(
         f"{'teacher':30} {'backend':16} {'tokens':>6} {'tokens/s':>9} {'vs f32':>7} "
-        f"{'top1 agree':>10} {'KL(f32||x)':>11}"
+        f"{'top1 agree':>10} {'KL(f32||x)':>11} {'reused':>7}"
     )
-    for name, label, n, tps, ratio, agree, kl in results:
-        print(f"{name:30} {label:16} {n:>6} {tps:>9.1f} {ratio:>6.2f}x {agree:>10.4f} {kl:>11.2e}")
+    for name, label, n, tps, ratio, agree, kl, reused in results:
+        print(
+            f"{name:30} {label:16} {n:>6} {tps:>9.1f} {ratio:>6.2f}x {agree:>10.4f} {kl:>11.2e}"
+            f" {reused:>7.1%}"
+        )
     return 0
 
 

@@ -141,3 +141,28 @@ def test_cli_llamacpp_backend_and_its_errors(tiny_gguf, tiny_setup, tmp_path, ca
     assert "backend: cache has 'llamacpp', expected 'torch'" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "x"), "--backend", "llamacpp:nope.gguf"]) == 2
     assert "nope.gguf: no such GGUF file" in capsys.readouterr().err
+
+
+def test_a_shared_prompt_prefix_is_decoded_once_and_gives_the_same_rows(tiny_gguf):
+    from dataclasses import replace
+
+    first = _examples(tiny_gguf)[0]
+    prompt = first.prompt_ids
+    # The same prompt with another target, then a longer prompt that starts the same way, then
+    # an unrelated one: as consecutive assertions of one test method, and the next method.
+    examples = [
+        first,
+        replace(first, target_ids=first.target_ids[::-1]),
+        replace(first, prompt_ids=prompt + first.target_ids[:2]),
+        _examples(tiny_gguf)[3],
+    ]
+    with LlamaCppTeacher(tiny_gguf["gguf"], n_ctx=96, n_threads=1) as teacher:
+        reused = list(teacher.logprob_rows(examples))
+        assert teacher.reused_tokens >= 2 * (len(prompt) - 1)
+        fresh = []
+        for ex in examples:
+            teacher._forget()
+            fresh += list(teacher.logprob_rows([ex]))
+    for got, want in zip(reused, fresh, strict=True):
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() < 1e-3

@@ -7,6 +7,12 @@ output logits, so the output head (Gemma's 262,144 x 640) runs on the target row
 torch path's ``target_states`` + head does. Nothing is tokenized by llama.cpp: the cached
 positions line up with training's by construction.
 
+Consecutive examples that share the start of their prompt (assertions of one test method, in
+the order a corpus is mined) share its keys and values: only the rest is decoded
+(``LlamaCppTeacher._keep``), as llama.cpp's server reuses a cached prompt prefix. The logits
+then come from a decode of different batch shape than a fresh one, so they agree with it to
+rounding, not bit for bit; ``reused_tokens`` and ``decoded_tokens`` count the saving.
+
 The GGUF must be the model the ``--teacher`` directory was converted from (that directory
 supplies the tokenizer): :func:`check_vocabulary` refuses a file whose vocabulary size differs
 from the tokenizer's, or whose token texts differ on a sample of ids.
@@ -64,9 +70,13 @@ class LlamaCppTeacher:
         gguf: the model file.
         n_ctx: context length; at least the longest prompt + target of the examples.
         n_threads: CPU threads (default: every core this process may use).
+        reuse_prefix: keep the keys and values of a prompt prefix shared with the previous
+            example (False: decode every example whole, for comparison).
     """
 
-    def __init__(self, gguf: str | Path, n_ctx: int, n_threads: int | None = None):
+    def __init__(
+        self, gguf: str | Path, n_ctx: int, n_threads: int | None = None, reuse_prefix: bool = True
+    ):
         llama_cpp = _import_llama_cpp()
         self.path = check_gguf_file(gguf)
         self.n_ctx = int(n_ctx)
@@ -86,6 +96,10 @@ class LlamaCppTeacher:
         self._lib = llama_cpp
         self.n_vocab = int(self._llm.n_vocab())
         self._batch = llama_cpp.llama_batch_init(self.n_ctx, 0, 1)
+        self.reuse_prefix = reuse_prefix
+        self._held: list[int] = []  # the tokens whose keys and values the context holds
+        self.reused_tokens = 0  # prompt tokens not recomputed (a shared prefix)
+        self.decoded_tokens = 0
 
     def token_text(self, token_id: int) -> str:
         """The GGUF's text of one token (as its vocabulary stores it, e.g. '▁foo' or 'Ġfoo')."""
@@ -109,20 +123,49 @@ class LlamaCppTeacher:
             )
         lib, batch = self._lib, self._batch
         ctx = self._llm.ctx
-        lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
-        batch.n_tokens = n - 1  # the last target token predicts nothing we store
-        for i in range(n - 1):
-            batch.token[i] = seq[i]
-            batch.pos[i] = i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = i >= first
+        keep = self._keep(seq, first)
+        batch.n_tokens = n - 1 - keep  # the last target token predicts nothing we store
+        for j, i in enumerate(range(keep, n - 1)):
+            batch.token[j] = seq[i]
+            batch.pos[j] = i
+            batch.n_seq_id[j] = 1
+            batch.seq_id[j][0] = 0
+            batch.logits[j] = i >= first
         code = lib.llama_decode(ctx, batch)
         if code != 0:
+            self._forget()
             raise RuntimeError(f"llama_decode returned {code} on a {n}-token example")
+        self._held = seq[: n - 1]
+        self.reused_tokens += keep
+        self.decoded_tokens += n - 1 - keep
         rows = len(target_ids)
         ptr = lib.llama_get_logits(ctx)
         return np.ctypeslib.as_array(ptr, shape=(rows, self.n_vocab)).copy()
+
+    def _keep(self, seq: list[int], first: int) -> int:
+        """How many leading tokens of ``seq`` the context already holds and may keep.
+
+        Consecutive examples often share most of their prompt (assertions of one test method,
+        the same focal method): those keys and values are kept and only the rest is decoded,
+        as llama.cpp's own server reuses a prompt's prefix. Kept at most up to ``first``, the
+        first position whose logits are stored (logits come only from the batch decoded now).
+        A context that cannot drop its tail (some sliding-window caches) starts over.
+        """
+        shared = 0
+        for a, b in zip(self._held if self.reuse_prefix else (), seq[:first], strict=False):
+            if a != b:
+                break
+            shared += 1
+        lib = self._lib
+        memory = lib.llama_get_memory(self._llm.ctx)
+        if shared and lib.llama_memory_seq_rm(memory, 0, shared, -1):
+            return shared
+        self._forget()
+        return 0
+
+    def _forget(self) -> None:
+        self._lib.llama_memory_clear(self._lib.llama_get_memory(self._llm.ctx), True)
+        self._held = []
 
     def logprob_rows(self, examples: Sequence) -> Iterator[np.ndarray]:
         """Per example, ``[len(target_ids), n_vocab]`` float32 log-softmax rows (T=1)."""
