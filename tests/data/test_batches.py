@@ -140,3 +140,22 @@ def test_critical_weights_reject_offsets_outside_the_text():
 def test_critical_weights_reject_a_bare_string_of_words():
     with pytest.raises(ValueError, match="words must be a sequence of strings"):
         critical_token_weights("assertTrue(x)", [(0, 3)], "assertTrue", 2.0)
+
+
+def test_a_code_problem_keeps_its_language_for_where_validation_cuts_completions():
+    from codistill.data.batches import tokenize_records
+    from codistill.data.schema import CodegenRecord
+
+    js = CodegenRecord(
+        id="js/0",
+        source="multipl-e",
+        prompt="function add(a, b) {\n",
+        entry_point="add",
+        tests="}\n",
+        canonical_solution="  return a + b;\n",
+        language="javascript",
+    )
+    examples, _ = tokenize_records(
+        [js], _NoPromptTokenizer(), max_source_tokens=8, max_target_tokens=8
+    )
+    assert examples[0].language == "javascript"

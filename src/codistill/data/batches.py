@@ -103,6 +103,7 @@ class Example:
     # Instead of the two above, for caches too large to hold decoded (the dense baseline): a
     # callable giving (ids, logprobs) when the example is batched.
     cache_rows: Any = None
+    language: str = "python"  # a code problem's language (where a raw completion stops)
 
 
 @dataclass
@@ -183,7 +184,11 @@ def tokenize_records(
             ) + [1.0]
         target = target + [eos]
         ex = Example(
-            prompt_ids=prompt, target_ids=target, reference=target_text, token_weights=weights
+            prompt_ids=prompt,
+            target_ids=target,
+            reference=target_text,
+            token_weights=weights,
+            language=record.language,
         )
         if token_map is not None:
             ex.teacher_prompt_ids, ex.teacher_target_ids = prompt, target

@@ -64,7 +64,10 @@ def validate(model, tokenizer, examples, collate, cfg, encoder_decoder: bool, de
         )
         texts = gen.texts
         if codegen and cfg.prompt_mode == "raw":
-            texts = [truncate_completion(t) for t in texts]
+            texts = [
+                truncate_completion(t, language=e.language)
+                for t, e in zip(texts, subset, strict=True)
+            ]
         # Assertions are compared as the alpha-T paper does (case folded), and by code tokens
         # (the C-like lexer splits Python assertions the same way, comments aside).
         m = assertion_metrics(
