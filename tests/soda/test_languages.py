@@ -196,6 +196,7 @@ def test_the_question_says_which_language_to_answer_in():
             "type",
         ),
         ("memory_exceeded", "MemoryError", "", "javascript", "other"),
+        ("unavailable", "java: no JUnit 4 (with Hamcrest) in ~/.m2", "", "java", "environment"),
         # The first error diagnostic decides, not the source line the compiler quotes under it.
         (
             "failed",

@@ -11,8 +11,9 @@ outcome is one of :data:`OUTCOMES`:
 - ``logic``: an uncaught ``AssertionError``: a test got a wrong answer (or the solution's own
   ``assert`` failed, which this cannot tell apart);
 - ``timeout``: the sandbox's wall-clock or CPU limit;
-- ``environment``: ``ImportError`` or ``ModuleNotFoundError``, a module the sandbox lacks; the
-  paper keeps such errors apart from the solution's faults (Stage II);
+- ``environment``: ``ImportError`` or ``ModuleNotFoundError``, a module the sandbox lacks, or
+  no toolchain for the question's language (``unavailable``); the paper keeps such errors apart
+  from the solution's faults (Stage II);
 - ``other``: any other exception, exhausted memory, an early exit, the output limit, a crash.
 
 Questions in JavaScript, C, C++ and Java (:mod:`codistill.evaluation.codegen_languages`) get
@@ -86,6 +87,8 @@ def outcome_of(result: ExecResult, language: str = "python") -> str:
         return "passed"
     if result.status == "timed_out":
         return "timeout"
+    if result.status == "unavailable":  # no toolchain for the language: not the solution's fault
+        return "environment"
     if language != "python":
         return _native_outcome(result, language)
     if result.status == "failed":
