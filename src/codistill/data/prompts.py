@@ -29,14 +29,14 @@ CODEGEN_INSTRUCTION = (
     "function) in a single ```python code block.\n\n```python\n{prompt}```\n"
 )
 # Other languages' names and fence tags, for the same instruction.
-_LANGUAGE_NAMES = {"javascript": "JavaScript", "c": "C", "cpp": "C++", "java": "Java"}
+LANGUAGE_NAMES = {"javascript": "JavaScript", "c": "C", "cpp": "C++", "java": "Java"}
 
 
 def codegen_instruction(language: str = "python") -> str:
     """:data:`CODEGEN_INSTRUCTION`, for ``language``'s code."""
     if language == "python":
         return CODEGEN_INSTRUCTION
-    name = _LANGUAGE_NAMES[language]
+    name = LANGUAGE_NAMES[language]
     return (
         f"Complete the following {name} code. Reply with the complete code in a single "
         f"```{language} code block.\n\n```{language}\n{{prompt}}```\n"

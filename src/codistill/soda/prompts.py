@@ -31,7 +31,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from codistill.data.prompts import extract_code
+from codistill.data.prompts import LANGUAGE_NAMES, extract_code
 
 PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"
 FAULT_TYPES = ("syntax", "logic", "type", "name", "timeout")
@@ -165,16 +165,13 @@ def templates_sha256(templates: dict[str, PromptTemplate]) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()
 
 
-_LANGUAGE_NAMES = {"javascript": "JavaScript", "c": "C", "cpp": "C++", "java": "Java"}
-
-
 def question_text(record) -> str:
     """What the templates show as ``${question}``: the record's prompt, and for a question in
     another language than Python, which language to answer in (a prompt that is a comment
     does not say it, and the models default to Python)."""
     if record.language == "python":
         return record.prompt
-    name = _LANGUAGE_NAMES[record.language]
+    name = LANGUAGE_NAMES[record.language]
     return f"{record.prompt.rstrip()}\n\nWrite the solution in {name}, without a main function."
 
 
