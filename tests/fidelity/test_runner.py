@@ -398,3 +398,15 @@ def test_the_hole_takes_the_assertion_without_joining_the_next_line(tiny_setup):
     full = verify_text(item, code, item.target)
     assert "    self.assertEqual(x, 1)\n    y = 2\n" in full
     compile(full, "test", "exec")
+
+
+def test_codegen_fidelity_refuses_a_record_in_another_language(humaneval_data, tmp_path):
+    from dataclasses import replace
+
+    from codistill.data.jsonl import read_records, write_records
+
+    records = read_records(humaneval_data, "codegen")
+    js = tmp_path / "js.jsonl"
+    write_records(js, [records[0], replace(records[1], language="javascript")])
+    with pytest.raises(FidelityError, match=r"js\.jsonl: record HumanEval/4 is in javascript"):
+        load_items("codegen", str(js), None)

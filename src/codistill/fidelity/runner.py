@@ -136,6 +136,11 @@ def load_items(
             code = r.test_code.replace(PLACEHOLDER, f"{HOLE}(){end}", 1)
             items.append(Item(r.id, r.language, code, r.target, None, r))
         elif task == "codegen":
+            if r.language != "python":  # ReCode's partial code and its relations parse Python
+                raise FidelityError(
+                    f"{path}: record {r.id} is in {r.language}; codegen fidelity takes Python "
+                    "records only"
+                )
             if not r.tests.strip():
                 raise FidelityError(
                     f"{path}: record {r.id} has no tests; codegen fidelity verifies variants "
