@@ -150,3 +150,45 @@ def test_no_gap_closed_where_the_teacher_is_not_ahead():
     result = compare_arms(scores, baseline="ce", teacher="teacher", n_resamples=50)
     assert result["gap_closed"]["kd"] == {}
     assert "gap closed" not in render_comparison(result)
+
+
+def _codegen_rows(passed: dict[str, bool]):
+    return [{"task_id": t, "passed": p, "passed_plus": p} for t, p in passed.items()]
+
+
+def test_codegen_comparison_is_also_made_within_each_benchmark(tmp_path):
+    from codistill.evaluation.compare import compare_eval_runs
+
+    # kd wins every HumanEval task sft loses and loses every MBPP task sft wins: pooled, the two
+    # cancel; within each benchmark they do not.
+    he = [f"HumanEval/{i}" for i in range(20)]
+    mb = [f"Mbpp/{i}" for i in range(30)]
+    sft = {t: False for t in he} | {t: i < 10 for i, t in enumerate(mb)}
+    kd = {t: i < 10 for i, t in enumerate(he)} | {t: False for t in mb}
+    teacher = dict.fromkeys(he + mb, True)
+    runs = {}
+    for name, passed in (("sft", sft), ("kd", kd), ("teacher", teacher)):
+        runs[name] = _eval_run(tmp_path / name, "codegen", _codegen_rows(passed))
+    result, text = compare_eval_runs(
+        runs, tmp_path / "cmp", baseline="sft", teacher="teacher", n_resamples=200
+    )
+    assert result["paired"]["kd"]["truth"]["pass@1"]["value"] == pytest.approx(0.0)
+    parts = result["by_benchmark"]
+    assert {b: p["n"] for b, p in parts.items()} == {"HumanEval": 20, "Mbpp": 30}
+    assert parts["HumanEval"]["paired"]["kd"]["truth"]["pass@1"]["value"] == pytest.approx(0.5)
+    assert parts["Mbpp"]["paired"]["kd"]["truth"]["pass@1"]["value"] == pytest.approx(-1 / 3)
+    assert parts["HumanEval"]["paired"]["kd"]["truth"]["pass@1"]["ci_low"] > 0
+    assert "#### HumanEval (20 tasks)" in text and "#### Mbpp (30 tasks)" in text
+    saved = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert set(saved["by_benchmark"]) == {"HumanEval", "Mbpp"}
+
+
+def test_one_benchmark_gets_no_breakdown(tmp_path):
+    from codistill.evaluation.compare import compare_eval_runs
+
+    runs = {
+        name: _eval_run(tmp_path / name, "codegen", _codegen_rows({"HumanEval/0": ok}))
+        for name, ok in (("sft", False), ("kd", True))
+    }
+    result, text = compare_eval_runs(runs, tmp_path / "cmp", baseline="sft", n_resamples=20)
+    assert "by_benchmark" not in result and "Within each benchmark" not in text

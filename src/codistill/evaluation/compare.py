@@ -217,38 +217,68 @@ def render_comparison(result: Mapping[str, Any], labels: Mapping[str, str] | Non
         "and McNemar's p for binary metrics.",
     ]
     for against in ("truth", "teacher"):
-        metrics = sorted(
-            {m for arm in result["arms"].values() for m in arm.get(against, {})},
-            key=_metric_order,
-        )
-        if not metrics:
-            continue
-        lines += ["", f"### Against the {'ground truth' if against == 'truth' else 'teacher'}", ""]
-        lines.append("| arm | " + " | ".join(metrics) + " |")
-        lines.append("|---|" + "---|" * len(metrics))
-        for arm, blocks in result["arms"].items():
-            cells = []
-            for m in metrics:
-                ci = blocks.get(against, {}).get(m)
-                cell = _fmt_ci(ci) if ci else "—"
-                diff = result["paired"].get(arm, {}).get(against, {}).get(m)
-                if diff:
-                    cell += f"<br>Δ {_fmt_ci(diff, signed=True)} ({verdict(diff)}"
-                    if "mcnemar" in diff:
-                        cell += f", p={diff['mcnemar']['p_value']:.3g}"
-                    cell += ")"
-                cells.append(cell)
-            lines.append(f"| {name(arm)} | " + " | ".join(cells) + " |")
-    if any(result.get("gap_closed", {}).values()):
-        lines += ["", f"### Share of the teacher–{name(result['baseline'])} gap closed", ""]
-        for arm, block in result["gap_closed"].items():
-            parts = [
-                f"{m} {_fmt_ci(ci)}" for m, ci in sorted(block.items()) if ci["value"] is not None
-            ]
-            if not parts:  # the teacher is no better than the baseline on any metric
-                continue
-            lines.append(f"- {name(arm)}: " + "; ".join(parts))
+        table = _table(result, against, name)
+        if table:
+            title = "ground truth" if against == "truth" else "teacher"
+            lines += ["", f"### Against the {title}", "", *table]
+    gap = _gap_lines(result, name)
+    if gap:
+        lines += ["", f"### Share of the teacher–{name(result['baseline'])} gap closed", "", *gap]
     return "\n".join(lines) + "\n"
+
+
+def _gap_lines(result: Mapping[str, Any], name: Callable[[str], str]) -> list[str]:
+    lines = []
+    for arm, block in result.get("gap_closed", {}).items():
+        parts = [f"{m} {_fmt_ci(ci)}" for m, ci in sorted(block.items()) if ci["value"] is not None]
+        if parts:  # none: the teacher is no better than the baseline on any metric
+            lines.append(f"- {name(arm)}: " + "; ".join(parts))
+    return lines
+
+
+def _table(result: Mapping[str, Any], against: str, name: Callable[[str], str]) -> list[str]:
+    """One Markdown table: every arm's scores against ``against``, and its paired difference."""
+    metrics = sorted(
+        {m for arm in result["arms"].values() for m in arm.get(against, {})}, key=_metric_order
+    )
+    if not metrics:
+        return []
+    lines = ["| arm | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+    for arm, blocks in result["arms"].items():
+        cells = []
+        for m in metrics:
+            ci = blocks.get(against, {}).get(m)
+            cell = _fmt_ci(ci) if ci else "—"
+            diff = result["paired"].get(arm, {}).get(against, {}).get(m)
+            if diff:
+                cell += f"<br>Δ {_fmt_ci(diff, signed=True)} ({verdict(diff)}"
+                if "mcnemar" in diff:
+                    cell += f", p={diff['mcnemar']['p_value']:.3g}"
+                cell += ")"
+            cells.append(cell)
+        lines.append(f"| {name(arm)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_by_benchmark(parts: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown: the comparison within each benchmark of a pooled code-generation test set."""
+    lines = [
+        "### Within each benchmark",
+        "",
+        "The same comparison on each benchmark's tasks alone (a pooled score can hide effects "
+        "of opposite sign).",
+    ]
+    for bench, result in parts.items():
+        lines += ["", f"#### {bench} ({result['n']} tasks)", "", *_table(result, "truth", str)]
+        gap = _gap_lines(result, str)
+        if gap:
+            lines += ["", f"Share of the teacher–{result['baseline']} gap closed:", *gap]
+    return "\n".join(lines) + "\n"
+
+
+def benchmark_of(task_id: str) -> str:
+    """A code-generation task's benchmark, from its id's prefix (``HumanEval/0``, ``Mbpp/2``)."""
+    return task_id.split("/", 1)[0] if "/" in task_id else "other"
 
 
 _ORDER = ["exact_match", "format_insensitive_match", "char_similarity", "cqs", "pass@1"]
@@ -378,6 +408,32 @@ def compare_eval_runs(
     )
     result["runs"] = {name: str(path) for name, path in run_dirs.items()}
     text = render_comparison(result)
+    if next(iter(runs.values()))["task"] == "codegen":
+        parts = _by_benchmark(runs, scores, baseline, teacher, n_resamples, seed)
+        if len(parts) > 1:
+            result["by_benchmark"] = parts
+            text += "\n" + render_by_benchmark(parts)
     rundir.write_json(Path(out) / "comparison.json", result)
     rundir.write_text(Path(out) / "comparison.md", text)
     return result, text
+
+
+def _by_benchmark(runs, scores, baseline, teacher, n_resamples, seed) -> dict[str, Any]:
+    """:func:`compare_arms` on each benchmark's tasks of a pooled code-generation test set."""
+    ids = _shared_ids(runs, "task_id")  # the order arm_scores scored them in
+    groups: dict[str, list[int]] = {}
+    for i, task_id in enumerate(ids):
+        groups.setdefault(benchmark_of(task_id), []).append(i)
+    return {
+        bench: compare_arms(
+            {
+                arm: {a: {m: v[idx] for m, v in block.items()} for a, block in blocks.items()}
+                for arm, blocks in scores.items()
+            },
+            baseline=baseline,
+            teacher=teacher,
+            n_resamples=n_resamples,
+            seed=seed,
+        )
+        for bench, idx in groups.items()
+    }
