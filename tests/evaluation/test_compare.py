@@ -192,3 +192,17 @@ def test_one_benchmark_gets_no_breakdown(tmp_path):
     }
     result, text = compare_eval_runs(runs, tmp_path / "cmp", baseline="sft", n_resamples=20)
     assert "by_benchmark" not in result and "Within each benchmark" not in text
+
+
+def test_a_task_without_plus_tests_scores_its_base_tests_as_plus():
+    # MBPP beside HumanEval+: the eval writes passed_plus None, and its pass@1_plus counts the
+    # base verdict there; the comparison must agree with it.
+    rows = [
+        {"task_id": "HumanEval/0", "passed": True, "passed_plus": False},
+        {"task_id": "Mbpp/2", "passed": True, "passed_plus": None},
+        {"task_id": "Mbpp/3", "passed": False, "passed_plus": None},
+    ]
+    scores = codegen_item_scores(rows, ["HumanEval/0", "Mbpp/2", "Mbpp/3"])
+    assert scores["pass@1_plus"].tolist() == [0.0, 1.0, 0.0]
+    only_base = [{"task_id": "Mbpp/2", "passed": True, "passed_plus": None}]
+    assert "pass@1_plus" not in codegen_item_scores(only_base, ["Mbpp/2"])

@@ -72,7 +72,8 @@ def codegen_item_scores(rows: Sequence[Mapping[str, Any]], task_ids: Sequence[st
 
     With one greedy sample per task this is pass@1 of that task (0 or 1); with n samples it is
     the unbiased pass@1 estimate of the task. ``rows`` are ``predictions.jsonl`` rows of one
-    model (``task_id``, ``passed``, optional ``passed_plus``).
+    model (``task_id``, ``passed``, optional ``passed_plus``: None where the task has no plus
+    tests).
     """
     by_task: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -81,11 +82,18 @@ def codegen_item_scores(rows: Sequence[Mapping[str, Any]], task_ids: Sequence[st
     if missing:
         raise ValueError(f"{len(missing)} tasks have no samples (first: {missing[0]})")
     scores = {"pass@1": [float(np.mean([bool(r["passed"]) for r in by_task[t]])) for t in task_ids]}
-    if all("passed_plus" in r for r in rows):
+    if any(r.get("passed_plus") is not None for r in rows):
         scores["pass@1_plus"] = [
-            float(np.mean([bool(r["passed_plus"]) for r in by_task[t]])) for t in task_ids
+            float(np.mean([_passed_plus(r) for r in by_task[t]])) for t in task_ids
         ]
     return {k: np.asarray(v, dtype=float) for k, v in scores.items()}
+
+
+def _passed_plus(row: Mapping[str, Any]) -> bool:
+    """A sample's plus verdict; a task without plus tests (MBPP beside HumanEval+) counts its
+    base tests, as the eval's own pass@1_plus does."""
+    plus = row.get("passed_plus")
+    return bool(row["passed"] if plus is None else plus)
 
 
 def compare_arms(
