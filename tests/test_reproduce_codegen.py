@@ -58,8 +58,8 @@ def test_the_study_compares_kd_with_sft_on_pooled_benchmarks(smoke_run):
     out, _ = smoke_run
     result = json.loads((out / "codegen" / "comparison.json").read_text())
     assert result["baseline"] == "sft"
-    assert set(result["arms"]) == {"teacher", "student_init", "sft", "kd", "ce"}
-    assert set(result["paired"]) == {"teacher", "student_init", "kd", "ce"}
+    assert set(result["arms"]) == {"teacher", "student_init", "sft", "kd", "rkl", "ce"}
+    assert set(result["paired"]) == {"teacher", "student_init", "kd", "rkl", "ce"}
     summary = json.loads((out / "codegen" / "reproduce.json").read_text())
     data = Path(summary["stages"]["data"])
     test = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
@@ -83,8 +83,10 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
     runs = {arm: _train_rows(Path(p)) for arm, p in summary["runs"].items()}
     steps = CODEGEN_BUDGETS["smoke"].student_steps
     assert all([r["step"] for r in rows] == list(range(1, steps + 1)) for rows in runs.values())
-    assert [r["batch_digest"] for r in runs["sft"]] == [r["batch_digest"] for r in runs["kd"]]
+    digests = {a: [r["batch_digest"] for r in rows] for a, rows in runs.items()}
+    assert digests["sft"] == digests["kd"] == digests["rkl"]
     assert "kl" in runs["kd"][0] and "kl" not in runs["sft"][0]
+    assert "reverse_kl" in runs["rkl"][0] and "kl" not in runs["rkl"][0]
     configs = {
         a: json.loads((Path(p) / "run.json").read_text())["config"]
         for a, p in summary["runs"].items()
@@ -92,6 +94,7 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
     for key in ("student", "lr", "batch_size", "max_steps", "seed", "train_data"):
         assert len({json.dumps(c[key]) for c in configs.values()}) == 1, key
     assert configs["sft"]["targets"] == configs["kd"]["targets"] != configs["ce"]["targets"]
+    assert configs["rkl"]["targets"] == configs["kd"]["targets"]
     # Finished arms keep their students, not their optimizer state.
     assert all(not (Path(p) / "checkpoint").exists() for p in summary["runs"].values())
     assert all((Path(p) / "final" / "config.json").exists() for p in summary["runs"].values())

@@ -20,7 +20,8 @@ outputs   the teacher's greedy solution of every training prompt, run against th
           tests in the sandbox (``codistill teacher generate``)
 cache     the teacher's top-k log-probs along its own verified solutions (``teacher cache``)
 arms      ``sft``: CE on the verified solutions; ``kd``: alpha-T KD (alpha 0.5, T 1) on the same
-          solutions in the same order; ``ce``: CE on the same prompts' references; all from the
+          solutions in the same order; ``rkl``: the same with reverse KL (mode-seeking) in
+          place of the forward KL; ``ce``: CE on the same prompts' references; all from the
           same init with the same optimiser, steps, batch and learning rate
 eval      pass@1 (greedy; base tests, and HumanEval+'s plus tests) of the teacher, the untouched
           student and every arm on the pooled test set, through llama.cpp on a bfloat16 GGUF
@@ -64,6 +65,14 @@ BASELINE = "sft"
 ARMS: dict[str, dict[str, Any]] = {
     "sft": {"preset": "alpha-temperature", "loss": "ce", "targets": "verified"},
     "kd": {"preset": "alpha-temperature", "targets": "verified"},
+    # Reverse KL is mode-seeking: it does not push the student to cover a teacher's side modes
+    # (the cpu study's kd arm took up the teacher's "# Your code here" openings three times as
+    # often as the teacher wrote them).
+    "rkl": {
+        "preset": "alpha-temperature",
+        "loss": {"ce": 0.5, "reverse_kl": 0.5},
+        "targets": "verified",
+    },
     "ce": {"preset": "alpha-temperature", "loss": "ce"},
 }
 
