@@ -171,7 +171,7 @@ class LlamaCppTeacher:
     def logprob_rows(self, examples: Sequence) -> Iterator[np.ndarray]:
         """Per example, ``[len(target_ids), n_vocab]`` float32 log-softmax rows (T=1)."""
         # torch's float32 log-softmax, as the torch teacher's rows: a float64 numpy one cost
-        # ~10 ms per row of Gemma's 262,144 logits, more than llama.cpp's decode of the token.
+        # ~10 ms per row of Gemma's 262,144 logits, torch's under 1 ms.
         for ex in examples:
             logits = torch.from_numpy(self.target_logits(ex.prompt_ids, ex.target_ids))
             yield torch.log_softmax(logits, dim=-1).numpy()
