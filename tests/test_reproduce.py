@@ -100,3 +100,40 @@ def test_budgets_and_content_keys():
     assert set(BUDGETS) == {"smoke", "cpu", "full"}
     assert all("ce" in arms for arms in STUDIES.values())
     assert content_key("a", 1) == content_key("a", 1) != content_key("a", 2)
+
+
+def test_arms_can_be_scored_at_their_best_held_out_checkpoint(smoke_run, capsys):
+    """``--checkpoint best`` reuses the trained arms and scores each at its lowest held-out CE."""
+    out, argv = smoke_run
+    assert main([*argv, "--arms", "alpha_t", "--checkpoint", "best"]) == 0
+    log = capsys.readouterr().out
+    assert "arm-alpha_t: cached" in log and "arm-ce: cached" in log  # training is not redone
+    summary = json.loads((out / "alpha-t" / "reproduce.json").read_text())
+    assert summary["checkpoint"] == "best"
+    for arm in ("ce", "alpha_t"):
+        metrics = json.loads((Path(summary["evals"][arm]) / "metrics.json").read_text())
+        assert metrics["config"]["model"] == str(Path(summary["runs"][arm]) / "best")
+    report = (out / "alpha-t" / "report.md").read_text()
+    assert "lowest held-out CE on the valid split" in report and "(step " in report
+
+
+def test_best_validation_and_a_missing_checkpoint(tmp_path):
+    from codistill.reproduce import best_validation, scored_checkpoint
+
+    rows = [
+        {"kind": "valid", "step": 0, "valid_loss": 2.0},
+        {"kind": "train", "step": 1, "loss": 0.1},
+        {"kind": "valid", "step": 2, "valid_loss": 1.5},
+        {"kind": "valid", "step": 4, "valid_loss": 1.5},
+        {"kind": "valid", "step": 6, "valid_loss": 1.7},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert best_validation(tmp_path) == (2, 1.5)  # the first of equal values, as training keeps
+    assert best_validation(tmp_path / "nothing") is None
+    with pytest.raises(ValueError, match="no 'best' checkpoint to score"):
+        scored_checkpoint(tmp_path, "best")
+    with pytest.raises(ValueError, match="unknown checkpoint 'last'"):
+        scored_checkpoint(tmp_path, "last")
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "config.json").write_text("{}")
+    assert scored_checkpoint(tmp_path, "best") == tmp_path / "best"

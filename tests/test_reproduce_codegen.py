@@ -176,3 +176,15 @@ def test_an_arm_stopped_before_its_first_checkpoint_starts_over(tmp_path, monkey
     (run / "checkpoint" / "trainer_state.json").write_text("{}")
     reproduce.train_resumably("alpha-temperature", settings, work)
     assert seen[1][0] is True
+
+
+def test_arms_can_be_scored_at_their_best_held_out_checkpoint(smoke_run, capsys):
+    out, argv = smoke_run
+    assert main([*argv, "--checkpoint", "best"]) == 0
+    assert "codegen-arm-kd: cached" in capsys.readouterr().out  # training is not redone
+    summary = json.loads((out / "codegen" / "reproduce.json").read_text())
+    assert summary["checkpoint"] == "best"
+    for arm in ("sft", "kd"):
+        metrics = json.loads((Path(summary["evals"][arm]) / "metrics.json").read_text())
+        assert metrics["config"]["model"] == str(Path(summary["runs"][arm]) / "best")
+    assert "lowest held-out CE" in (out / "codegen" / "report.md").read_text()

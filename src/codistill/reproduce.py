@@ -133,6 +133,11 @@ STUDIES: dict[str, list[str]] = {
 }
 BASELINE = "ce"
 
+# Which checkpoint of each arm is scored: its last one, or the one with the lowest held-out CE
+# on the valid split (early stopping), chosen by the same rule for every arm and never by test
+# items.
+CHECKPOINTS = ("final", "best")
+
 
 def log(msg: str) -> None:
     print(f"[reproduce {time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -187,6 +192,49 @@ def train_resumably(preset: str, settings: dict[str, Any], work: Path) -> Path:
     distill(cfg, resume=resume)
     shutil.rmtree(run / "checkpoint", ignore_errors=True)
     return run
+
+
+def scored_checkpoint(run: Path, which: str) -> Path:
+    """The checkpoint of a trained arm that the study scores (see ``CHECKPOINTS``).
+
+    Raises:
+        ValueError: an unknown choice, or a run without that checkpoint (``best`` needs a
+            validation split and a validation before the last step).
+    """
+    if which not in CHECKPOINTS:
+        raise ValueError(f"unknown checkpoint {which!r}; choose from {list(CHECKPOINTS)}")
+    path = run / which
+    if not (path / "config.json").exists():
+        raise ValueError(f"{run}: no {which!r} checkpoint to score ({path} has no config.json)")
+    return path
+
+
+def best_validation(run: Path) -> tuple[int, float] | None:
+    """``(step, held-out CE)`` of the lowest validation in a run's ``metrics.jsonl``; the first
+    such step on ties, as the training loop keeps it under ``best/``."""
+    rows = [r for r in _read_jsonl(run / "metrics.jsonl") if r.get("kind") == "valid"]
+    if not rows:
+        return None
+    best = min(rows, key=lambda r: r["valid_loss"])  # min keeps the first of equal values
+    return int(best["step"]), float(best["valid_loss"])
+
+
+def checkpoint_note(which: str) -> str:
+    """One report sentence saying which checkpoint the arms were scored at."""
+    if which == "best":
+        return (
+            "Each arm is scored at its checkpoint with the lowest held-out CE on the valid "
+            "split (the step is in the training table), chosen the same way for every arm."
+        )
+    return "Each arm is scored at its final checkpoint."
+
+
+def held_out_cells(run: Path, info: dict) -> str:
+    """Training-table cells: final held-out CE | best held-out CE (step)."""
+    final = (info.get("final_validation") or {}).get("valid_loss")
+    best = best_validation(run)
+    best_s = "n/a" if best is None else f"{best[1]:.3f} (step {best[0]})"
+    return f"{_num(final)} | {best_s}"
 
 
 def resumable(root: Path, name: str, key: str, build: Callable[[Path], Any]) -> Path:
@@ -437,6 +485,7 @@ class StudyOptions:
     data: str | None = None  # a directory with train/valid/test.jsonl instead of stdlib-asserts
     arms: list[str] | None = None  # a subset of the study's arms (the baseline always runs)
     seed: int = 0
+    checkpoint: str = "final"  # which checkpoint of each arm is scored: CHECKPOINTS
 
 
 def reproduce(opts: StudyOptions) -> dict[str, Any]:
@@ -445,6 +494,8 @@ def reproduce(opts: StudyOptions) -> dict[str, Any]:
         raise ValueError(f"unknown study {opts.study!r}; choose from {sorted(STUDIES)}")
     if opts.budget not in BUDGETS:
         raise ValueError(f"unknown budget {opts.budget!r}; choose from {sorted(BUDGETS)}")
+    if opts.checkpoint not in CHECKPOINTS:
+        raise ValueError(f"unknown checkpoint {opts.checkpoint!r}; choose from {list(CHECKPOINTS)}")
     arms = ordered_arms(opts.study, opts.arms, STUDIES[opts.study], BASELINE)
     budget = BUDGETS[opts.budget]
     root = Path(opts.out)
@@ -466,13 +517,15 @@ def reproduce(opts: StudyOptions) -> dict[str, Any]:
         "student_init": evaluate_model(root, "student_init", student, budget, data),
     }
     for arm, run in runs.items():
-        evals[arm] = evaluate_model(root, f"arm-{arm}", run / "final", budget, data)
+        model = scored_checkpoint(run, opts.checkpoint)
+        evals[arm] = evaluate_model(root, f"arm-{arm}", model, budget, data)
     out = root / opts.study
     _compare(out, evals, budget)
     summary = {
         "study": opts.study,
         "budget": {"name": opts.budget, **asdict(budget)},
         "arms": arms,
+        "checkpoint": opts.checkpoint,
         "stages": {
             "data": str(data),
             "teacher": str(teacher),
@@ -567,18 +620,19 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         f"({student_eff['params_non_embedding'] / teacher_eff['params_non_embedding']:.0%} of "
         f"the teacher's); every arm trains {budget['student_steps']} steps of batch "
         f"{budget['batch_size']} at lr {budget['student_lr']} from the same init, on the same "
-        f"{budget['train'] or 'all'} train records in the same order.",
+        f"{budget['train'] or 'all'} train records in the same order. "
+        + checkpoint_note(summary.get("checkpoint", "final")),
         "",
         (out / "comparison.md").read_text(),
         "## Training",
         "",
-        "| arm | wall s | final held-out CE |",
-        "|---|---|---|",
+        "| arm | wall s | final held-out CE | best held-out CE (step) |",
+        "|---|---|---|---|",
     ]
     for arm, run in summary["runs"].items():
         info = json.loads((Path(run) / "run.json").read_text())
-        final = (info.get("final_validation") or {}).get("valid_loss")
-        lines.append(f"| {arm} | {info.get('wall_seconds', 0):.0f} | {_num(final)} |")
+        cells = held_out_cells(Path(run), info)
+        lines.append(f"| {arm} | {info.get('wall_seconds', 0):.0f} | {cells} |")
     lines += ["", "![quality vs steps](quality_vs_steps.png)", "", "![ratios](ratios.png)", ""]
     rundir.write_text(out / "report.md", "\n".join(lines))
     return out / "report.md"

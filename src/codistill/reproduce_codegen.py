@@ -47,11 +47,15 @@ from codistill.config.evaluate import load_eval_config
 from codistill.data.jsonl import read_records, write_records
 from codistill.models.registry import MODELS, model_dir, model_gguf, resolve_model
 from codistill.reproduce import (
+    CHECKPOINTS,
     budget_overrides,
+    checkpoint_note,
     content_key,
+    held_out_cells,
     log,
     ordered_arms,
     resumable,
+    scored_checkpoint,
     stage,
     train_resumably,
     write_curves,
@@ -151,6 +155,7 @@ class CodegenOptions:
     mbpp: str | None = None  # MBPP file: its test split joins the test set, the rest training
     arms: list[str] | None = None
     seed: int = 0
+    checkpoint: str = "final"  # which checkpoint of each arm is scored: CHECKPOINTS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,6 +460,8 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
 
     if opts.budget not in CODEGEN_BUDGETS:
         raise ValueError(f"unknown budget {opts.budget!r}; choose from {sorted(CODEGEN_BUDGETS)}")
+    if opts.checkpoint not in CHECKPOINTS:
+        raise ValueError(f"unknown checkpoint {opts.checkpoint!r}; choose from {list(CHECKPOINTS)}")
     budget = CODEGEN_BUDGETS[opts.budget]
     if budget.tiny and (opts.teacher or opts.student):
         raise ValueError("the smoke budget builds its own tiny models: drop --teacher/--student")
@@ -481,7 +488,9 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     # The arms first: they are what the study compares (an interrupted run has that first); the
     # teacher and the untouched student are its reference points.
     evals = {
-        arm: evaluate_model(root, f"arm-{arm}", run / "final", budget, data, hide)
+        arm: evaluate_model(
+            root, f"arm-{arm}", scored_checkpoint(run, opts.checkpoint), budget, data, hide
+        )
         for arm, run in runs.items()
     }
     evals["teacher"] = evaluate_model(root, "teacher", teacher, budget, data, hide, taught_from)
@@ -492,6 +501,7 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
         "study": "codegen",
         "budget": {"name": opts.budget, **asdict(budget)},
         "arms": arms,
+        "checkpoint": opts.checkpoint,
         "stages": {
             "data": str(data),
             "teacher": str(teacher),
@@ -518,7 +528,8 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         "",
         f"Teacher `{summary['stages']['teacher']}`, student init `{summary['stages']['student']}`"
         f"; every arm trains {budget['student_steps']} steps of batch {budget['batch_size']} at "
-        f"lr {budget['student_lr']} from that init.",
+        f"lr {budget['student_lr']} from that init. "
+        + checkpoint_note(summary.get("checkpoint", "final")),
         f"Training prompts: {data['train']} ({data['train_with_tests']} with tests); test: "
         + ", ".join(f"{k} {v}" for k, v in data["test"].items())
         + f"; decontamination removed {data['decontaminated']['stdlib_functions']} standard "
@@ -528,13 +539,11 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         "## Training",
         "",
         "| arm | targets | records used | dropped: no tests / no passing output | wall s "
-        "| final held-out CE |",
-        "|---|---|---|---|---|---|",
+        "| final held-out CE | best held-out CE (step) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for arm, run in summary["runs"].items():
         info = json.loads((Path(run) / "run.json").read_text())
-        final = (info.get("final_validation") or {}).get("valid_loss")
-        final_s = "n/a" if final is None else f"{final:.3f}"
         used = (info.get("tokenization") or {}).get("examples", "?")
         t = info.get("targets") or {}
         if t.get("kind") == "reference":
@@ -543,7 +552,8 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
             targets = f"`{budget['targets']}` outputs"
             dropped = f"{t.get('records_without_tests', 0)} / {t.get('outputs_not_passed', 0)}"
         wall = info.get("wall_seconds", 0)
-        lines.append(f"| {arm} | {targets} | {used} | {dropped} | {wall:.0f} | {final_s} |")
+        cells = held_out_cells(Path(run), info)
+        lines.append(f"| {arm} | {targets} | {used} | {dropped} | {wall:.0f} | {cells} |")
     write_curves(out, summary["runs"])
     lines += ["", "![quality vs steps](quality_vs_steps.png)", ""]
     rundir.write_text(out / "report.md", "\n".join(lines))

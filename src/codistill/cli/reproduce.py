@@ -4,7 +4,7 @@ end."""
 from __future__ import annotations
 
 from codistill.config.fields import ConfigError
-from codistill.reproduce import BUDGETS, STUDIES, StudyOptions, reproduce
+from codistill.reproduce import BUDGETS, CHECKPOINTS, STUDIES, StudyOptions, reproduce
 
 CODEGEN = "codegen"
 
@@ -49,6 +49,13 @@ def register(sub) -> None:
         "CE-only, or SFT for codegen)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--checkpoint",
+        default="final",
+        choices=list(CHECKPOINTS),
+        help="which checkpoint of each arm is scored: its last (default) or the one with the "
+        "lowest held-out CE on the valid split (early stopping, the same rule for every arm)",
+    )
     p.set_defaults(func=run)
 
 
@@ -67,6 +74,7 @@ def run(args) -> int:
                 data=args.data,
                 arms=arms,
                 seed=args.seed,
+                checkpoint=args.checkpoint,
             )
             reproduce(opts)
     except ValueError as exc:
@@ -97,5 +105,6 @@ def _codegen(args, arms) -> None:
             mbpp=args.mbpp,
             arms=arms,
             seed=args.seed,
+            checkpoint=args.checkpoint,
         )
     )
