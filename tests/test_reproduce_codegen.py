@@ -115,6 +115,7 @@ def test_a_second_run_reuses_every_stage(smoke_run, capsys):
         (["--data", "x"], "--data is an option of the assertion studies"),
         (["--teacher", "embedded"], "the smoke budget builds its own tiny models"),
         (["--budget", "cpu"], "need training prompts with tests: give --mbpp FILE"),
+        (["--teacher-samples", "0"], "--teacher-samples must be >= 1, got 0"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, capsys, extra, message):
@@ -123,10 +124,13 @@ def test_user_errors_are_one_line(tmp_path, capsys, extra, message):
     assert message in capsys.readouterr().err
 
 
-def test_codegen_options_are_refused_for_the_assertion_studies(tmp_path, capsys):
-    argv = ["reproduce", "alpha-t", "--budget", "smoke", "--out", str(tmp_path), "--mbpp", "x"]
+@pytest.mark.parametrize(
+    "option", [["--mbpp", "x"], ["--teacher-samples", "4"]], ids=["mbpp", "teacher-samples"]
+)
+def test_codegen_options_are_refused_for_the_assertion_studies(tmp_path, capsys, option):
+    argv = ["reproduce", "alpha-t", "--budget", "smoke", "--out", str(tmp_path), *option]
     assert main(argv) == 2
-    assert "--mbpp is an option of the codegen study" in capsys.readouterr().err
+    assert f"{option[0]} is an option of the codegen study" in capsys.readouterr().err
 
 
 def test_the_baseline_always_runs_first():
@@ -188,3 +192,23 @@ def test_arms_can_be_scored_at_their_best_held_out_checkpoint(smoke_run, capsys)
         metrics = json.loads((Path(summary["evals"][arm]) / "metrics.json").read_text())
         assert metrics["config"]["model"] == str(Path(summary["runs"][arm]) / "best")
     assert "lowest held-out CE" in (out / "codegen" / "report.md").read_text()
+
+
+def test_the_teacher_can_write_several_sampled_solutions_per_prompt(tmp_path):
+    """``--teacher-samples 3``: three sampled outputs per prompt, each distinct one a target."""
+    mbpp = tmp_path / "mbpp.json"
+    mbpp.write_text(json.dumps(MBPP))
+    out = tmp_path / "out"
+    argv = ["reproduce", "codegen", "--budget", "smoke", "--out", str(out), "--mbpp", str(mbpp)]
+    assert main([*argv, "--arms", "sft", "--teacher-samples", "3"]) == 0
+    summary = json.loads((out / "codegen" / "reproduce.json").read_text())
+    assert summary["teacher_samples"] == 3
+    lines = (Path(summary["stages"]["outputs"]) / "generations.jsonl").read_text().splitlines()
+    header, entries = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
+    assert header["decoding"]["n"] == 3 and header["decoding"]["temperature"] == 0.8
+    assert all(len(e["outputs"]) == 3 for e in entries)
+    distinct = sum(len({o for o in e["outputs"] if o.strip()}) for e in entries)
+    info = json.loads((Path(summary["runs"]["sft"]) / "run.json").read_text())
+    assert distinct > len(entries)  # sampling gave more targets than one per prompt
+    assert info["tokenization"]["examples"] == distinct
+    assert "3 solutions per training prompt, sampled" in (out / "codegen" / "report.md").read_text()

@@ -156,6 +156,7 @@ class CodegenOptions:
     arms: list[str] | None = None
     seed: int = 0
     checkpoint: str = "final"  # which checkpoint of each arm is scored: CHECKPOINTS
+    teacher_samples: int = 1  # 1: the teacher's greedy solution; N > 1: N samples per prompt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,18 +278,29 @@ def prepare_models(
     return models / "teacher", models / "student"
 
 
-def prepare_outputs(root: Path, budget: CodegenBudget, teacher: Path, data: Path) -> Path:
-    """The teacher's greedy solutions of the training prompts, with sandbox verdicts."""
+# Sampling when the teacher writes several solutions per prompt: the temperature and nucleus
+# that Codex and HumanEval's pass@k papers sample at, diverse yet mostly on-task.
+SAMPLE_TEMPERATURE = 0.8
+SAMPLE_TOP_P = 0.95
+
+
+def prepare_outputs(
+    root: Path, budget: CodegenBudget, teacher: Path, data: Path, samples: int = 1
+) -> Path:
+    """The teacher's solutions of the training prompts, with sandbox verdicts: its greedy one,
+    or ``samples`` sampled ones (each distinct passing one becomes a training example)."""
     # lazy: ~35 ms (backends, sandbox)
     from codistill.teacher.generations import GenerateSettings, generate_teacher_outputs
 
     backend = "transformers" if budget.tiny else f"llamacpp:{_teacher_gguf(root, teacher)}"
+    sampling = {"n": samples, "temperature": SAMPLE_TEMPERATURE, "top_p": SAMPLE_TOP_P}
     settings = GenerateSettings(
         task="codegen",
         backend=backend,
         max_new_tokens=budget.max_target_tokens,
         max_source_tokens=budget.max_source_tokens,
         prompt_style=None,
+        **(sampling if samples > 1 else {}),
     )
     key = content_key("codegen-outputs", str(teacher), data.name, asdict(settings))
 
@@ -462,6 +474,8 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
         raise ValueError(f"unknown budget {opts.budget!r}; choose from {sorted(CODEGEN_BUDGETS)}")
     if opts.checkpoint not in CHECKPOINTS:
         raise ValueError(f"unknown checkpoint {opts.checkpoint!r}; choose from {list(CHECKPOINTS)}")
+    if opts.teacher_samples < 1:
+        raise ValueError(f"--teacher-samples must be >= 1, got {opts.teacher_samples}")
     budget = CODEGEN_BUDGETS[opts.budget]
     if budget.tiny and (opts.teacher or opts.student):
         raise ValueError("the smoke budget builds its own tiny models: drop --teacher/--student")
@@ -476,7 +490,7 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     started = time.time()
     data = prepare_data(root, budget, opts)
     teacher, student = prepare_models(root, budget, opts, data)
-    outputs = prepare_outputs(root, budget, teacher, data)
+    outputs = prepare_outputs(root, budget, teacher, data, opts.teacher_samples)
     needs_cache = any(ARMS[a].get("loss") != "ce" for a in arms)
     cache = prepare_cache(root, budget, teacher, data, outputs) if needs_cache else None
     runs = {a: train_arm(root, a, budget, student, data, outputs, cache, opts.seed) for a in arms}
@@ -502,6 +516,7 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
         "budget": {"name": opts.budget, **asdict(budget)},
         "arms": arms,
         "checkpoint": opts.checkpoint,
+        "teacher_samples": opts.teacher_samples,
         "stages": {
             "data": str(data),
             "teacher": str(teacher),
@@ -519,6 +534,15 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     return summary
 
 
+def _samples_note(samples: int) -> str:
+    if samples == 1:
+        return "The teacher wrote one greedy solution per training prompt."
+    return (
+        f"The teacher wrote {samples} solutions per training prompt, sampled at temperature "
+        f"{SAMPLE_TEMPERATURE}, top-p {SAMPLE_TOP_P}; each distinct one kept is a training example."
+    )
+
+
 def write_report(out: Path, summary: dict[str, Any]) -> Path:
     """``report.md``: the setup, the data, the comparison and each arm's training."""
     data = json.loads((Path(summary["stages"]["data"]) / "data.json").read_text())
@@ -530,6 +554,7 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         f"; every arm trains {budget['student_steps']} steps of batch {budget['batch_size']} at "
         f"lr {budget['student_lr']} from that init. "
         + checkpoint_note(summary.get("checkpoint", "final")),
+        _samples_note(summary.get("teacher_samples", 1)),
         f"Training prompts: {data['train']} ({data['train_with_tests']} with tests); test: "
         + ", ".join(f"{k} {v}" for k, v in data["test"].items())
         + f"; decontamination removed {data['decontaminated']['stdlib_functions']} standard "

@@ -50,6 +50,13 @@ def register(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--teacher-samples",
+        type=int,
+        default=1,
+        help="codegen: solutions the teacher writes per training prompt: 1 = greedy (default); "
+        "N > 1 = N samples at temperature 0.8, top-p 0.95, each distinct passing one a target",
+    )
+    p.add_argument(
         "--checkpoint",
         default="final",
         choices=list(CHECKPOINTS),
@@ -84,6 +91,8 @@ def run(args) -> int:
 
 def _assertion_only(args) -> None:
     given = [f for f in ("student", "humaneval_plus", "mbpp") if getattr(args, f)]
+    if args.teacher_samples != 1:
+        given.append("teacher_samples")
     if given:
         flag = "--" + given[0].replace("_", "-")
         raise ConfigError(f"{flag} is an option of the codegen study, not of {args.study}")
@@ -106,5 +115,6 @@ def _codegen(args, arms) -> None:
             arms=arms,
             seed=args.seed,
             checkpoint=args.checkpoint,
+            teacher_samples=args.teacher_samples,
         )
     )
