@@ -194,6 +194,12 @@ def train_resumably(preset: str, settings: dict[str, Any], work: Path) -> Path:
     return run
 
 
+def check_checkpoint(which: str) -> None:
+    """Raises ValueError for a choice not in ``CHECKPOINTS`` (before any stage runs)."""
+    if which not in CHECKPOINTS:
+        raise ValueError(f"unknown checkpoint {which!r}; choose from {list(CHECKPOINTS)}")
+
+
 def scored_checkpoint(run: Path, which: str) -> Path:
     """The checkpoint of a trained arm that the study scores (see ``CHECKPOINTS``).
 
@@ -201,8 +207,7 @@ def scored_checkpoint(run: Path, which: str) -> Path:
         ValueError: an unknown choice, or a run without that checkpoint (``best`` needs a
             validation split and a validation before the last step).
     """
-    if which not in CHECKPOINTS:
-        raise ValueError(f"unknown checkpoint {which!r}; choose from {list(CHECKPOINTS)}")
+    check_checkpoint(which)
     path = run / which
     if not (path / "config.json").exists():
         raise ValueError(f"{run}: no {which!r} checkpoint to score ({path} has no config.json)")
@@ -494,8 +499,7 @@ def reproduce(opts: StudyOptions) -> dict[str, Any]:
         raise ValueError(f"unknown study {opts.study!r}; choose from {sorted(STUDIES)}")
     if opts.budget not in BUDGETS:
         raise ValueError(f"unknown budget {opts.budget!r}; choose from {sorted(BUDGETS)}")
-    if opts.checkpoint not in CHECKPOINTS:
-        raise ValueError(f"unknown checkpoint {opts.checkpoint!r}; choose from {list(CHECKPOINTS)}")
+    check_checkpoint(opts.checkpoint)
     arms = ordered_arms(opts.study, opts.arms, STUDIES[opts.study], BASELINE)
     budget = BUDGETS[opts.budget]
     root = Path(opts.out)

@@ -47,8 +47,8 @@ from codistill.config.evaluate import load_eval_config
 from codistill.data.jsonl import read_records, write_records
 from codistill.models.registry import MODELS, model_dir, model_gguf, resolve_model
 from codistill.reproduce import (
-    CHECKPOINTS,
     budget_overrides,
+    check_checkpoint,
     checkpoint_note,
     content_key,
     held_out_cells,
@@ -472,8 +472,7 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
 
     if opts.budget not in CODEGEN_BUDGETS:
         raise ValueError(f"unknown budget {opts.budget!r}; choose from {sorted(CODEGEN_BUDGETS)}")
-    if opts.checkpoint not in CHECKPOINTS:
-        raise ValueError(f"unknown checkpoint {opts.checkpoint!r}; choose from {list(CHECKPOINTS)}")
+    check_checkpoint(opts.checkpoint)
     if opts.teacher_samples < 1:
         raise ValueError(f"--teacher-samples must be >= 1, got {opts.teacher_samples}")
     budget = CODEGEN_BUDGETS[opts.budget]
