@@ -12,6 +12,7 @@ import pytest
 
 from codistill.config.fields import ConfigError
 from codistill.data.jsonl import write_records
+from codistill.evaluation.backends import llama_cpp_available
 from codistill.soda import config as soda_config
 from codistill.soda import cycle, stage2, stage3
 from codistill.soda.teacher import TeacherCalls
@@ -232,7 +233,7 @@ class Fakes:
         (out / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         return {"n": len(ids), "models": {"student": {"vs_truth": {"pass@1": 0.0}}}}
 
-    def student(self, path, cache, cfg):
+    def student(self, path, cache, cfg, gguf=None):
         def answer(text):
             entry = re.search(r"assert (\w+)\(", text).group(1)
             code = _solution(entry) if entry in self.solved else "def nothing():\n    pass\n"
@@ -377,6 +378,7 @@ def test_budgets_layer_under_yaml_and_overrides(tmp_path):
     )
     assert (cfg.n_new, cfg.cycles, cfg.budget) == (7, 1, "cpu")
     assert cfg.teacher_fault_types == ["logic"]  # from the cpu budget
+    assert cfg.student_backend == "llamacpp"  # the cpu budget's student answers via llama.cpp
     assert cfg.eval_data == ["he.jsonl"]
     full = soda_config.BUDGETS["full"]
     assert full["cycles"] == 3 and full["sft_lr"] == 2e-5
@@ -387,3 +389,32 @@ def test_a_missing_eval_file_and_a_too_large_holdout_are_refused(small):
         cycle.load_eval_set([f"mbpp-test:{small / 'no.json'}"])
     with pytest.raises(cycle.SodaError, match="leaves no seed question"):
         cycle.hold_out(SEEDS, 6, 0)
+
+
+@pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python not installed")
+def test_student_backend_llamacpp_answers_through_an_export_of_each_student(
+    setup, tmp_path, monkeypatch
+):
+    """``student_backend=llamacpp``: the untouched and the trained student are each exported
+    once as a bfloat16 GGUF, and the evaluation and Stage II generate through llama.cpp."""
+    write_records(tmp_path / "seeds.jsonl", SEEDS)
+    (tmp_path / "student").symlink_to(setup / "student")
+    teacher, _ = scripted_teacher(tmp_path)
+    opened = []
+    real_open = cycle.open_teacher
+    monkeypatch.setattr(
+        cycle, "open_teacher", lambda spec, *a, **k: opened.append(spec) or real_open(spec, *a, **k)
+    )
+    cfg = smoke_config(tmp_path, cycles=1, student_backend="llamacpp", prompt_mode="raw")
+    results = cycle.run_soda(cfg, teacher=teacher, log=_quiet)
+    run = tmp_path / "run"
+    for c in (0, 1):
+        gguf = run / f"cycle-{c}" / "gguf" / "model.gguf"
+        assert gguf.is_file() and gguf.read_bytes()[:4] == b"GGUF"
+        metrics = json.loads((run / f"cycle-{c}" / "eval" / "run" / "metrics.json").read_text())
+        assert metrics["models"]["student"]["generation"]["backend"] == f"llamacpp:{gguf}"
+    exported = json.loads((run / "cycle-1" / "gguf" / "step.json").read_text())["result"]
+    assert exported["model"].endswith("cycle-1/contrastive/run/final")
+    assert opened == [f"llamacpp:{run / 'cycle-1' / 'gguf' / 'model.gguf'}"]  # Stage II
+    assert (run / "cycle-1" / "stage2" / "student_cache.jsonl").read_text().count("\n") == 4
+    assert set(results["cycles"][1]["eval"]["items"]) == set(results["cycles"][0]["eval"]["items"])

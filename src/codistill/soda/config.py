@@ -96,6 +96,13 @@ class SodaConfig:
     eval_max_examples: int | None = field(None, help="evaluate the first N items only", min=1)
     eval_max_new_tokens: int = field(512, help="evaluation answer length cap", min=1)
     eval_batch_size: int = field(8, help="evaluation generation batch", min=1)
+    student_backend: str = field(
+        "torch",
+        help="how the student writes its answers (Stage II and evaluation): torch in-process, "
+        "or llamacpp: a bfloat16 GGUF export of each cycle's student run by llama.cpp "
+        "(several times faster on a CPU; needs llama-cpp-python, the server extra)",
+        choices=("torch", "llamacpp"),
+    )
 
     def check(self) -> None:
         """Normalises ``ratio`` and checks what one field alone cannot say."""
@@ -177,7 +184,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
     # teacher calls); learning rates raised over the paper's because ~100 steps of batch 8
     # replace thousands of batch 512 (a guess, not tuned). Estimated from token rates, not
     # run: ~3-4 h per cycle with the 1.5B teacher (~12 tokens/s), ~2 h with the 0.5B one, plus
-    # ~1 h per evaluation of the 421 held-out items.
+    # ~1 h per evaluation of the 421 held-out items in torch (the student answers through a
+    # llama.cpp export here).
     "cpu": {
         "cycles": 2,
         "n_new": 40,
@@ -192,6 +200,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "contrastive_epochs": 3,
         "contrastive_batch_size": 4,
         "eval_max_new_tokens": 384,
+        "student_backend": "llamacpp",
     },
     # The paper's scale (Sec. 4.6) for a GPU machine: 3 cycles, all five fault types asked of
     # the teacher, lr 2e-5 / 5e-7, 3 epochs, batch 512 as 16 x 32 accumulation, 2048 tokens,

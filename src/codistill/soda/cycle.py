@@ -258,10 +258,39 @@ class Context:
     log: Callable[[str], None]
 
 
-def open_student(path: Path, cache: Path, cfg: SodaConfig) -> TeacherCalls:
-    """The student as Stage II asks it (greedy, through its own answer cache)."""
+def open_student(
+    path: Path, cache: Path, cfg: SodaConfig, gguf: Path | None = None
+) -> TeacherCalls:
+    """The student as Stage II asks it (greedy, through its own answer cache): in-process, or
+    through llama.cpp on ``gguf`` (its export) with the directory's tokenizer."""
     decoding = Decoding(max_new_tokens=cfg.student_max_new_tokens, seed=cfg.seed)
+    if gguf is not None:
+        return open_teacher(
+            f"llamacpp:{gguf}",
+            cache,
+            decoding,
+            prompt_mode=cfg.prompt_mode,
+            tokenizer=str(path),
+            n_threads=2,
+        )
     return open_teacher(str(path), cache, decoding, prompt_mode=cfg.prompt_mode, n_threads=2)
+
+
+def student_gguf(ctx: Context, where: Path, student: Path) -> Path | None:
+    """``student`` exported as a bfloat16 GGUF in ``where/gguf/`` for llama.cpp, once per
+    weights (``student_backend=llamacpp``); None for the in-process backend."""
+    if ctx.cfg.student_backend != "llamacpp":
+        return None
+    from codistill.models.export_gguf import export_gguf  # lazy: the gguf writer
+
+    def build(step_dir: Path) -> dict[str, Any]:
+        tmp = step_dir / "model.gguf.tmp"
+        export_gguf(student, tmp, quant="bf16")
+        tmp.replace(step_dir / "model.gguf")
+        return {"model": str(student), "quant": "bf16"}
+
+    run_step(where / "gguf", "gguf", [model_fingerprint(student), "bf16"], build, log=ctx.log)
+    return where / "gguf" / "model.gguf"
 
 
 def stage1_config(cfg: SodaConfig) -> Stage1Config:
@@ -395,6 +424,10 @@ def step_eval(ctx: Context, where: Path, student: Path) -> Step:
     # The set by content, not by path: a moved run directory stays up to date.
     inputs = [model_fingerprint(student), sha256_file(ctx.eval_path)]
     inputs += [{k: v for k, v in settings.items() if k != "data"}]
+    gguf = student_gguf(ctx, where, student)
+    if gguf is not None:  # the export is the same weights: the key names the backend only
+        inputs.append(cfg.student_backend)
+        settings["model_backend"] = f"llamacpp:{gguf}"
 
     def build(where: Path) -> dict[str, Any]:
         run = where / "run"
@@ -517,9 +550,12 @@ def _stage2(ctx: Context, cdir: Path, student: Path, questions) -> Step:
         cfg.student_max_new_tokens,
         cfg.prompt_mode,
     ]
+    gguf = student_gguf(ctx, cdir, student)
+    if gguf is not None:
+        key.append(cfg.student_backend)
 
     def build(where: Path) -> dict[str, Any]:
-        with open_student(student, where / "student_cache.jsonl", cfg) as asked:
+        with open_student(student, where / "student_cache.jsonl", cfg, gguf) as asked:
             return stage2.run_stage2(
                 questions, asked, judge, where, s2cfg, template_dir=cfg.template_dir, log=ctx.log
             )
