@@ -334,6 +334,64 @@ def test_llamacpp_server_stops_at_stop_strings_and_is_gone_after_exit(tiny_llama
         )
 
 
+# --- llama.cpp in-process, several sequences per decode (llamacpp-batch) --------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_batch(tiny_llama):
+    if not llama_cpp_available():
+        pytest.skip("llama-cpp-python not installed")
+    backend = make_backend(f"llamacpp-batch:{tiny_llama['gguf']}", parallel=2, n_ctx=64)
+    yield backend
+    backend.close()
+
+
+@needs_llama_cpp
+def test_llamacpp_batch_greedy_matches_the_server_and_transformers(
+    tiny_llama, tiny_server, tiny_batch
+):
+    # Three prompts through two slots: the third starts when the first finishes.
+    batched = tiny_batch.generate(PROMPTS, max_new_tokens=12)
+    served = tiny_server.backend().generate(PROMPTS, max_new_tokens=12)
+    local = TransformersBackend(tiny_llama["hf"]).generate(PROMPTS, max_new_tokens=12)
+    assert [c.text for c in batched] == [c.text for c in served] == [c.text for c in local]
+    assert [c.tokens for c in batched] == [12] * len(PROMPTS)
+    assert all(c.seconds > 0 and c.top_logprobs is None for c in batched)
+
+
+@needs_llama_cpp
+def test_llamacpp_batch_stops_at_stop_strings_as_the_server_does(tiny_server, tiny_batch):
+    full = tiny_batch.generate(PROMPTS[:1], max_new_tokens=16)[0].text
+    stop = full[len(full) // 2 :][:2]
+    cut = tiny_batch.generate(PROMPTS, max_new_tokens=16, stop=[stop])
+    served = tiny_server.backend().generate(PROMPTS, max_new_tokens=16, stop=[stop])
+    assert cut[0].text == full[: full.index(stop)]
+    assert [c.text for c in cut] == [c.text for c in served]
+    assert cut[0].tokens < 16
+
+
+@needs_llama_cpp
+def test_llamacpp_batch_samples_n_per_prompt_in_order_and_reproducibly(tiny_llama, tiny_batch):
+    kw = {"max_new_tokens": 8, "temperature": 1.0, "top_p": 0.95, "n": 3}
+    first = tiny_batch.generate(PROMPTS[:2], **kw)
+    again = tiny_batch.generate(PROMPTS[:2], **kw)
+    assert len(first) == 6 and [c.text for c in first] == [c.text for c in again]
+    assert len({c.text for c in first[:3]}) > 1  # samples of one prompt differ
+    one = make_backend(f"llamacpp-batch:{tiny_llama['gguf']}", parallel=1, n_ctx=64)
+    try:  # the same seeded draws whatever the slot count
+        assert [c.text for c in one.generate(PROMPTS[:2], **kw)] == [c.text for c in first]
+    finally:
+        one.close()
+
+
+@needs_llama_cpp
+def test_llamacpp_batch_refuses_logprobs_and_prompts_beyond_its_context(tiny_batch):
+    with pytest.raises(ValueError, match="no log-probs"):
+        tiny_batch.generate(PROMPTS[:1], max_new_tokens=2, logprobs=2)
+    with pytest.raises(ValueError, match="prompt 0 has .* tokens"):
+        tiny_batch.generate(["word " * 80], max_new_tokens=8)
+
+
 # --- the real teacher -------------------------------------------------------------------------
 
 

@@ -39,7 +39,8 @@ class EvalConfig:
     model_backend: str | None = field(
         None,
         help="generate the model's outputs through a backend instead of in-process "
-        "transformers: openai:URL (a running OpenAI-compatible server) or llamacpp:GGUF",
+        "transformers: openai:URL (a running OpenAI-compatible server), llamacpp:GGUF (llama.cpp's "
+        "server) or llamacpp-batch:GGUF (llama.cpp in-process, several answers per decode step)",
     )
     reference_backend: str | None = field(
         None, help="the same for the reference model (e.g. llamacpp:teacher.gguf)"

@@ -601,7 +601,7 @@ class LlamaCppServer:
         self.stop()
 
 
-BACKEND_KINDS = ("transformers", "openai", "llamacpp")
+BACKEND_KINDS = ("transformers", "openai", "llamacpp", "llamacpp-batch")
 
 
 def parse_backend_spec(spec: str) -> tuple[str, str]:
@@ -609,12 +609,13 @@ def parse_backend_spec(spec: str) -> tuple[str, str]:
     kind, sep, target = spec.partition(":")
     if not sep or not target:
         raise ValueError(
-            "backend spec must be 'transformers:DIR', 'openai:URL' or 'llamacpp:GGUF', "
-            f"got {spec!r}"
+            "backend spec must be 'transformers:DIR', 'openai:URL', 'llamacpp:GGUF' or "
+            f"'llamacpp-batch:GGUF', got {spec!r}"
         )
     if kind not in BACKEND_KINDS:
         raise ValueError(
-            f"unknown backend kind {kind!r} in {spec!r}: use 'transformers', 'openai' or 'llamacpp'"
+            f"unknown backend kind {kind!r} in {spec!r}: use 'transformers', 'openai', "
+            "'llamacpp' or 'llamacpp-batch'"
         )
     return kind, target
 
@@ -626,7 +627,7 @@ def resolve_backend_target(kind: str, target: str) -> str:
     name = parse_embedded(target)
     if name is None or kind == "openai":
         return target
-    return str(model_gguf(name)) if kind == "llamacpp" else resolve_model(target)
+    return str(model_gguf(name)) if kind.startswith("llamacpp") else resolve_model(target)
 
 
 def make_backend(spec: str, **kwargs) -> GenerationBackend:
@@ -637,6 +638,8 @@ def make_backend(spec: str, **kwargs) -> GenerationBackend:
       (``openai:http://127.0.0.1:8000/v1``).
     * ``llamacpp:GGUF`` -- starts a :class:`LlamaCppServer` on the file and returns its client;
       the backend's ``close()`` (or interpreter exit) stops the server.
+    * ``llamacpp-batch:GGUF`` -- :class:`~codistill.evaluation.llamacpp_batch.LlamaCppBatchBackend`
+      in-process: several sequences per decode step (greedy and sampled answers, no log-probs).
     * ``llamacpp:embedded:NAME`` / ``transformers:embedded:NAME`` -- an embedded model (see
       ``codistill models list``).
 
@@ -659,4 +662,9 @@ def make_backend(spec: str, **kwargs) -> GenerationBackend:
         server_kwargs = {k: kwargs.pop(k) for k in server_keys if k in kwargs}
         server = LlamaCppServer(target, **server_kwargs).start()
         return server.backend(on_close=server.stop, **kwargs)
+    if kind == "llamacpp-batch":
+        from codistill.evaluation.llamacpp_batch import LlamaCppBatchBackend  # lazy: llama_cpp
+
+        keys = ("parallel", "n_ctx", "n_threads", "seed")
+        return LlamaCppBatchBackend(target, **{k: kwargs[k] for k in keys if k in kwargs})
     raise AssertionError(kind)  # parse_backend_spec admits no other kind

@@ -20,48 +20,17 @@ from the tokenizer's, or whose token texts differ on a sample of ids.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from codistill.evaluation.llamacpp_batch import check_gguf_file, cpu_threads, import_llama_cpp
+
 # Token texts compared between the GGUF and the tokenizer: enough to catch another model with
 # the same vocabulary size, few enough to cost nothing.
 _VOCAB_SAMPLE = 512
-
-
-def check_gguf_file(path: str | Path) -> Path:
-    """The path, after checking it exists and starts with the GGUF magic.
-
-    Raises:
-        ValueError: missing file or not a GGUF file (one line naming it).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such GGUF file")
-    with open(path, "rb") as f:
-        if f.read(4) != b"GGUF":
-            raise ValueError(f"{path}: not a GGUF file (expected the magic bytes 'GGUF')")
-    return path
-
-
-def _import_llama_cpp():
-    try:
-        import llama_cpp  # lazy: optional (the server extra), needed only by this backend
-    except ImportError as exc:
-        raise ValueError(
-            "--backend llamacpp needs llama-cpp-python: pip install -e '.[server]'"
-        ) from exc
-    return llama_cpp
-
-
-def _threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class LlamaCppTeacher:
@@ -78,10 +47,10 @@ class LlamaCppTeacher:
     def __init__(
         self, gguf: str | Path, n_ctx: int, n_threads: int | None = None, reuse_prefix: bool = True
     ):
-        llama_cpp = _import_llama_cpp()
+        llama_cpp = import_llama_cpp()
         self.path = check_gguf_file(gguf)
         self.n_ctx = int(n_ctx)
-        threads = n_threads or _threads()
+        threads = n_threads or cpu_threads()
         # One decode per example: the batch holds a whole sequence, and llama.cpp's micro-batch
         # at most 512 tokens (its default) so memory stays bounded for long contexts.
         self._llm = llama_cpp.Llama(
