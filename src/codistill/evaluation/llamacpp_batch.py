@@ -175,9 +175,11 @@ class LlamaCppBatchBackend:
                 finished = bool(lib.llama_vocab_is_eog(self._vocab, token))
                 if not finished:
                     slot.out.append(token)
-                    slot.text += self._llm.detokenize([token])
-                    tail = bytes(slot.text[-(longest + 64) :])
-                    finished = len(slot.out) >= max_new_tokens or any(s in tail for s in stops)
+                    finished = len(slot.out) >= max_new_tokens
+                    if stops and not finished:  # text is only needed to look for a stop
+                        slot.text += self._llm.detokenize([token])
+                        tail = bytes(slot.text[-(longest + 64) :])
+                        finished = any(s in tail for s in stops)
                 if finished:
                     text = self._llm.detokenize(slot.out, prev_tokens=slot.prompt)
                     words = truncate_at_stop(text.decode("utf-8", errors="ignore"), stop)
