@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from codistill.evaluation.backends import Completion, _check_request, truncate_at_stop
+from codistill.files import gguf_problem
 
 
 def check_gguf_file(path: str | Path) -> Path:
@@ -35,11 +36,8 @@ def check_gguf_file(path: str | Path) -> Path:
         ValueError: missing file or not a GGUF file (one line naming it).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such GGUF file")
-    with open(path, "rb") as f:
-        if f.read(4) != b"GGUF":
-            raise ValueError(f"{path}: not a GGUF file (expected the magic bytes 'GGUF')")
+    if problem := gguf_problem(path):
+        raise ValueError(f"{path}: {problem}")
     return path
 
 

@@ -30,6 +30,7 @@ import torch
 from codistill.evaluation import backends
 from codistill.evaluation.backends import llama_cpp_available, parse_backend_spec
 from codistill.evaluation.codegen import STOP_SEQUENCES, truncate_completion
+from codistill.files import gguf_problem
 from codistill.files import sha256_file as file_sha256
 from codistill.teacher.cache_format import content_key
 
@@ -254,9 +255,8 @@ def check_backend_spec(spec: str) -> None:
     if kind == "llamacpp":
         if not path.is_file():
             raise FileNotFoundError(f"backend {spec!r}: {target} is not a file")
-        with open(path, "rb") as fh:
-            if fh.read(4) != b"GGUF":
-                raise ValueError(f"backend {spec!r}: {target} is not a GGUF file")
+        if gguf_problem(path):
+            raise ValueError(f"backend {spec!r}: {target} is not a GGUF file")
         if not llama_cpp_available():
             raise ValueError(
                 f"backend {spec!r} needs llama-cpp-python: pip install 'llama-cpp-python[server]'"

