@@ -18,7 +18,10 @@ alike. Printed per teacher and backend:
 
 Records are taken in the order of ``--data`` (the order ``codistill teacher cache`` reads a
 corpus, where assertions of one test method sit together), or, by default, spread over a few
-mined stdlib test files, which share little.
+mined stdlib test files, which share little. ``--truncation middle`` cuts long prompts as
+``distill truncation=middle`` does, keeping the head that the records of one test method share
+(left-cut prompts each start elsewhere). llama.cpp decodes the records of one turn together
+(``LlamaCppTeacher``'s ``n_seq``, 4; ``--n-seq 1`` decodes them one at a time).
 
 The llama.cpp backend reads the GGUF the directory was converted from (Q4_K_M; the directory's
 float32 weights are those de-quantized), so its gap to float32 is kernels and activation
@@ -27,7 +30,8 @@ written by ``codistill student export`` in that format. A teacher without a conv
 runs llama.cpp only.
 
     python benchmarks/teacher_throughput.py [--data F.jsonl] [--records 16] [--threads 1] \\
-        [--export bf16 ...] [--teacher NAME=DIR[,GGUF] ...]
+        [--export bf16 ...] [--truncation left|middle] [--skip bf16|int8|whole ...] \\
+        [--teacher NAME=DIR[,GGUF] ...]
 """
 
 from __future__ import annotations
@@ -106,21 +110,25 @@ def exported_ggufs(directory: Path | None, quants: list[str], tmp: Path) -> dict
     return out
 
 
-def load_backends(ggufs: dict[str, Path], directory: Path | None, n_ctx: int, threads: int) -> dict:
+def load_backends(
+    ggufs: dict[str, Path], directory: Path | None, n_ctx: int, threads: int, skip=(), n_seq=4
+) -> dict:
     from codistill.teacher.cache import _load_torch_teacher
     from codistill.teacher.llamacpp import LlamaCppTeacher
 
     backends = {}
     if directory is not None:
         backends["torch float32"] = _load_torch_teacher(directory, "torch")
-        backends["torch bf16"] = _load_torch_teacher(directory, "torch-bf16")
-        backends["torch int8"] = _load_torch_teacher(directory, "torch-int8")
+        for kind in ("bf16", "int8"):
+            if kind not in skip:
+                backends[f"torch {kind}"] = _load_torch_teacher(directory, f"torch-{kind}")
     for label, gguf in ggufs.items():
         try:
-            backends[label] = LlamaCppTeacher(gguf, n_ctx=n_ctx, n_threads=threads)
-            if label == "llama.cpp":  # the same file without prefix reuse, to show what it buys
+            backends[label] = LlamaCppTeacher(gguf, n_ctx=n_ctx, n_threads=threads, n_seq=n_seq)
+            if label == "llama.cpp" and "whole" not in skip:
+                # the same file without prefix reuse, to show what it buys
                 backends["llama.cpp whole"] = LlamaCppTeacher(
-                    gguf, n_ctx=n_ctx, n_threads=threads, reuse_prefix=False
+                    gguf, n_ctx=n_ctx, n_threads=threads, reuse_prefix=False, n_seq=n_seq
                 )
         except ValueError as exc:  # llama-cpp-python missing
             print(f"  {label} skipped: {exc}")
@@ -155,20 +163,25 @@ def bench_teacher(name: str, directory, gguf, records, args) -> list[tuple]:
         max_source_tokens=args.max_source_tokens,
         max_target_tokens=args.max_target_tokens,
         token_map=None,
+        truncation=args.truncation,
     )
     n_ctx = max(len(e.prompt_ids) + len(e.target_ids) for e in examples)
     threads = torch.get_num_threads()
     ggufs = {"llama.cpp": gguf} if gguf is not None else {}
     ggufs |= exported_ggufs(directory, args.export, args.tmp)
-    backends = load_backends(ggufs, directory, n_ctx, threads)
+    backends = load_backends(ggufs, directory, n_ctx, threads, args.skip, args.n_seq)
     if not backends:
         print(f"{name}: nothing to run (no directory, no GGUF)")
         return []
     seconds = dict.fromkeys(backends, 0.0)
-    rows: dict[str, list[torch.Tensor]] = {b: [] for b in backends}
+    # Agreement with float32 is summed per turn: the full-vocabulary rows of a few hundred
+    # records (1 MB a row for Gemma) do not fit in memory for every backend at once.
+    agree_sum, kl_sum = dict.fromkeys(backends, 0.0), dict.fromkeys(backends, 0.0)
+    ref_label = "torch float32" if "torch float32" in backends else None
     n_pos = sum(len(e.target_ids) for e in examples)
     for start in range(0, len(examples), args.group):
         group = examples[start : start + args.group]
+        ref = None
         for label, model in backends.items():
             t0 = time.perf_counter()
             with torch.no_grad():
@@ -176,16 +189,16 @@ def bench_teacher(name: str, directory, gguf, records, args) -> list[tuple]:
                 for chunk in got:
                     topk_with_tail(chunk, args.k)
             seconds[label] += time.perf_counter() - t0
-            rows[label] += got
-    ref_label = "torch float32" if "torch float32" in backends else None
-    ref = torch.cat(rows[ref_label]).double() if ref_label else None
+            got = torch.cat(got).double()
+            if label == ref_label:
+                ref = got
+            if ref is not None:
+                agree_sum[label] += float((got.argmax(-1) == ref.argmax(-1)).double().sum())
+                kl_sum[label] += float((ref.exp() * (ref - got)).sum(-1).sum())
     results = []
     for label in backends:
-        got = torch.cat(rows[label]).double()
-        agree = kl = float("nan")
-        if ref is not None:
-            agree = float((got.argmax(-1) == ref.argmax(-1)).double().mean())
-            kl = float((ref.exp() * (ref - got)).sum(-1).mean())
+        agree = agree_sum[label] / n_pos if ref_label else float("nan")
+        kl = kl_sum[label] / n_pos if ref_label else float("nan")
         tps = n_pos / seconds[label]
         base = n_pos / seconds[ref_label] if ref_label else float("nan")
         model = backends[label]
@@ -207,6 +220,13 @@ def main() -> int:
     parser.add_argument("--max-source-tokens", type=int, default=256)
     parser.add_argument("--max-target-tokens", type=int, default=64)
     parser.add_argument(
+        "--truncation",
+        choices=("left", "middle"),
+        default="left",
+        help="how prompts over --max-source-tokens are cut (distill's truncation=); middle keeps "
+        "the head that consecutive records of one test method share, for llama.cpp to reuse",
+    )
+    parser.add_argument(
         "--teacher",
         action="append",
         default=[],
@@ -220,6 +240,17 @@ def main() -> int:
         choices=("bf16", "f16", "q8_0"),
         help="also run llama.cpp on the converted directory exported in this format (repeatable)"
         "; bf16 is the fastest on CPUs with AVX512-BF16",
+    )
+    parser.add_argument(
+        "--n-seq", type=int, default=4, help="examples per llama.cpp decode (1: one at a time)"
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=("bf16", "int8", "whole"),
+        help="leave out torch bf16, torch int8 or llama.cpp whole (repeatable), e.g. to keep a "
+        "1.5B teacher's run short",
     )
     parser.add_argument(
         "--threads",
@@ -253,7 +284,8 @@ def main() -> int:
         records = read_records(data)[: args.records]
         print(
             f"{len(records)} records from {args.data or 'mined stdlib tests'}, "
-            f"{torch.get_num_threads()} threads, top-k {args.k}"
+            f"{torch.get_num_threads()} threads, top-k {args.k}, prompts cut at "
+            f"{args.max_source_tokens} tokens ({args.truncation})"
         )
         results = []
         for name, (directory, gguf) in teachers.items():

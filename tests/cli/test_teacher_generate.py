@@ -68,6 +68,28 @@ def test_assertions_are_evals_greedy_lines_and_a_rerun_computes_none(tiny, tmp_p
     assert (out / "generations.jsonl").read_bytes() == before
 
 
+def test_middle_truncation_gives_the_teacher_middle_cut_prompts(tiny, tmp_path, capsys):
+    from codistill.data.prompts import encode_prompts
+    from codistill.evaluation.generate import generate
+    from codistill.models.loading import load_model, load_tokenizer
+
+    out = tmp_path / "g"
+    args = ["--teacher", str(tiny["gemma"]), "--data", str(tiny["all"]), "--out", str(out)]
+    args += ["--max-new-tokens", "6", "--max-source-tokens", "10", "--truncation", "middle"]
+    assert cli(*args) == 0
+    assert "6 prompts cut to 10 tokens" in capsys.readouterr().out
+    header, entries = read_generations(out)
+    assert header["prompt"]["truncation"] == "middle"
+    records = make_records(6, "train")
+    tok = load_tokenizer(tiny["gemma"])
+    prompts = encode_prompts(tok, records, 10, truncation="middle")
+    assert prompts != encode_prompts(tok, records, 10)
+    expected = generate(load_model(tiny["gemma"]), tok, prompts, max_new_tokens=6).texts
+    assert [entries[generation_key(r)]["outputs"] for r in records] == [[e] for e in expected]
+    assert cli(*args[:-1], "left") == 2
+    assert "prompt.truncation: file has 'middle', requested 'left'" in capsys.readouterr().err
+
+
 def test_a_partial_file_is_completed_with_only_the_missing_records(tiny, tmp_path, capsys):
     out = str(tmp_path / "g")
     base = ["--teacher", str(tiny["gemma"]), "--out", out, "--max-new-tokens", "4"]

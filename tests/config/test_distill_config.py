@@ -40,6 +40,10 @@ def test_missing_required_field_says_what_it_is():
 def test_choices_are_enforced():
     with pytest.raises(ConfigError, match="mixed_precision must be one of"):
         load_distill_config(None, {**REQUIRED, "mixed_precision": "fp8"})
+    with pytest.raises(ConfigError, match="truncation must be one of"):
+        load_distill_config(None, {**REQUIRED, "truncation": "right"})
+    assert load_distill_config(None, {**REQUIRED, "truncation": "middle"}).truncation == "middle"
+    assert load_distill_config(None, REQUIRED).truncation == "left"
 
 
 def test_teacher_terms_need_a_teacher():

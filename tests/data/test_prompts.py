@@ -113,3 +113,72 @@ def test_a_bare_signature_prompt_is_closed_before_the_answers_definition():
     namespace: dict = {}
     exec(compile(prompt + completion, "p", "exec"), namespace)
     assert namespace["add"](2, 3) == 5
+
+
+# --- cutting long prompts -------------------------------------------------------------------
+
+
+def test_a_prompt_within_the_limit_is_not_cut():
+    from codistill.data.prompts import cut_prompt
+
+    assert cut_prompt([1, 5, 6], 3, "middle", bos=1) == [1, 5, 6]
+
+
+def test_left_truncation_keeps_bos_and_the_last_tokens():
+    from codistill.data.prompts import cut_prompt
+
+    ids = [1, *range(10, 20)]
+    assert cut_prompt(ids, 5, "left", bos=1) == [1, 16, 17, 18, 19]
+    assert cut_prompt(list(range(10, 20)), 4, "left", bos=None) == [16, 17, 18, 19]
+
+
+def test_middle_truncation_keeps_bos_the_first_half_and_the_last_half():
+    from codistill.data.prompts import cut_prompt
+
+    ids = [1, *range(10, 20)]
+    assert cut_prompt(ids, 6, "middle", bos=1) == [1, 10, 11, 17, 18, 19]
+    assert cut_prompt(list(range(10, 20)), 5, "middle") == [10, 11, 17, 18, 19]
+
+
+def test_middle_truncation_keeps_a_prefix_shared_by_growing_prompts():
+    """The assertions of one test method: each prompt extends the previous one. Cut from the
+    left they share no prefix once long; cut in the middle they share the head."""
+    from codistill.data.prompts import cut_prompt
+
+    method = list(range(100, 160))
+    shorter, longer = method[:40], method[:55]
+    left = cut_prompt(shorter, 32, "left"), cut_prompt(longer, 32, "left")
+    middle = cut_prompt(shorter, 32, "middle"), cut_prompt(longer, 32, "middle")
+    assert left[0][0] != left[1][0]
+    assert middle[0][:16] == middle[1][:16] == method[:16]
+    assert middle[1][16:] == method[55 - 16 : 55]
+
+
+def test_an_unknown_truncation_is_refused_by_name():
+    from codistill.data.prompts import cut_prompt
+
+    with pytest.raises(ValueError, match="truncation must be one of left, middle, got 'right'"):
+        cut_prompt([1, 2, 3], 2, "right")
+
+
+def test_encode_prompts_cuts_as_training_does(tiny_setup):
+    import dataclasses
+
+    from codistill.data.batches import tokenize_records
+    from codistill.data.prompts import encode_prompts
+    from codistill.models.loading import load_tokenizer
+    from tests.helpers import make_records
+
+    tok = load_tokenizer(tiny_setup["teacher"])
+    lines = "".join(f"    v{i} = f({i})\n" for i in range(30))
+    (base,) = make_records(1, "test")
+    record = dataclasses.replace(base, test_code=base.test_code.replace("    <", lines + "    <"))
+    for truncation in ("left", "middle"):
+        (ids,) = encode_prompts(tok, [record], 24, truncation=truncation)
+        examples, stats = tokenize_records(
+            [record], tok, max_source_tokens=24, max_target_tokens=16, truncation=truncation
+        )
+        assert stats.truncated_prompts == 1 and len(ids) == 24
+        assert ids == examples[0].prompt_ids
+    left, middle = (encode_prompts(tok, [record], 24, truncation=t)[0] for t in ("left", "middle"))
+    assert left[-11:] == middle[-11:] and left[:12] != middle[:12]

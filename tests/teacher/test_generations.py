@@ -115,6 +115,17 @@ def test_same_weights_under_another_name_is_the_same_teacher():
     ) == {"prompt.mode"}
 
 
+def test_a_file_from_before_middle_truncation_resumes_as_left_cut(tmp_path):
+    old = header()
+    del old["prompt"]["truncation"]  # written before the field existed
+    assert header()["prompt"]["truncation"] == "left"
+    assert header_differences(old, header()) == {}
+    middle = header(prompt={"mode": "raw", "max_source_tokens": 512, "truncation": "middle"})
+    assert header_differences(old, middle) == {"prompt.truncation": ("left", "middle")}
+    with pytest.raises(ValueError, match="--truncation must be one of left, middle"):
+        GenerateSettings(truncation="right").check()
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [

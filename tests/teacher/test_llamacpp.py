@@ -156,7 +156,8 @@ def test_a_shared_prompt_prefix_is_decoded_once_and_gives_the_same_rows(tiny_ggu
         replace(first, prompt_ids=prompt + first.target_ids[:2]),
         _examples(tiny_gguf)[3],
     ]
-    with LlamaCppTeacher(tiny_gguf["gguf"], n_ctx=96, n_threads=1) as teacher:
+    # One example per decode: the kept prefix is the only difference from a fresh decode.
+    with LlamaCppTeacher(tiny_gguf["gguf"], n_ctx=96, n_threads=1, n_seq=1) as teacher:
         reused = list(teacher.logprob_rows(examples))
         assert teacher.reused_tokens >= 2 * (len(prompt) - 1)
         fresh = []
@@ -166,3 +167,49 @@ def test_a_shared_prompt_prefix_is_decoded_once_and_gives_the_same_rows(tiny_ggu
     for got, want in zip(reused, fresh, strict=True):
         assert got.shape == want.shape
         assert np.abs(got - want).max() < 1e-3
+
+
+def _torch_rows(model, ex) -> np.ndarray:
+    with torch.no_grad():
+        logits = model(torch.tensor([ex.prompt_ids + ex.target_ids])).logits[0].float()
+    start = len(ex.prompt_ids) - 1
+    return torch.log_softmax(logits, -1).numpy()[start : start + len(ex.target_ids) + 1]
+
+
+@pytest.mark.parametrize("n_seq", [2, 4])
+def test_examples_decoded_together_share_prefixes_and_give_each_its_own_rows(tiny_gguf, n_seq):
+    """Several examples per decode, as sequences of one batch: a prefix shared with the
+    example before is decoded once (within the batch and across batches), and each example
+    still gets the torch model's rows for its own tokens, not a neighbour's."""
+    from dataclasses import replace
+
+    model = load_model(tiny_gguf["hf"])
+    ex = _examples(tiny_gguf)
+    first = ex[0]
+    examples = [
+        first,
+        replace(first, target_ids=first.target_ids[::-1]),
+        replace(first, prompt_ids=first.prompt_ids + first.target_ids[:2]),
+        ex[3],
+        replace(ex[3], target_ids=ex[3].target_ids[:3]),
+        ex[5],
+        replace(ex[5], target_ids=[]),
+    ]
+    with LlamaCppTeacher(tiny_gguf["gguf"], n_ctx=96, n_threads=1, n_seq=n_seq) as teacher:
+        rows = list(teacher.logprob_rows(examples))
+        reused, decoded = teacher.reused_tokens, teacher.decoded_tokens
+    with LlamaCppTeacher(tiny_gguf["gguf"], n_ctx=96, n_threads=1, reuse_prefix=False) as whole:
+        list(whole.logprob_rows(examples))
+        assert whole.reused_tokens == 0
+    assert reused + decoded == whole.decoded_tokens
+    # Examples 1, 2 and 4 repeat at least the prompt of the one before (less its last token).
+    assert reused >= 2 * (len(first.prompt_ids) - 1) + len(ex[3].prompt_ids) - 1
+    assert len(rows) == len(examples) and rows[-1].shape == (0, rows[0].shape[1])
+    for e, got in zip(examples[:-1], rows[:-1], strict=True):
+        want = _torch_rows(model, e)
+        assert got.shape == (len(e.target_ids), want.shape[1])
+        # Kernel rounding of the tiny model (see the first test); a neighbour's or a shifted
+        # row is whole nats away.
+        err = np.abs(got - want[:-1]).max()
+        assert err < 0.05
+        assert np.abs(got - want[1:]).max() > 20 * err

@@ -205,3 +205,15 @@ def test_a_pretrained_student_sharing_the_teachers_tokenizer_trains_from_the_cac
     result = distill(cfg)
     assert result.status == "finished"
     assert (tmp_path / "run" / "final" / "config.json").exists()
+
+
+def test_a_cache_of_middle_cut_prompts_serves_middle_cut_training_only(tiny_setup, tmp_path):
+    cache = tmp_path / "cache"
+    cut = {"max_source_tokens": 12, "max_target_tokens": 32}
+    records = read_records(tiny_setup["train"])
+    build_cache(tiny_setup["teacher"], records, cache, k=8, truncation="middle", **cut)
+    common = {"teacher": None, "teacher_cache": str(cache), "max_steps": 1, **cut}
+    run = distill(distill_config(tiny_setup, tmp_path / "mid", truncation="middle", **common))
+    assert run.run_dir.joinpath("run.json").is_file()
+    with pytest.raises(ConfigError, match="no cached teacher outputs.*truncation"):
+        distill(distill_config(tiny_setup, tmp_path / "left", truncation="left", **common))

@@ -97,6 +97,13 @@ def _add_cache(tsub) -> None:
     k.add_argument(
         "--max-source-tokens", type=int, help="as in training (default 256; codegen 512)"
     )
+    k.add_argument(
+        "--truncation",
+        default="left",
+        choices=["left", "middle"],
+        help="how longer prompts are cut, as in training; middle lets a llama.cpp teacher "
+        "decode the head the records of one test method share once",
+    )
     k.add_argument("--max-target-tokens", type=int, help="as in training (default 64; codegen 384)")
     k.add_argument(
         "--prompt-style", default="prefix", choices=["prefix", "placeholder"], help="as in training"
@@ -188,6 +195,7 @@ def run_cache(args) -> int:
             max_target_tokens=max_target,
             prompt_style=args.prompt_style,
             prompt_mode=args.prompt_mode,
+            truncation=args.truncation,
             batch_size=args.batch_size,
             shard_size=args.shard_size,
             fmt=args.format,

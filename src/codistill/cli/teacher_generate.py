@@ -61,6 +61,12 @@ def add_parser(tsub) -> None:
     g.add_argument(
         "--max-source-tokens", type=int, help="prompt tokens kept; default 256 / 1024 (codegen)"
     )
+    g.add_argument(
+        "--truncation",
+        default="left",
+        choices=["left", "middle"],
+        help="how longer prompts are cut: left (keep the end) or middle (keep both halves)",
+    )
     g.add_argument("--batch-size", type=int, default=8, help="in-process generation batch")
     g.add_argument("--timeout-s", type=float, default=10.0, help="sandbox limit per program")
     g.add_argument("--workers", type=int, default=2, help="sandbox workers")
@@ -104,6 +110,7 @@ def settings_from_args(args):
         prompt_mode=args.prompt_mode,
         prompt_style=args.prompt_style if args.task == "assertion" else None,
         max_source_tokens=args.max_source_tokens or DEFAULT_MAX_SOURCE_TOKENS[args.task],
+        truncation=args.truncation,
         batch_size=args.batch_size,
         timeout_s=args.timeout_s,
         workers=args.workers,

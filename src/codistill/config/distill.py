@@ -101,8 +101,17 @@ class DistillConfig:
     )
     max_source_tokens: int | None = field(
         None,
-        help="prompt tokens kept (left-truncated); null = 256 for assertion, 512 for codegen",
+        help="prompt tokens kept (cut as `truncation` says); null = 256 for assertion, 512 for "
+        "codegen",
         min=8,
+    )
+    truncation: str = field(
+        "left",
+        help="how a longer prompt is cut: left (keep its last tokens, the context nearest the "
+        "answer) or middle (keep its first and last halves: the head of a test method stays, "
+        "and the records of one method share a prefix that a llama.cpp teacher cache decodes "
+        "once). `teacher cache` and `eval` must be given the same",
+        choices=("left", "middle"),
     )
     max_target_tokens: int | None = field(
         None,

@@ -46,7 +46,13 @@ class EvalConfig:
         None, help="the same for the reference model (e.g. llamacpp:teacher.gguf)"
     )
     # --- decoding ---------------------------------------------------------------------------
-    max_source_tokens: int = field(512, help="prompt tokens kept (left-truncated)", min=8)
+    max_source_tokens: int = field(512, help="prompt tokens kept (cut by `truncation`)", min=8)
+    truncation: str = field(
+        "left",
+        help="how a longer assertion prompt is cut: left (keep its end) or middle (keep its "
+        "first and last halves); as the model was trained",
+        choices=("left", "middle"),
+    )
     max_new_tokens: int = field(64, help="generation length cap (assertion task)", min=1)
     codegen_max_new_tokens: int = field(384, help="generation length cap (codegen)", min=1)
     batch_size: int = field(8, help="generation / classification batch size", min=1)

@@ -29,6 +29,7 @@ from codistill.data.prompts import (  # noqa: F401  (prompt builders re-exported
     chat_template_adds_bos,
     codegen_program,
     codegen_texts,
+    cut_prompt,
     encode_prompts,
     record_texts,
     render_prompt,
@@ -133,6 +134,7 @@ def tokenize_records(
     critical_weight: float = 1.0,
     prompt_style: str = "prefix",
     prompt_mode: str = "raw",
+    truncation: str = "left",
 ) -> tuple[list[Example], TokenizeStats]:
     """Tokenize records into :class:`Example` objects.
 
@@ -140,8 +142,9 @@ def tokenize_records(
         records: assertion or code-generation records (see :func:`record_texts`); code problems
             without a solution are skipped and counted (``skipped_without_solution``).
         tokenizer: the teacher's tokenizer when ``token_map`` is given, else the student's.
-        max_source_tokens: prompts are cut from the left (the assertion's nearest context
-            stays), keeping a leading BOS.
+        max_source_tokens: prompts longer than this are cut (a leading BOS kept), by
+            ``truncation``: ``left`` (the assertion's nearest context stays) or ``middle`` (the
+            head stays too; see :func:`cut_prompt`).
         max_target_tokens: targets are cut from the right; EOS is appended after the cut.
         token_map: maps teacher ids to student ids (trimmed-vocabulary students).
         critical_words: identifiers whose target tokens get ``critical_weight``.
@@ -170,9 +173,7 @@ def tokenize_records(
             stats.extra["empty_prompts"] = stats.extra.get("empty_prompts", 0) + 1
         if len(prompt) > max_source_tokens:
             stats.truncated_prompts += 1
-            keep_bos = bool(prompt) and prompt[0] == bos and bos is not None
-            tail = prompt[-(max_source_tokens - int(keep_bos)) :]
-            prompt = ([bos] if keep_bos else []) + tail
+            prompt = cut_prompt(prompt, max_source_tokens, truncation, bos)
         target, offsets = _encode(tokenizer, target_text, special=False)
         if len(target) >= max_target_tokens:
             stats.truncated_targets += 1

@@ -352,17 +352,46 @@ def record_texts(
     return assertion_prompt(record, prompt_style), record.target
 
 
+TRUNCATIONS = ("left", "middle")
+
+
+def cut_prompt(
+    ids: list[int], limit: int, truncation: str = "left", bos: int | None = None
+) -> list[int]:
+    """``ids`` cut to at most ``limit`` tokens, a leading ``bos`` kept.
+
+    ``left`` keeps the last tokens: the context nearest the answer. ``middle`` keeps the first
+    half and the last half and drops what lies between, so the head of a test method (its
+    signature, its setup) stays too; and records that share a head (the assertions of one test
+    method, in corpus order) share a token prefix even once cut, which a teacher that reuses a
+    prompt prefix (``LlamaCppTeacher``) decodes once. Left-truncation moves the start of every
+    cut prompt and shares nothing.
+    """
+    if len(ids) <= limit:
+        return ids
+    if truncation not in TRUNCATIONS:
+        raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
+    keep_bos = bos is not None and bool(ids) and ids[0] == bos
+    body, room = ids[int(keep_bos) :], limit - int(keep_bos)
+    head = room // 2 if truncation == "middle" else 0
+    tail = body[len(body) - (room - head) :] if room > head else []
+    return ([bos] if keep_bos else []) + body[:head] + tail
+
+
 def encode_prompts(
-    tokenizer, records: list[AssertionRecord], max_source_tokens: int, style: str = "prefix"
+    tokenizer,
+    records: list[AssertionRecord],
+    max_source_tokens: int,
+    style: str = "prefix",
+    truncation: str = "left",
 ) -> list[list[int]]:
-    """Prompt ids in the tokenizer's own vocabulary, left-truncated (BOS kept): what a model
-    is given at inference, outside training's teacher-tokenized-and-mapped path."""
-    out = []
+    """Prompt ids in the tokenizer's own vocabulary, cut as training cuts them
+    (:func:`cut_prompt`): what a model is given at inference, outside training's
+    teacher-tokenized-and-mapped path."""
     bos = tokenizer.bos_token_id
-    for record in records:
-        ids = tokenizer(assertion_prompt(record, style))["input_ids"]
-        if len(ids) > max_source_tokens:
-            keep_bos = bos is not None and ids[0] == bos
-            ids = ([bos] if keep_bos else []) + ids[-(max_source_tokens - int(keep_bos)) :]
-        out.append(ids)
-    return out
+    return [
+        cut_prompt(
+            tokenizer(assertion_prompt(r, style))["input_ids"], max_source_tokens, truncation, bos
+        )
+        for r in records
+    ]

@@ -76,7 +76,9 @@ def generate_assertions(
     with PeakRSS() as peak:
         model, tokenizer = load_model(path, dtype), load_tokenizer(path)
         enc_dec = bool(model.config.is_encoder_decoder)
-        prompts = encode_prompts(tokenizer, records, cfg.max_source_tokens, cfg.prompt_style)
+        prompts = encode_prompts(
+            tokenizer, records, cfg.max_source_tokens, cfg.prompt_style, cfg.truncation
+        )
         with torch.inference_mode():
             gen = generate(
                 model,
@@ -124,12 +126,17 @@ def generate_assertions_backend(
     """
     if path is not None:
         tok = load_tokenizer(path)
-        ids = encode_prompts(tok, records, cfg.max_source_tokens, cfg.prompt_style)
+        ids = encode_prompts(tok, records, cfg.max_source_tokens, cfg.prompt_style, cfg.truncation)
         prompts = [tok.decode(i, skip_special_tokens=True) for i in ids]
     else:
-        prompts = [
-            assertion_prompt(r, cfg.prompt_style)[-4 * cfg.max_source_tokens :] for r in records
-        ]
+        n = 4 * cfg.max_source_tokens
+        texts = [assertion_prompt(r, cfg.prompt_style) for r in records]
+        if cfg.truncation == "middle":
+            prompts = [
+                t if len(t) <= n else t[: n // 2] + t[len(t) - (n - n // 2) :] for t in texts
+            ]
+        else:
+            prompts = [t[-n:] for t in texts]
     backend = backends.make_backend(spec)
     try:
         done = backends.generate_first_lines(backend, prompts, max_new_tokens=cfg.max_new_tokens)

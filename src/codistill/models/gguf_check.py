@@ -71,7 +71,8 @@ def _cpp_greedy(llm: Any, ids: list[int], steps: int, eos: set[int]) -> tuple[li
     return new, first
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
@@ -126,7 +127,7 @@ def greedy_agreement(
             cpp_ids = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
             hf_new, hf_first = _hf_greedy(model, ids, max_new_tokens, eos)
             cpp_new, cpp_first = _cpp_greedy(llm, ids, max_new_tokens, eos)
-            prefix = _common_prefix(hf_new, cpp_new)
+            prefix = common_prefix(hf_new, cpp_new)
             rows.append(
                 {
                     "prompt_tokens": len(ids),

@@ -406,6 +406,7 @@ def build_cache(
     max_target_tokens: int = 64,
     prompt_style: str = "prefix",
     prompt_mode: str = "raw",
+    truncation: str = "left",
     batch_size: int = 8,
     shard_size: int = 256,
     fmt: str = "topk",
@@ -423,8 +424,8 @@ def build_cache(
         records: task records (tokenized here exactly as the trainer does).
         out_dir: cache directory; created if missing, existing shards are reused.
         k: top tokens kept per position (the most, with ``min_kept_mass``).
-        max_source_tokens, max_target_tokens, prompt_style, prompt_mode: as in the distill
-            config; they must match training, or the trainer's keys will not be found.
+        max_source_tokens, max_target_tokens, prompt_style, prompt_mode, truncation: as in
+            the distill config; they must match training, or the trainer's keys will not be found.
         batch_size: teacher forward batch size (torch backends).
         shard_size: examples per shard.
         fmt: "topk" (the compact format) or "dense8" (the papers' dense 8-bit + LZ4 baseline).
@@ -457,6 +458,7 @@ def build_cache(
         token_map=None,
         prompt_style=prompt_style,
         prompt_mode=prompt_mode,
+        truncation=truncation,
     )
     stats = BuildStats(new_shards=[])
     pending = _claim_examples(examples, cached, rank, world_size, stats)

@@ -49,11 +49,13 @@ from typing import Any
 from codistill.config.evaluate import EvalConfig
 from codistill.data.jsonl import write_text_atomic
 from codistill.data.prompts import (
+    TRUNCATIONS,
     assertion_prompt,
     chat_template_adds_bos,
     check_prompt_mode,
     codegen_instruction,
     completion_from_output,
+    cut_prompt,
     is_whole_program,
     render_prompt,
 )
@@ -87,6 +89,7 @@ COMPARED_FIELDS = (
     "prompt.mode",
     "prompt.style",
     "prompt.max_source_tokens",
+    "prompt.truncation",
 )
 
 
@@ -153,7 +156,7 @@ def make_header(
         teacher: ``spec``, ``name``, ``weights_sha256``, ``url``, ``model`` (missing ones null).
         backend: ``transformers``, ``llamacpp`` or ``openai``.
         decoding: ``n``, ``temperature``, ``top_p``, ``max_new_tokens``, ``seed``.
-        prompt: ``mode``, ``style``, ``max_source_tokens``.
+        prompt: ``mode``, ``style``, ``max_source_tokens``, ``truncation`` (default left).
         created: ISO time; now (UTC) when None.
 
     Raises:
@@ -180,6 +183,7 @@ def make_header(
             "mode": prompt["mode"],
             "style": prompt.get("style"),
             "max_source_tokens": int(prompt["max_source_tokens"]),
+            "truncation": prompt.get("truncation", "left"),
         },
         "created": created or datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -189,6 +193,8 @@ def _get(header: dict, dotted: str) -> Any:
     value: Any = header
     for part in dotted.split("."):
         value = value.get(part) if isinstance(value, dict) else None
+    if value is None and dotted == "prompt.truncation":
+        return "left"  # files written before prompts could be cut in the middle
     return value
 
 
@@ -374,7 +380,8 @@ class GenerateSettings:
         prompt_mode: ``raw`` (the task prompt as text to continue) or ``chat`` (through the
             model's chat template; code generation only).
         prompt_style: assertion prompt style (``prefix``/``placeholder``); None for codegen.
-        max_source_tokens: prompts are left-truncated to this many tokens (BOS kept).
+        max_source_tokens: prompts are cut to this many tokens (BOS kept), by ``truncation``
+            (``left`` or ``middle``, as :func:`codistill.data.prompts.cut_prompt`).
         batch_size: prompts per in-process ``generate`` call.
         chunk: records generated (and verified) between two appends to the file.
         timeout_s, workers: the sandbox's wall-clock limit per program and its workers.
@@ -393,6 +400,7 @@ class GenerateSettings:
     prompt_mode: str = "raw"
     prompt_style: str | None = "prefix"
     max_source_tokens: int = 256
+    truncation: str = "left"
     batch_size: int = 8
     chunk: int = 16
     timeout_s: float = 10.0
@@ -420,6 +428,10 @@ class GenerateSettings:
         ):
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(
+                f"--truncation must be one of {', '.join(TRUNCATIONS)}, got {self.truncation!r}"
+            )
         if self.temperature < 0:
             raise ValueError(f"--temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -502,6 +514,7 @@ def requested_header(
             "mode": settings.prompt_mode,
             "style": settings.prompt_style if settings.task == "assertion" else None,
             "max_source_tokens": settings.max_source_tokens,
+            "truncation": settings.truncation,
         },
     )
 
@@ -521,13 +534,12 @@ class _Prompter:
         return render_prompt(self.tok, record.prompt, self.s.prompt_mode, instruction)
 
     def ids(self, text: str) -> tuple[list[int], bool]:
-        """Left-truncated ids (BOS kept, as ``encode_prompts`` cuts), and whether they were cut."""
+        """The ids cut as ``encode_prompts`` cuts them (BOS kept), and whether they were cut."""
         ids = self.tok(text, add_special_tokens=self.add_special)["input_ids"]
-        limit, bos = self.s.max_source_tokens, self.tok.bos_token_id
+        limit = self.s.max_source_tokens
         if len(ids) <= limit:
             return ids, False
-        keep = bos is not None and ids[0] == bos
-        return ([bos] if keep else []) + ids[-(limit - int(keep)) :], True
+        return cut_prompt(ids, limit, self.s.truncation, self.tok.bos_token_id), True
 
     def server_text(self, text: str) -> tuple[str, bool]:
         """The text a server gets: unchanged when it fits (the server adds its own BOS), else

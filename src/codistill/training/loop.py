@@ -251,6 +251,7 @@ def _examples(cfg, path, limit, tokenizer, token_map, objective: Objective, trai
         critical_weight=cfg.critical_weight,
         prompt_style=cfg.prompt_style,
         prompt_mode=cfg.prompt_mode,
+        truncation=cfg.truncation,
     )
     if train and not examples:
         why = f"{stats.skipped_without_solution} code problems without a solution"
@@ -759,7 +760,7 @@ def _attach_cache(examples: list[Example], cache, cfg: DistillConfig, token_map)
             raise ConfigError(
                 f"{cfg.teacher_cache}: no cached teacher outputs for record {i + 1} of "
                 f"{cfg.train_data}: cache it with the same data, task, targets, "
-                "max_source_tokens, max_target_tokens, prompt_style and prompt_mode "
+                "max_source_tokens, truncation, max_target_tokens, prompt_style and prompt_mode "
                 "(`codistill teacher cache`)"
             )
         n = cache.positions(key)
