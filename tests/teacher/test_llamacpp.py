@@ -213,3 +213,29 @@ def test_examples_decoded_together_share_prefixes_and_give_each_its_own_rows(tin
         err = np.abs(got - want[:-1]).max()
         assert err < 0.05
         assert np.abs(got - want[1:]).max() > 20 * err
+
+
+def test_a_context_that_lost_its_first_positions_is_not_reused(tiny_gguf):
+    """A sliding-window cache may drop a sequence's early cells and still let its tail be cut:
+    the prefix is then decoded again, not read from cells that are gone."""
+    from dataclasses import replace
+
+    first = _examples(tiny_gguf)[0]
+    examples = [first, replace(first, target_ids=first.target_ids[::-1])]
+
+    class Purged:  # llama.cpp's functions, but every sequence starts past position 0
+        def __init__(self, lib):
+            self._lib = lib
+
+        def __getattr__(self, name):
+            return getattr(self._lib, name)
+
+        def llama_memory_seq_pos_min(self, mem, seq):
+            return 3
+
+    with LlamaCppTeacher(tiny_gguf["gguf"], n_ctx=96, n_threads=1, n_seq=1) as teacher:
+        teacher._lib = Purged(teacher._lib)
+        rows = list(teacher.logprob_rows(examples))
+        assert teacher.reused_tokens == 0
+    with LlamaCppTeacher(tiny_gguf["gguf"], n_ctx=96, n_threads=1, n_seq=1) as teacher:
+        assert np.abs(list(teacher.logprob_rows(examples[1:]))[0] - rows[1]).max() < 1e-3

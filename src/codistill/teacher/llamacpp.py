@@ -195,11 +195,17 @@ class LlamaCppTeacher:
         the same focal method): those keys and values are kept and only the rest is decoded,
         as llama.cpp's own server reuses a prompt's prefix. Kept at most up to ``first``, the
         first position whose logits are stored (logits come only from the batch decoded now).
-        A context that cannot drop its tail (some sliding-window caches) starts over.
+        A context that cannot drop its tail (some sliding-window caches), or that no longer
+        holds the sequence's first positions (a sliding-window cache may reuse cells that fell
+        out of the window; llama.cpp's server checks the same), starts over.
         """
         lib, mem, h = self._lib, self._mem, self._held_seq
         shared = common_prefix(self._held, seq[:first]) if self.reuse_prefix else 0
-        if not shared or not lib.llama_memory_seq_rm(mem, h, shared, -1):
+        if (
+            not shared
+            or lib.llama_memory_seq_pos_min(mem, h) != 0
+            or not lib.llama_memory_seq_rm(mem, h, shared, -1)
+        ):
             self._forget()
             return 0
         for s in range(self.n_seq):
