@@ -58,6 +58,71 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class LlamaCppContext:
+    """A GGUF model with a llama.cpp context of its own, for ``n_seq`` sequences of ``n_ctx``
+    tokens decoded in one batch, and that batch; :meth:`close` frees them.
+
+    The ``Llama`` object loads the model (and tokenizes); its own context is left tiny. The
+    context made here takes a whole batch of every sequence at once, with llama.cpp's
+    micro-batch at most 512 tokens (its default) so memory stays bounded.
+
+    Args:
+        gguf: the model file.
+        n_ctx: tokens per sequence.
+        n_seq: sequences.
+        n_threads: CPU threads (default: every core this process may use).
+        kv_unified: one KV cache for all sequences (cells may then belong to several); else
+            one stream per sequence.
+        seq_ids_per_token: sequence ids a batch token may carry.
+        flash_attention: None leaves llama.cpp's choice; False turns it off.
+    """
+
+    def __init__(
+        self,
+        gguf: str | Path,
+        *,
+        n_ctx: int,
+        n_seq: int,
+        n_threads: int | None,
+        kv_unified: bool,
+        seq_ids_per_token: int = 1,
+        flash_attention: bool | None = None,
+    ):
+        lib = import_llama_cpp()
+        self.path = check_gguf_file(gguf)
+        self._lib = lib
+        self._llm = lib.Llama(model_path=str(self.path), n_ctx=64, n_batch=64, verbose=False)
+        params = lib.llama_context_default_params()
+        params.n_ctx = params.n_batch = n_ctx * n_seq
+        params.n_ubatch = min(params.n_ctx, 512)
+        params.n_seq_max = n_seq
+        params.n_threads = params.n_threads_batch = n_threads or cpu_threads()
+        params.kv_unified = kv_unified
+        if flash_attention is False:
+            params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.no_perf = True
+        self._ctx = lib.llama_init_from_model(self._llm.model, params)
+        if not self._ctx:
+            self._llm.close()
+            raise RuntimeError(f"{self.path}: llama.cpp could not make a context of {params.n_ctx}")
+        self._batch = lib.llama_batch_init(params.n_ctx, 0, seq_ids_per_token)
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            self._lib.llama_free(self._ctx)
+            self._ctx = None
+        self._llm.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass
 class _Slot:
     """One sequence in flight: which prompt and sample, its tokens so far, where it stands."""
@@ -71,7 +136,7 @@ class _Slot:
     started: float = 0.0
 
 
-class LlamaCppBatchBackend:
+class LlamaCppBatchBackend(LlamaCppContext):
     """A GGUF model generating ``parallel`` sequences per decode step, in this process.
 
     Args:
@@ -90,29 +155,20 @@ class LlamaCppBatchBackend:
         n_threads: int | None = None,
         seed: int = 0,
     ):
-        lib = import_llama_cpp()
         if parallel < 1 or n_ctx < 8:
             raise ValueError(f"parallel must be >= 1 and n_ctx >= 8, got {parallel}, {n_ctx}")
-        self.path = check_gguf_file(gguf)
         self.parallel, self.n_ctx, self.seed = int(parallel), int(n_ctx), int(seed)
-        threads = n_threads or cpu_threads()
-        self._lib = lib
-        # The Llama object loads the model and tokenizes; its own context is left tiny, the
-        # batched decoding runs in the context made below.
-        self._llm = lib.Llama(model_path=str(self.path), n_ctx=64, n_batch=64, verbose=False)
-        params = lib.llama_context_default_params()
-        params.n_ctx = self.n_ctx * self.parallel
-        params.n_batch = params.n_ctx
-        params.n_ubatch = min(params.n_ctx, 512)
-        params.n_seq_max = self.parallel
-        params.n_threads = params.n_threads_batch = threads
-        params.kv_unified = False
-        params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        params.no_perf = True
-        self._ctx = lib.llama_init_from_model(self._llm.model, params)
-        if not self._ctx:
-            raise RuntimeError(f"{self.path}: llama.cpp could not make a context of {params.n_ctx}")
-        self._batch = lib.llama_batch_init(params.n_ctx, 0, 1)
+        # One KV stream per slot: attention never looks at another slot's cells. Flash
+        # attention off: with it, greedy answers differed from llama.cpp's server's.
+        super().__init__(
+            gguf,
+            n_ctx=self.n_ctx,
+            n_seq=self.parallel,
+            n_threads=n_threads,
+            kv_unified=False,
+            flash_attention=False,
+        )
+        lib = self._lib
         self._vocab = lib.llama_model_get_vocab(self._llm.model)
         self.n_vocab = int(lib.llama_vocab_n_tokens(self._vocab))
         model = self._llm._model
@@ -222,18 +278,3 @@ class LlamaCppBatchBackend:
         order = np.argsort(-p)
         keep = order[: int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1]
         return int(rng.choice(keep, p=p[keep] / p[keep].sum()))
-
-    def close(self) -> None:
-        if self._batch is not None:
-            self._lib.llama_batch_free(self._batch)
-            self._batch = None
-        if self._ctx:
-            self._lib.llama_free(self._ctx)
-            self._ctx = None
-        self._llm.close()
-
-    def __enter__(self) -> LlamaCppBatchBackend:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -52,6 +52,7 @@ from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 from transformers import AutoConfig
 
 from codistill.data.batches import Example, collate_causal, tokenize_records
+from codistill.evaluation.llamacpp_batch import check_gguf_file
 from codistill.files import sha256_file
 from codistill.models.forward import head_fn, target_states
 from codistill.models.loading import is_encoder_decoder, load_model, load_tokenizer
@@ -62,11 +63,7 @@ from codistill.teacher.cache_format import (
     ShardWriter,
     content_key,
 )
-from codistill.teacher.llamacpp import (
-    LlamaCppTeacher,
-    check_gguf_file,
-    check_vocabulary,
-)
+from codistill.teacher.llamacpp import LlamaCppTeacher, check_vocabulary
 
 SHARD_PATTERN = re.compile(r"^shard-(\d{5,})(?:-r(\d{2,}))?\.cdt$")
 FORMATS = ("topk", "dense8")

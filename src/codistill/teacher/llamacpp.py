@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codistill.evaluation.llamacpp_batch import check_gguf_file, cpu_threads, import_llama_cpp
+from codistill.evaluation.llamacpp_batch import LlamaCppContext
 from codistill.models.gguf_check import common_prefix
 
 # Token texts compared between the GGUF and the tokenizer: enough to catch another model with
@@ -37,7 +37,7 @@ from codistill.models.gguf_check import common_prefix
 _VOCAB_SAMPLE = 512
 
 
-class LlamaCppTeacher:
+class LlamaCppTeacher(LlamaCppContext):
     """A GGUF model loaded by llama.cpp that returns full-vocabulary log-probs at target rows.
 
     Up to ``n_seq`` consecutive examples go to one ``llama_decode``, each as its own sequence:
@@ -63,32 +63,20 @@ class LlamaCppTeacher:
         reuse_prefix: bool = True,
         n_seq: int = 4,
     ):
-        lib = import_llama_cpp()
         if n_seq < 1 or n_ctx < 1:
             raise ValueError(f"n_seq and n_ctx must be >= 1, got {n_seq}, {n_ctx}")
-        self.path = check_gguf_file(gguf)
         self.n_ctx, self.n_seq = int(n_ctx), int(n_seq)
-        threads = n_threads or cpu_threads()
-        self._lib = lib
-        # The Llama object loads the model; decoding runs in the context made below, which
-        # holds n_seq sequences in one unified cache (a shared prefix's cells carry several
-        # sequence ids) and takes all of them in one batch. llama.cpp's micro-batch stays at
-        # most 512 tokens (its default) so memory stays bounded.
-        self._llm = lib.Llama(model_path=str(self.path), n_ctx=64, n_batch=64, verbose=False)
-        params = lib.llama_context_default_params()
-        params.n_ctx = params.n_batch = self.n_ctx * self.n_seq
-        params.n_ubatch = min(params.n_ctx, 512)
-        params.n_seq_max = self.n_seq
-        params.kv_unified = True
-        params.n_threads = params.n_threads_batch = threads
-        params.no_perf = True
-        self._ctx = lib.llama_init_from_model(self._llm.model, params)
-        if not self._ctx:
-            self._llm.close()
-            raise RuntimeError(f"{self.path}: llama.cpp could not make a context of {params.n_ctx}")
-        self._mem = lib.llama_get_memory(self._ctx)
+        # One KV cache for all sequences: a shared prefix's cells carry several sequence ids.
+        super().__init__(
+            gguf,
+            n_ctx=self.n_ctx,
+            n_seq=self.n_seq,
+            n_threads=n_threads,
+            kv_unified=True,
+            seq_ids_per_token=self.n_seq,
+        )
+        self._mem = self._lib.llama_get_memory(self._ctx)
         self.n_vocab = int(self._llm.n_vocab())
-        self._batch = lib.llama_batch_init(params.n_ctx, 0, self.n_seq)
         self.reuse_prefix = reuse_prefix
         self._held: list[int] = []  # the tokens of sequence _held_seq the context holds
         self._held_seq = 0
@@ -219,21 +207,6 @@ class LlamaCppTeacher:
     def _forget(self) -> None:
         self._lib.llama_memory_clear(self._mem, True)
         self._held, self._held_seq = [], 0
-
-    def close(self) -> None:
-        if self._batch is not None:
-            self._lib.llama_batch_free(self._batch)
-            self._batch = None
-        if self._ctx:
-            self._lib.llama_free(self._ctx)
-            self._ctx = None
-        self._llm.close()
-
-    def __enter__(self) -> LlamaCppTeacher:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def check_vocabulary(teacher: LlamaCppTeacher, tokenizer, model_vocab: int) -> None:
