@@ -182,3 +182,15 @@ def test_encode_prompts_cuts_as_training_does(tiny_setup):
         assert ids == examples[0].prompt_ids
     left, middle = (encode_prompts(tok, [record], 24, truncation=t)[0] for t in ("left", "middle"))
     assert left[-11:] == middle[-11:] and left[:12] != middle[:12]
+
+
+def test_cut_text_cuts_characters_as_cut_prompt_cuts_ids():
+    from codistill.data.prompts import cut_prompt, cut_text
+
+    text = "abcdefghij"
+    for truncation in ("left", "middle"):
+        ids = cut_prompt(list(text), 5, truncation)
+        assert cut_text(text, 5, truncation) == "".join(ids)
+    assert cut_text(text, 5, "middle") == "abhij" and cut_text(text, 20, "middle") == text
+    with pytest.raises(ValueError, match="truncation must be one of"):
+        cut_text(text, 5, "right")

@@ -67,6 +67,24 @@ def test_line_mode_keeps_the_first_non_blank_line_and_sends_no_newline_stop(
     assert made[0].closed
 
 
+def test_middle_truncation_keeps_both_ends_and_caches_apart_from_left(
+    recording, tiny_setup, tmp_path
+):
+    made, _ = recording
+    settings = dict(max_source_tokens=40, max_new_tokens=5, cache_dir=tmp_path)
+    spec = "openai:http://127.0.0.1:9/v1"
+    long_prompt = " ".join(f"token{i}" for i in range(40))
+    middle = Generator(tiny_setup["student"], backend=spec, truncation="middle", **settings)
+    middle([long_prompt])
+    sent = made[0].requests[0][0][0]
+    assert sent.startswith("token0 ") and sent.endswith("token39") and "token20" not in sent
+    Generator(tiny_setup["student"], backend=spec, **settings)([long_prompt])
+    assert len(made) == 2  # the left cut is another prompt: asked again
+    by_chars = Generator(None, backend=spec, truncation="middle", max_source_tokens=4)
+    by_chars(["a" * 10 + "b" * 20 + "c" * 10])
+    assert made[2].requests[0][0] == ["a" * 8 + "c" * 8]
+
+
 def test_code_mode_sends_the_codegen_stops_and_truncates(recording, tmp_path):
     made, reply = recording
     reply[0] = "    return a + b\n\nprint(add(1, 2))"

@@ -147,6 +147,20 @@ def test_pairs_take_text_and_record_prompts_rendered_as_supervised_training_rend
     assert counts["identical_after_truncation"] == 1 and examples[0].pair.question_id == "q/1"
 
 
+def test_pairs_prompts_are_cut_as_the_config_says(setup):
+    from codistill.data.prompts import cut_prompt
+
+    pairs = read_pairs(setup["pairs"])
+    tok = load_tokenizer(setup["student"])
+    for truncation in ("left", "middle"):
+        cfg = config(setup, Path("x"), max_source_tokens=8, truncation=truncation)
+        examples, _ = tokenize_pairs(pairs, tok, cfg)
+        for ex in examples:
+            full = tok(codegen_texts(ex.pair.record, tok, "raw", ex.pair.correct)[0])["input_ids"]
+            assert len(full) > 8
+            assert ex.correct.prompt_ids == cut_prompt(full, 8, truncation, tok.bos_token_id)
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [

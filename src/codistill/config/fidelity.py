@@ -84,7 +84,13 @@ class FidelityConfig:
     partial: float = field(
         0.5, help="codegen: share of the body's statements given to the model", min=0, max=1
     )
-    max_source_tokens: int = field(256, help="prompt tokens kept (left-truncated)", min=1)
+    max_source_tokens: int = field(256, help="prompt tokens kept (cut by `truncation`)", min=1)
+    truncation: str = field(
+        "left",
+        help="how a longer prompt is cut: left (keep its end) or middle (keep its first and "
+        "last halves); as the student was trained",
+        choices=("left", "middle"),
+    )
     max_new_tokens: int | None = field(
         None, help="generation budget; null: 48 for assertions, 256 for code generation", min=1
     )

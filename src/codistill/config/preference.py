@@ -35,7 +35,13 @@ class PreferenceConfig:
         choices=("raw", "chat"),
     )
     max_source_tokens: int = field(
-        512, help="prompt tokens kept (left-truncated), as distill's codegen default", min=8
+        512, help="prompt tokens kept (cut by `truncation`), as distill's codegen default", min=8
+    )
+    truncation: str = field(
+        "left",
+        help="how a longer prompt is cut: left (keep its end) or middle (keep its first and "
+        "last halves), as in distill",
+        choices=("left", "middle"),
     )
     max_target_tokens: int = field(
         384, help="solution tokens kept (right-truncated), as distill's codegen default", min=1

@@ -378,6 +378,17 @@ def cut_prompt(
     return ([bos] if keep_bos else []) + body[:head] + tail
 
 
+def cut_text(text: str, limit: int, truncation: str = "left") -> str:
+    """``text`` cut to at most ``limit`` characters as :func:`cut_prompt` cuts ids: for a
+    server that tokenizes the text itself, when no tokenizer is at hand."""
+    if len(text) <= limit:
+        return text
+    if truncation not in TRUNCATIONS:
+        raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
+    head = limit // 2 if truncation == "middle" else 0
+    return text[:head] + text[len(text) - (limit - head) :]
+
+
 def encode_prompts(
     tokenizer,
     records: list[AssertionRecord],

@@ -26,7 +26,7 @@ from codistill.config.evaluate import EvalConfig
 from codistill.config.fields import ConfigError
 from codistill.data.benchmarks import detect_benchmark, load_benchmark
 from codistill.data.jsonl import read_records, write_text_atomic
-from codistill.data.prompts import assertion_prompt, encode_prompts
+from codistill.data.prompts import assertion_prompt, cut_text, encode_prompts
 from codistill.evaluation import backends
 from codistill.evaluation.assertion_metrics import assertion_metrics
 from codistill.evaluation.classification import classification_metrics
@@ -130,13 +130,9 @@ def generate_assertions_backend(
         prompts = [tok.decode(i, skip_special_tokens=True) for i in ids]
     else:
         n = 4 * cfg.max_source_tokens
-        texts = [assertion_prompt(r, cfg.prompt_style) for r in records]
-        if cfg.truncation == "middle":
-            prompts = [
-                t if len(t) <= n else t[: n // 2] + t[len(t) - (n - n // 2) :] for t in texts
-            ]
-        else:
-            prompts = [t[-n:] for t in texts]
+        prompts = [
+            cut_text(assertion_prompt(r, cfg.prompt_style), n, cfg.truncation) for r in records
+        ]
     backend = backends.make_backend(spec)
     try:
         done = backends.generate_first_lines(backend, prompts, max_new_tokens=cfg.max_new_tokens)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from codistill.data.prompts import cut_prompt, cut_text
 from codistill.evaluation import backends
 from codistill.evaluation.backends import llama_cpp_available, parse_backend_spec
 from codistill.evaluation.codegen import STOP_SEQUENCES, truncate_completion
@@ -121,7 +122,8 @@ class Generator:
             server) starts on the first prompt not found in the cache.
         mode: "line" (first non-blank line: assertions) or "code" (a function body, cut at the
             next top-level statement: code generation).
-        max_source_tokens: prompts are left-truncated to this many tokens (BOS kept).
+        max_source_tokens: prompts are cut to this many tokens (BOS kept).
+        truncation: how: ``left`` or ``middle`` (:func:`codistill.data.prompts.cut_prompt`).
         max_new_tokens, batch_size: generation settings.
         cache_dir: where outputs persist (None: in memory only).
     """
@@ -133,6 +135,7 @@ class Generator:
         backend: str | None = None,
         mode: str = "line",
         max_source_tokens: int = 256,
+        truncation: str = "left",
         max_new_tokens: int = 48,
         batch_size: int = 8,
         cache_dir: str | Path | None = None,
@@ -156,8 +159,10 @@ class Generator:
                     pass  # e.g. the folder that only holds the GGUF: cut by characters
             identity = backend_identity(backend)
         self.max_source_tokens, self.max_new_tokens = max_source_tokens, max_new_tokens
-        self.batch_size = batch_size
+        self.truncation, self.batch_size = truncation, batch_size
         settings = {"kind": "generate", "mode": mode, "src": max_source_tokens}
+        if truncation != "left":  # left-cut outputs cached before the option keep their keys
+            settings["truncation"] = truncation
         settings["new"] = max_new_tokens
         if backend is not None:
             # A server's own tokenizer and kernels: its outputs are not the in-process ones;
@@ -177,11 +182,7 @@ class Generator:
 
     def _encode(self, prompt: str) -> list[int]:
         ids = self.tokenizer(prompt)["input_ids"]
-        bos = self.tokenizer.bos_token_id
-        if len(ids) > self.max_source_tokens:
-            keep = bos is not None and ids[0] == bos
-            ids = ([bos] if keep else []) + ids[-(self.max_source_tokens - int(keep)) :]
-        return ids
+        return cut_prompt(ids, self.max_source_tokens, self.truncation, self.tokenizer.bos_token_id)
 
     def _compute(self, prompts: list[str]) -> list[str]:
         from codistill.evaluation.generate import first_line, generate  # lazy: transformers
@@ -227,7 +228,7 @@ class Generator:
         """The prompt a backend gets: cut to ``max_source_tokens`` by the model's tokenizer
         when there is one (the server tokenizes the text again and adds its own BOS)."""
         if self.tokenizer is None:
-            return prompt[-4 * self.max_source_tokens :]
+            return cut_text(prompt, 4 * self.max_source_tokens, self.truncation)
         ids = self._encode(prompt)
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 

@@ -374,6 +374,7 @@ def load_models(opts: FidelityConfig) -> dict[str, Any]:
     gen = {
         "mode": "code" if opts.task == "codegen" else "line",
         "max_source_tokens": opts.max_source_tokens,
+        "truncation": opts.truncation,
         "max_new_tokens": opts.max_new_tokens or (256 if opts.task == "codegen" else 48),
         "batch_size": opts.batch_size,
         "cache_dir": cache_dir,

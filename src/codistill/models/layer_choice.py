@@ -194,6 +194,7 @@ def choose_layers(
     *,
     max_source_tokens: int,
     max_target_tokens: int,
+    truncation: str = "left",
     batch_size: int = 8,
     on_removal: Callable[[dict], None] | None = None,
     dtype: torch.dtype | None = None,
@@ -209,6 +210,7 @@ def choose_layers(
         tokenizer,
         max_source_tokens=max_source_tokens,
         max_target_tokens=max_target_tokens,
+        truncation=truncation,
     )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     batches = [

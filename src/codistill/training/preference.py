@@ -203,6 +203,7 @@ def tokenize_pairs(
             max_source_tokens=cfg.max_source_tokens,
             max_target_tokens=cfg.max_target_tokens,
             prompt_mode=cfg.prompt_mode,
+            truncation=cfg.truncation,
         )
     (correct, c_stats), (faulty, f_stats) = sides["correct"], sides["faulty"]
     # read_pairs refuses blank solutions, so no record was skipped and the lists align.
