@@ -212,6 +212,8 @@ def bench_teacher(name: str, directory, gguf, records, args) -> list[tuple]:
 
 
 def main() -> int:
+    from codistill.data.prompts import TRUNCATIONS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="task JSONL (default: a few mined stdlib test files)")
     parser.add_argument("--records", type=int, default=16)
@@ -221,7 +223,7 @@ def main() -> int:
     parser.add_argument("--max-target-tokens", type=int, default=64)
     parser.add_argument(
         "--truncation",
-        choices=("left", "middle"),
+        choices=TRUNCATIONS,
         default="left",
         help="how prompts over --max-source-tokens are cut (distill's truncation=); middle keeps "
         "the head that consecutive records of one test method share, for llama.cpp to reuse",

@@ -11,6 +11,7 @@ from codistill.cli.teacher_finetune import add_parser as add_finetune
 from codistill.cli.teacher_generate import add_parser as add_generate
 from codistill.config.distill import TASK_DEFAULTS
 from codistill.data.jsonl import read_records
+from codistill.data.prompts import TRUNCATIONS
 from codistill.models.gemma import convert_gguf
 from codistill.models.registry import (
     DEFAULT_MODEL,
@@ -100,7 +101,7 @@ def _add_cache(tsub) -> None:
     k.add_argument(
         "--truncation",
         default="left",
-        choices=["left", "middle"],
+        choices=TRUNCATIONS,
         help="how longer prompts are cut, as in training; middle lets a llama.cpp teacher "
         "decode the head the records of one test method share once",
     )

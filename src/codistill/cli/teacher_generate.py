@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from codistill.data.jsonl import read_records
+from codistill.data.prompts import TRUNCATIONS
 from codistill.data.schema import RecordError
 from codistill.models.registry import ModelIntegrityError, parse_embedded, resolve_model
 
@@ -64,7 +65,7 @@ def add_parser(tsub) -> None:
     g.add_argument(
         "--truncation",
         default="left",
-        choices=["left", "middle"],
+        choices=TRUNCATIONS,
         help="how longer prompts are cut: left (keep the end) or middle (keep both halves)",
     )
     g.add_argument("--batch-size", type=int, default=8, help="in-process generation batch")

@@ -11,6 +11,7 @@ from codistill.config.fields import (
     field,
     load_layers,
 )
+from codistill.data.prompts import TRUNCATIONS
 
 # Assertion-API names whose tokens get the Trident critical-token weight in the focal loss.
 DEFAULT_CRITICAL_TOKENS = [
@@ -111,7 +112,7 @@ class DistillConfig:
         "answer) or middle (keep its first and last halves: the head of a test method stays, "
         "and the records of one method share a prefix that a llama.cpp teacher cache decodes "
         "once). `teacher cache` and `eval` must be given the same",
-        choices=("left", "middle"),
+        choices=TRUNCATIONS,
     )
     max_target_tokens: int | None = field(
         None,

@@ -10,6 +10,7 @@ from codistill.config.fields import (
     field,
     load_layers,
 )
+from codistill.data.prompts import TRUNCATIONS
 
 
 @dataclass(kw_only=True)
@@ -51,7 +52,7 @@ class EvalConfig:
         "left",
         help="how a longer assertion prompt is cut: left (keep its end) or middle (keep its "
         "first and last halves); as the model was trained",
-        choices=("left", "middle"),
+        choices=TRUNCATIONS,
     )
     max_new_tokens: int = field(64, help="generation length cap (assertion task)", min=1)
     codegen_max_new_tokens: int = field(384, help="generation length cap (codegen)", min=1)

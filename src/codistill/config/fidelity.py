@@ -19,6 +19,7 @@ from codistill.config.fields import (
     load_layers,
     validate_field,
 )
+from codistill.data.prompts import TRUNCATIONS
 
 FIDELITY_TASKS = ("assertion", "codegen", "clone", "defect")
 CLASSIFIER_TASKS = ("clone", "defect")
@@ -89,7 +90,7 @@ class FidelityConfig:
         "left",
         help="how a longer prompt is cut: left (keep its end) or middle (keep its first and "
         "last halves); as the student was trained",
-        choices=("left", "middle"),
+        choices=TRUNCATIONS,
     )
     max_new_tokens: int | None = field(
         None, help="generation budget; null: 48 for assertions, 256 for code generation", min=1

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from codistill.config.fields import field, load_layers
+from codistill.data.prompts import TRUNCATIONS
 
 
 @dataclass(kw_only=True)
@@ -41,7 +42,7 @@ class PreferenceConfig:
         "left",
         help="how a longer prompt is cut: left (keep its end) or middle (keep its first and "
         "last halves), as in distill",
-        choices=("left", "middle"),
+        choices=TRUNCATIONS,
     )
     max_target_tokens: int = field(
         384, help="solution tokens kept (right-truncated), as distill's codegen default", min=1
