@@ -116,6 +116,7 @@ def test_a_second_run_reuses_every_stage(smoke_run, capsys):
         (["--teacher", "embedded"], "the smoke budget builds its own tiny models"),
         (["--budget", "cpu"], "need training prompts with tests: give --mbpp FILE"),
         (["--teacher-samples", "0"], "--teacher-samples must be >= 1, got 0"),
+        (["--student-lr", "0"], "--student-lr must be > 0, got 0.0"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, capsys, extra, message):
@@ -125,7 +126,9 @@ def test_user_errors_are_one_line(tmp_path, capsys, extra, message):
 
 
 @pytest.mark.parametrize(
-    "option", [["--mbpp", "x"], ["--teacher-samples", "4"]], ids=["mbpp", "teacher-samples"]
+    "option",
+    [["--mbpp", "x"], ["--teacher-samples", "4"], ["--student-lr", "1e-4"]],
+    ids=["mbpp", "teacher-samples", "student-lr"],
 )
 def test_codegen_options_are_refused_for_the_assertion_studies(tmp_path, capsys, option):
     argv = ["reproduce", "alpha-t", "--budget", "smoke", "--out", str(tmp_path), *option]
@@ -212,3 +215,16 @@ def test_the_teacher_can_write_several_sampled_solutions_per_prompt(tmp_path):
     assert distinct > len(entries)  # sampling gave more targets than one per prompt
     assert info["tokenization"]["examples"] == distinct
     assert "3 solutions per training prompt, sampled" in (out / "codegen" / "report.md").read_text()
+
+
+def test_the_arms_learning_rate_can_be_set_for_all_of_them(smoke_run, capsys):
+    out, argv = smoke_run
+    assert main([*argv, "--arms", "sft", "--student-lr", "0.0123"]) == 0
+    printed = capsys.readouterr().out
+    assert "codegen-outputs: cached" in printed  # only the arm and its evaluation are new
+    assert "codegen-arm-sft: building" in printed
+    summary = json.loads((out / "codegen" / "reproduce.json").read_text())
+    assert summary["budget"]["student_lr"] == 0.0123
+    config = json.loads((Path(summary["runs"]["sft"]) / "run.json").read_text())["config"]
+    assert config["lr"] == 0.0123
+    assert "at lr 0.0123 from that init" in (out / "codegen" / "report.md").read_text()

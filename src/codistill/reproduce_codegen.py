@@ -37,7 +37,7 @@ import random
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,7 @@ class CodegenOptions:
     seed: int = 0
     checkpoint: str = "final"  # which checkpoint of each arm is scored: CHECKPOINTS
     teacher_samples: int = 1  # 1: the teacher's greedy solution; N > 1: N samples per prompt
+    student_lr: float | None = None  # every arm's learning rate; None: the budget's
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,6 +477,10 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     if opts.teacher_samples < 1:
         raise ValueError(f"--teacher-samples must be >= 1, got {opts.teacher_samples}")
     budget = CODEGEN_BUDGETS[opts.budget]
+    if opts.student_lr is not None:
+        if not opts.student_lr > 0:
+            raise ValueError(f"--student-lr must be > 0, got {opts.student_lr}")
+        budget = replace(budget, student_lr=opts.student_lr)
     if budget.tiny and (opts.teacher or opts.student):
         raise ValueError("the smoke budget builds its own tiny models: drop --teacher/--student")
     if budget.targets == "teacher-verified" and not opts.mbpp:

@@ -5,6 +5,8 @@ import json
 from transformers import AutoConfig
 
 from codistill.cli.main import main
+from codistill.data.jsonl import write_records
+from codistill.data.schema import CodegenRecord
 
 
 def _derive(setup, out, layers, *extra):
@@ -53,6 +55,35 @@ def test_student_derive_chooses_layers_by_loss_on_held_out_records(tiny_setup, t
     assert derivation["layers"] == choice["layers"] and len(choice["layers"]) == 2
     assert [r["kept"] for r in choice["removed"]] == [3, 2]
     assert "removed layer" in capsys.readouterr().err
+
+
+def test_student_derive_drops_the_least_turning_block_on_code_records(tiny_setup, tmp_path):
+    from codistill.models.layer_choice import LAYER_SCORES
+
+    assert LAYER_SCORES == ("loss", "angular")  # the CLI's choices, written out torch-free
+    valid = tmp_path / "code.jsonl"
+    records = [
+        CodegenRecord(
+            id=f"valid/{i}",
+            source="stdlib",
+            prompt=f'def add_{i}(a, b):\n    """Return a plus b."""\n',
+            entry_point=f"add_{i}",
+            tests="",
+            canonical_solution="    return a + b\n",
+            split="valid",
+        )
+        for i in range(6)
+    ]
+    write_records(valid, records)
+    out = tmp_path / "student"
+    args = ("--choose-layers-on", str(valid), "--layer-score", "angular")
+    assert _derive(tiny_setup, out, "2", *args) == 0
+    derivation = json.loads((out / "derivation.json").read_text())
+    choice = derivation["layer_choice"]
+    assert choice["method"] == "angular-block" and derivation["layers"] == choice["layers"]
+    dropped = [r["layer"] for r in choice["removed"]]
+    assert len(dropped) == 2 and dropped[1] == dropped[0] + 1  # one contiguous block
+    assert sorted(choice["layers"] + dropped) == [0, 1, 2, 3]
 
 
 def test_student_derive_rejects_a_non_numeric_layers_value(tiny_setup, tmp_path, capsys):

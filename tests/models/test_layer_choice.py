@@ -1,4 +1,5 @@
-"""``models.layer_choice``: running a subset of layers in place, and greedy removal by loss."""
+"""``models.layer_choice``: running a subset of layers in place, greedy removal by loss, and the
+angular block choice."""
 
 import json
 
@@ -7,7 +8,11 @@ import torch
 
 from codistill.data.batches import collate_causal, tokenize_records
 from codistill.models.layer_choice import (
+    _decoder_layers,
     _layer_inputs,
+    block_distances,
+    block_layer_choice,
+    choose_layers,
     greedy_layer_choice,
     only_layers,
     target_cross_entropy,
@@ -115,3 +120,84 @@ def test_bad_keep_and_models_without_a_decoder_stack_are_refused(teacher, t5_dir
     with pytest.raises(ValueError, match="at least one target token"):
         empty = {**batches[0], "target_mask": torch.zeros_like(batches[0]["target_mask"])}
         target_cross_entropy(model, [empty])
+
+
+def _angular(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    cos = torch.nn.functional.cosine_similarity(a[mask], b[mask], dim=-1).clamp(-1, 1)
+    return torch.arccos(cos) / torch.pi
+
+
+def test_block_distances_match_the_models_own_hidden_states(teacher):
+    _, model, batches = teacher
+    for drop in (1, 2, 3):
+        distances = block_distances(model, batches, drop)
+        assert len(distances) == 5 - drop + 1
+        # every block that ends before the last layer, from the model's recorded streams
+        for start in range(5 - drop):
+            total, count = 0.0, 0
+            for b in batches:
+                with torch.no_grad():
+                    hidden = model(
+                        input_ids=b["input_ids"],
+                        attention_mask=b["attention_mask"],
+                        output_hidden_states=True,
+                        use_cache=False,
+                    ).hidden_states
+                mask = b["attention_mask"].bool()
+                total += float(_angular(hidden[start], hidden[start + drop], mask).sum())
+                count += int(mask.sum())
+            assert distances[start] == pytest.approx(total / count, rel=1e-4, abs=1e-6)
+
+
+@pytest.fixture()
+def fresh_teacher(teacher):
+    """The teacher's model loaded anew, for tests that change its weights."""
+    path, _, batches = teacher
+    return load_model(path).eval(), batches
+
+
+def test_a_block_ending_at_the_last_layer_is_scored_before_the_final_norm(fresh_teacher):
+    model, batches = fresh_teacher
+    before = block_distances(model, batches, 2)
+    with torch.no_grad():
+        norm = model.model.norm.weight
+        norm.copy_(torch.rand_like(norm) * 3 - 1.5)  # the model's last hidden state changes
+    after = block_distances(model, batches, 2)
+    assert after == pytest.approx(before, rel=1e-6)
+
+
+def test_the_block_that_leaves_the_stream_unchanged_is_dropped(fresh_teacher):
+    model, batches = fresh_teacher
+    with torch.no_grad():  # layers 1 and 2 add nothing to the residual stream
+        for i in (1, 2):
+            layer = _decoder_layers(model)[i]
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()  # (Gemma's post-branch norms keep a zero zero)
+    distances = block_distances(model, batches, 2)
+    assert distances[1] == pytest.approx(0.0, abs=1e-3)
+    assert min(d for i, d in enumerate(distances) if i != 1) > 0.01
+    choice = block_layer_choice(model, batches, keep=3)
+    assert choice.layers == [0, 3, 4] and choice.method == "angular-block"
+    assert [r["layer"] for r in choice.removed] == [1, 2]
+    with only_layers(model, [0, 3, 4]):
+        assert choice.loss == pytest.approx(target_cross_entropy(model, batches), rel=1e-5)
+    assert choice.loss == pytest.approx(choice.full_loss, rel=1e-3)  # nothing was lost
+    saved = json.loads(json.dumps(choice.to_dict()))
+    assert saved["method"] == "angular-block" and len(saved["block_distances"]) == 4
+
+
+def test_an_unknown_score_and_a_bad_block_are_refused(teacher, tmp_path):
+    _, model, batches = teacher
+    with pytest.raises(ValueError, match="unknown layer score 'bi'"):  # before any model loads
+        choose_layers(
+            tmp_path / "missing",
+            make_records(2, "valid"),
+            1,
+            max_source_tokens=8,
+            max_target_tokens=8,
+            score="bi",
+        )
+    with pytest.raises(ValueError, match=r"drop must be in \[1, 4\]"):
+        block_distances(model, batches, 5)
+    with pytest.raises(ValueError, match=r"keep must be in \[1, 5\]"):
+        block_layer_choice(model, batches, keep=6)

@@ -57,6 +57,12 @@ def register(sub) -> None:
         "N > 1 = N samples at temperature 0.8, top-p 0.95, each distinct passing one a target",
     )
     p.add_argument(
+        "--student-lr",
+        type=float,
+        help="codegen: every arm's learning rate instead of the budget's (a depth-pruned "
+        "student heals at a higher rate than an intact one fine-tunes at)",
+    )
+    p.add_argument(
         "--checkpoint",
         default="final",
         choices=list(CHECKPOINTS),
@@ -93,6 +99,8 @@ def _assertion_only(args) -> None:
     given = [f for f in ("student", "humaneval_plus", "mbpp") if getattr(args, f)]
     if args.teacher_samples != 1:
         given.append("teacher_samples")
+    if args.student_lr is not None:
+        given.append("student_lr")
     if given:
         flag = "--" + given[0].replace("_", "-")
         raise ConfigError(f"{flag} is an option of the codegen study, not of {args.study}")
@@ -116,5 +124,6 @@ def _codegen(args, arms) -> None:
             seed=args.seed,
             checkpoint=args.checkpoint,
             teacher_samples=args.teacher_samples,
+            student_lr=args.student_lr,
         )
     )

@@ -38,9 +38,17 @@ def register(sub) -> None:
     d.add_argument(
         "--choose-layers-on",
         metavar="DATA.jsonl",
-        help="with a layer count: choose which layers by loss instead of spacing them evenly, "
-        "removing one at a time the layer whose removal raises the cross entropy on these "
-        "held-out assertion records least (a validation split; minutes on CPU)",
+        help="with a layer count: choose which layers from these held-out assertion or "
+        "code-generation records (a validation split) instead of spacing them evenly; how: "
+        "--layer-score",
+    )
+    d.add_argument(
+        "--layer-score",
+        choices=("loss", "angular"),  # codistill.models.layer_choice.LAYER_SCORES (torch-free here)
+        default="loss",
+        help="loss: remove one at a time the layer whose removal raises the target cross "
+        "entropy least (minutes for Gemma 3 270M, half an hour for a 0.5B on CPU); angular: drop "
+        "the contiguous block that turns the residual stream least (one forward pass)",
     )
     d.add_argument(
         "--choice-records",
@@ -100,6 +108,17 @@ def parse_layers(text: str) -> int | list[int]:
         ) from exc
 
 
+def read_task_records(path: str) -> list:
+    """Assertion records, or code-generation records when the file is not an assertion file."""
+    try:
+        return read_records(path, task="assertion")
+    except RecordError as assertion_error:
+        try:
+            return read_records(path, task="codegen")
+        except RecordError:
+            raise assertion_error from None  # name the problem as an assertion file
+
+
 def corpus_texts(paths: list[str], tokenizer=None):
     """Texts of JSONL task records (prompt + target; assertion or code-generation records, the
     latter in raw form and, when ``tokenizer`` has a chat template, in chat form too) or of
@@ -110,14 +129,7 @@ def corpus_texts(paths: list[str], tokenizer=None):
             with open(path, encoding="utf-8", errors="replace") as fh:
                 yield fh.read()
             continue
-        try:
-            records = read_records(path, task="assertion")
-        except RecordError as assertion_error:
-            try:
-                records = read_records(path, task="codegen")
-            except RecordError:
-                raise assertion_error from None  # name the problem as an assertion file
-        for record in records:
+        for record in read_task_records(path):
             for mode in modes if record.task == "codegen" else ["raw"]:
                 texts = record_texts(record, tokenizer, prompt_mode=mode)
                 yield from texts or (record.prompt,)
@@ -135,7 +147,9 @@ def run_derive(args) -> int:
         teacher = resolve_model(args.teacher)
         notes = {}
         if choice_records:
-            layers, notes["layer_choice"] = _choose_layers(teacher, choice_records, layers)
+            layers, notes["layer_choice"] = _choose_layers(
+                teacher, choice_records, layers, args.layer_score
+            )
         texts = None
         if args.vocab_from:
             from codistill.models.loading import load_tokenizer  # lazy: torch, transformers
@@ -164,15 +178,15 @@ def _choice_records(args, layers) -> list:
     if args.choice_records < 1:
         raise ConfigError(f"--choice-records must be >= 1, got {args.choice_records}")
     try:
-        records = read_records(args.choose_layers_on, task="assertion")
+        records = read_task_records(args.choose_layers_on)
     except (OSError, RecordError) as exc:
         raise ConfigError(f"--choose-layers-on: {exc}") from exc
     if not records:
-        raise ConfigError(f"--choose-layers-on {args.choose_layers_on}: no assertion records")
+        raise ConfigError(f"--choose-layers-on {args.choose_layers_on}: no records")
     return records[: args.choice_records]
 
 
-def _choose_layers(teacher, records: list, keep: int) -> tuple[list[int], dict]:
+def _choose_layers(teacher, records: list, keep: int, score: str) -> tuple[list[int], dict]:
     from codistill.models.layer_choice import choose_layers  # lazy: torch, transformers
 
     def progress(removal: dict) -> None:
@@ -183,7 +197,13 @@ def _choose_layers(teacher, records: list, keep: int) -> tuple[list[int], dict]:
         )
 
     choice = choose_layers(
-        teacher, records, keep, max_source_tokens=256, max_target_tokens=64, on_removal=progress
+        teacher,
+        records,
+        keep,
+        max_source_tokens=256,
+        max_target_tokens=64,
+        on_removal=progress,
+        score=score,
     )
     return choice.layers, choice.to_dict()
 

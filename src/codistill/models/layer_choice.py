@@ -41,15 +41,20 @@ class LayerChoice:
     full_loss: float  # the whole stack's loss on the same batches
     loss: float  # the kept layers' loss
     removed: list[dict] = field(default_factory=list)  # {"layer", "loss", "kept"} per removal
+    method: str = "greedy-ce"  # or "angular-block"
+    block_distances: list[float] | None = None  # per start layer, for "angular-block"
 
     def to_dict(self) -> dict:
-        return {
-            "method": "greedy-ce",
+        out = {
+            "method": self.method,
             "layers": self.layers,
             "full_loss": round(self.full_loss, 4),
             "loss": round(self.loss, 4),
             "removed": self.removed,
         }
+        if self.block_distances is not None:
+            out["block_distances"] = [round(x, 5) for x in self.block_distances]
+        return out
 
 
 def _decoder_layers(model) -> nn.ModuleList:
@@ -187,6 +192,97 @@ def greedy_layer_choice(
     return LayerChoice(layers=kept, full_loss=full, loss=loss, removed=removed)
 
 
+@torch.no_grad()
+def block_distances(model, batches: Iterable[dict[str, torch.Tensor]], drop: int) -> list[float]:
+    """For each start ``l``, the angular distance (Gromov et al. 2024, "The Unreasonable
+    Ineffectiveness of the Deeper Layers") between the residual stream entering layer ``l`` and
+    the one leaving layer ``l + drop - 1``: ``arccos(cos) / pi`` averaged over every non-padding
+    token. The block with the smallest distance changes the stream least, so it is the one to
+    drop. One forward pass scores every block, where the greedy loss choice runs ``O(n^2)`` trial
+    passes (about half an hour for Qwen2.5-0.5B's 24 -> 16 layers on 2 cores).
+
+    Hooks read each layer's own input and output: the model's ``hidden_states`` end with the
+    final norm applied, which would distort blocks that end at the last layer.
+    """
+    layers = _decoder_layers(model)
+    n = len(layers)
+    if not 1 <= drop < n:
+        raise ValueError(f"drop must be in [1, {n - 1}], got {drop}")
+    streams: list[torch.Tensor | None] = [None] * (n + 1)  # streams[i]: entering layer i
+
+    def hook(index: int):
+        def record(_module, args, kwargs, output) -> None:
+            entering = args[0] if args else kwargs["hidden_states"]
+            streams[index] = entering.float()
+            if index == n - 1:
+                leaving = output[0] if isinstance(output, tuple) else output
+                streams[n] = leaving.float()
+
+        return record
+
+    totals = [0.0] * (n - drop + 1)
+    count = 0
+    handles = [
+        layer.register_forward_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)
+    ]
+    try:
+        for batch in batches:
+            model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                use_cache=False,
+                logits_to_keep=last_logit_index(batch["input_ids"].shape[1]),
+            )
+            mask = batch["attention_mask"].bool()
+            count += int(mask.sum())
+            for start in range(n - drop + 1):
+                cos = nn.functional.cosine_similarity(
+                    streams[start][mask], streams[start + drop][mask], dim=-1
+                )
+                totals[start] += float(torch.arccos(cos.clamp(-1.0, 1.0)).sum()) / torch.pi
+    finally:
+        for handle in handles:
+            handle.remove()
+    if count == 0:
+        raise ValueError("block distances need batches with at least one token")
+    return [total / count for total in totals]
+
+
+def block_layer_choice(model, batches: Sequence[dict[str, torch.Tensor]], keep: int) -> LayerChoice:
+    """Drops the contiguous block of ``n - keep`` layers of least :func:`block_distances` (ties:
+    the deeper block); the full and kept stacks' losses are measured once for the record.
+
+    On Qwen2.5-Coder-0.5B-Instruct (24 -> 16 layers, 16 held-out standard-library functions) the
+    kept stack's target CE was 2.61 against 1.59 for all 24, where keeping the layers of highest
+    block influence (ShortGPT) gave 4.60 (3.38 with the first and last layer forced in) and
+    evenly spaced layers 5.02.
+    """
+    num_layers = len(_decoder_layers(model))
+    if not 1 <= keep <= num_layers:
+        raise ValueError(f"keep must be in [1, {num_layers}], got {keep}")
+    model.eval()
+    full = target_cross_entropy(model, batches)
+    if keep == num_layers:
+        return LayerChoice(list(range(num_layers)), full, full, method="angular-block")
+    drop = num_layers - keep
+    distances = block_distances(model, batches, drop)
+    start = min(range(len(distances)), key=lambda i: (distances[i], -i))
+    kept = [i for i in range(num_layers) if not start <= i < start + drop]
+    with only_layers(model, kept):
+        loss = target_cross_entropy(model, batches)
+    return LayerChoice(
+        layers=kept,
+        full_loss=full,
+        loss=loss,
+        removed=[{"layer": i} for i in range(start, start + drop)],
+        method="angular-block",
+        block_distances=distances,
+    )
+
+
+LAYER_SCORES = ("loss", "angular")
+
+
 def choose_layers(
     model_dir,
     records: Sequence,
@@ -198,12 +294,16 @@ def choose_layers(
     batch_size: int = 8,
     on_removal: Callable[[dict], None] | None = None,
     dtype: torch.dtype | None = None,
+    score: str = "loss",
 ) -> LayerChoice:
-    """:func:`greedy_layer_choice` of a saved model (loaded in ``dtype``; None: as saved),
-    measured on held-out task records (tokenized as training tokenizes them, so the loss is the
+    """:func:`greedy_layer_choice` (``score="loss"``) or :func:`block_layer_choice`
+    (``score="angular"``) of a saved model (loaded in ``dtype``; None: as saved), measured on
+    held-out task records (tokenized as training tokenizes them, so the loss is the
     one the student will train on)."""
+    if score not in LAYER_SCORES:
+        raise ValueError(f"unknown layer score {score!r}; choose from {LAYER_SCORES}")
     if not records:
-        raise ValueError("layer choice by loss needs at least one held-out record")
+        raise ValueError("layer choice needs at least one held-out record")
     tokenizer = load_tokenizer(model_dir)
     examples, _ = tokenize_records(
         list(records),
@@ -218,4 +318,6 @@ def choose_layers(
         for i in range(0, len(examples), batch_size)
     ]
     model = load_model(model_dir, dtype).eval()
+    if score == "angular":
+        return block_layer_choice(model, batches, keep)
     return greedy_layer_choice(model, batches, keep, on_removal=on_removal)
