@@ -157,7 +157,8 @@ def test_the_teacher_is_scored_from_the_gguf_it_taught_from(tmp_path, monkeypatc
         model = tmp_path / name
         model.mkdir()
         study.evaluate_model(tmp_path, name, model, budget, tmp_path / "data", [], gguf)
-    assert seen == [f"llamacpp:{taught}", f"llamacpp:{tmp_path / 'student_init.gguf'}"]
+    batch = "llamacpp-batch"  # eight answers per decode step
+    assert seen == [f"{batch}:{taught}", f"{batch}:{tmp_path / 'student_init.gguf'}"]
 
 
 def test_an_arm_stopped_before_its_first_checkpoint_starts_over(tmp_path, monkeypatch):

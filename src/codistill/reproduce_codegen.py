@@ -97,7 +97,10 @@ class CodegenBudget:
     # "teacher-verified" keeps only solutions that pass their tests; "teacher" keeps every
     # output (only for the smoke budget, whose random teacher passes nothing).
     targets: str = "teacher-verified"
-    eval_backend: str = "llamacpp"  # "llamacpp" (a bfloat16 GGUF of each model) or "transformers"
+    # "llamacpp-batch" (a bfloat16 GGUF of each model, eight answers per llama.cpp decode step:
+    # 1.5x the server's tokens/s in benchmarks/generation_throughput.py), "llamacpp" (the same
+    # GGUF through llama.cpp's server) or "transformers"
+    eval_backend: str = "llamacpp-batch"
     layers: int = 2  # tiny budgets: the student is this many of the tiny teacher's layers
     tiny: bool = False
 
@@ -447,8 +450,9 @@ def evaluate_model(
         "latency_samples": 0,
         "hide": hide,  # the benchmark files the pooled test set came from
     }
-    if budget.eval_backend == "llamacpp":
-        settings["model_backend"] = f"llamacpp:{gguf or export_bf16(root, name, model)}"
+    if budget.eval_backend.startswith("llamacpp"):
+        gguf = gguf or export_bf16(root, name, model)
+        settings["model_backend"] = f"{budget.eval_backend}:{gguf}"
     key = content_key("codegen-eval", model_key(model), data.name, settings)
 
     def build(tmp: Path) -> None:
