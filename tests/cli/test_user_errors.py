@@ -130,6 +130,21 @@ CASES = {
         ],
         "--layers as a count",
     ),
+    "student derive layer score without records": (
+        [
+            "student",
+            "derive",
+            "--teacher",
+            "{teacher}",
+            "--layers",
+            "1",
+            "--layer-score",
+            "angular",
+            "--out",
+            "{out}",
+        ],
+        "--layer-score needs --choose-layers-on",
+    ),
     "data stats bad line": (["data", "stats", "{bad}"], "bad.jsonl:2"),
     "data decontaminate missing": (
         ["data", "decontaminate", "{missing}", "--against", "mbpp={missing}", "--out", "{out}"],

@@ -45,10 +45,10 @@ def register(sub) -> None:
     d.add_argument(
         "--layer-score",
         choices=("loss", "angular"),  # codistill.models.layer_choice.LAYER_SCORES (torch-free here)
-        default="loss",
-        help="loss: remove one at a time the layer whose removal raises the target cross "
-        "entropy least (minutes for Gemma 3 270M, half an hour for a 0.5B on CPU); angular: drop "
-        "the contiguous block that turns the residual stream least (one forward pass)",
+        help="with --choose-layers-on: loss (default): remove one at a time the layer whose "
+        "removal raises the target cross entropy least (minutes for Gemma 3 270M, half an hour "
+        "for a 0.5B on CPU); angular: drop the contiguous block that turns the residual stream "
+        "least (one forward pass)",
     )
     d.add_argument(
         "--choice-records",
@@ -148,7 +148,7 @@ def run_derive(args) -> int:
         notes = {}
         if choice_records:
             layers, notes["layer_choice"] = _choose_layers(
-                teacher, choice_records, layers, args.layer_score
+                teacher, choice_records, layers, args.layer_score or "loss"
             )
         texts = None
         if args.vocab_from:
@@ -172,6 +172,8 @@ def run_derive(args) -> int:
 def _choice_records(args, layers) -> list:
     """The held-out records of ``--choose-layers-on`` (checked before any model is loaded)."""
     if args.choose_layers_on is None:
+        if args.layer_score is not None:
+            raise ConfigError("--layer-score needs --choose-layers-on (the records it scores on)")
         return []
     if not isinstance(layers, int):
         raise ConfigError("--choose-layers-on needs --layers as a count, not a list of indices")
