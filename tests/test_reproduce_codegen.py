@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 
 from codistill.cli.main import main
-from codistill.reproduce_codegen import ARMS, BASELINE, CODEGEN_BUDGETS, study_arms
+from codistill.reproduce_codegen import (
+    ARMS,
+    BASELINE,
+    CODEGEN_BUDGETS,
+    arm_targets,
+    study_arms,
+    train_file,
+)
 
 # MBPP's sanitized layout; task ids place each task in MBPP's own split (1-10 prompt, 11-510
 # test, 511-600 validation, 601-974 train).
@@ -58,8 +65,8 @@ def test_the_study_compares_kd_with_sft_on_pooled_benchmarks(smoke_run):
     out, _ = smoke_run
     result = json.loads((out / "codegen" / "comparison.json").read_text())
     assert result["baseline"] == "sft"
-    assert set(result["arms"]) == {"teacher", "student_init", "sft", "kd", "rkl", "ce"}
-    assert set(result["paired"]) == {"teacher", "student_init", "kd", "rkl", "ce"}
+    assert set(result["arms"]) == {"teacher", "student_init", "sft", "kd", "rkl", "ce", "kd-ref"}
+    assert set(result["paired"]) == {"teacher", "student_init", "kd", "rkl", "ce", "kd-ref"}
     summary = json.loads((out / "codegen" / "reproduce.json").read_text())
     data = Path(summary["stages"]["data"])
     test = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
@@ -85,7 +92,9 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
     assert all([r["step"] for r in rows] == list(range(1, steps + 1)) for rows in runs.values())
     digests = {a: [r["batch_digest"] for r in rows] for a, rows in runs.items()}
     assert digests["sft"] == digests["kd"] == digests["rkl"]
+    assert digests["ce"] == digests["kd-ref"]  # the two arms on the references
     assert "kl" in runs["kd"][0] and "kl" not in runs["sft"][0]
+    assert "kl" in runs["kd-ref"][0] and "kl" not in runs["ce"][0]
     assert "reverse_kl" in runs["rkl"][0] and "kl" not in runs["rkl"][0]
     configs = {
         a: json.loads((Path(p) / "run.json").read_text())["config"]
@@ -95,6 +104,16 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
         assert len({json.dumps(c[key]) for c in configs.values()}) == 1, key
     assert configs["sft"]["targets"] == configs["kd"]["targets"] != configs["ce"]["targets"]
     assert configs["rkl"]["targets"] == configs["kd"]["targets"]
+    assert configs["ce"]["targets"] == configs["kd-ref"]["targets"] == "reference"
+    # Each KD arm reads the teacher along its own targets: one cache per kind.
+    caches = summary["stages"]["caches"]
+    assert set(caches) == {configs["kd"]["targets"], "reference"}
+    assert (
+        configs["kd"]["teacher_cache"]
+        == configs["rkl"]["teacher_cache"]
+        == caches[configs["kd"]["targets"]]
+    )
+    assert configs["kd-ref"]["teacher_cache"] == caches["reference"]
     # Finished arms keep their students, not their optimizer state.
     assert all(not (Path(p) / "checkpoint").exists() for p in summary["runs"].values())
     assert all((Path(p) / "final" / "config.json").exists() for p in summary["runs"].values())
@@ -134,6 +153,17 @@ def test_codegen_options_are_refused_for_the_assertion_studies(tmp_path, capsys,
     argv = ["reproduce", "alpha-t", "--budget", "smoke", "--out", str(tmp_path), *option]
     assert main(argv) == 2
     assert f"{option[0]} is an option of the codegen study" in capsys.readouterr().err
+
+
+def test_reference_arms_train_on_every_prompt_and_teacher_arms_on_the_tested_ones(tmp_path):
+    cpu = CODEGEN_BUDGETS["cpu"]
+    assert train_file(tmp_path, cpu, "verified").name == "train-tested.jsonl"
+    assert train_file(tmp_path, cpu, "reference").name == "train.jsonl"
+    # Unverified solutions (the smoke budget's) come from every prompt as well.
+    assert train_file(tmp_path, CODEGEN_BUDGETS["smoke"], "verified").name == "train.jsonl"
+    outputs = tmp_path / "outputs"
+    assert arm_targets("ce", cpu, outputs) == arm_targets("kd-ref", cpu, outputs) == "reference"
+    assert arm_targets("kd", cpu, outputs) == f"teacher-verified:{outputs}"
 
 
 def test_the_baseline_always_runs_first():

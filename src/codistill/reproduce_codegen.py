@@ -77,7 +77,11 @@ ARMS: dict[str, dict[str, Any]] = {
         "loss": {"ce": 0.5, "reverse_kl": 0.5},
         "targets": "verified",
     },
-    "ce": {"preset": "alpha-temperature", "loss": "ce"},
+    # CE-only and KD on the reference solutions of every training prompt: the standard
+    # library's functions have no tests, so no verified teacher solution, but they have their
+    # own bodies; these two arms see about three times the examples of the verified ones.
+    "ce": {"preset": "alpha-temperature", "loss": "ce", "targets": "reference"},
+    "kd-ref": {"preset": "alpha-temperature", "targets": "reference"},
 }
 
 
@@ -251,10 +255,18 @@ def _pooled(benchmarks: list[list], n: int | None) -> list:
     return [r for recs in benchmarks for r in recs[:share]][:n]
 
 
-def train_file(data: Path, budget: CodegenBudget) -> Path:
-    """What every arm trains on: under verified targets the training prompts that have tests
-    (only they can yield a verified solution, and the arms then share their prompts), else all."""
-    return data / ("train-tested.jsonl" if budget.targets == "teacher-verified" else "train.jsonl")
+def train_file(data: Path, budget: CodegenBudget, targets: str = "verified") -> Path:
+    """What an arm trains on: for the teacher's solutions under verified targets the training
+    prompts that have tests (only they can yield a verified solution, and those arms then share
+    their prompts); for the references, or unverified solutions, every training prompt."""
+    tested = targets == "verified" and budget.targets == "teacher-verified"
+    return data / ("train-tested.jsonl" if tested else "train.jsonl")
+
+
+def arm_targets(arm: str, budget: CodegenBudget, outputs: Path) -> str:
+    """The ``targets`` setting of an arm: the references, or the teacher's solutions."""
+    kind = ARMS[arm].get("targets", "reference")
+    return "reference" if kind == "reference" else f"{budget.targets}:{outputs}"
 
 
 def prepare_models(
@@ -347,14 +359,16 @@ def export_bf16(root: Path, name: str, model: Path) -> Path:
 
 
 def prepare_cache(
-    root: Path, budget: CodegenBudget, teacher: Path, data: Path, outputs: Path
+    root: Path, budget: CodegenBudget, teacher: Path, data: Path, targets: str
 ) -> Path:
-    """The teacher's top-k log-probs along the training targets of the ``kd`` arm."""
+    """The teacher's top-k log-probs along ``targets`` (an arm's): the teacher's solutions
+    (``kd``, ``rkl``) or the references (``kd-ref``)."""
     # lazy: torch
     from codistill.teacher.cache import build_cache
     from codistill.training.targets import records_for_targets
 
-    targets = f"{budget.targets}:{outputs}"
+    reference = targets == "reference"
+    source = train_file(data, budget, "reference" if reference else "verified")
     key = content_key(
         "codegen-cache",
         str(teacher),
@@ -362,16 +376,17 @@ def prepare_cache(
         targets,
         budget.max_source_tokens,
         budget.max_target_tokens,
+        *([source.name] if reference else []),
     )
 
     def build(tmp: Path) -> None:
         records, _ = records_for_targets(
-            read_records(train_file(data, budget), "codegen"),
+            read_records(source, "codegen"),
             targets,
             task="codegen",
             prompt_mode="raw",
             prompt_style="prefix",
-            data_name=str(train_file(data, budget)),
+            data_name=str(source),
         )
         backend = "torch" if budget.tiny else f"llamacpp:{_teacher_gguf(root, teacher)}"
         build_cache(
@@ -385,7 +400,7 @@ def prepare_cache(
             log=log,
         )
 
-    return stage(root, "codegen-cache", key, build) / "cache"
+    return stage(root, "codegen-cache-ref" if reference else "codegen-cache", key, build) / "cache"
 
 
 def train_arm(
@@ -394,7 +409,7 @@ def train_arm(
     budget: CodegenBudget,
     student: Path,
     data: Path,
-    outputs: Path | None,
+    outputs: Path,
     cache: Path | None,
     seed: int,
 ) -> Path:
@@ -402,15 +417,16 @@ def train_arm(
 
     spec = dict(ARMS[arm])
     preset = spec.pop("preset")
-    if spec.pop("targets", None) == "verified":
-        spec["targets"] = f"{budget.targets}:{outputs}"
+    kind = spec.pop("targets", "reference")
+    if kind == "verified":  # the old key of the sft/kd arms, kept so their runs are reused
+        spec["targets"] = arm_targets(arm, budget, outputs)
     settings = {
         **spec,
         **budget_overrides(budget, budget.student_lr, seed),  # what every arm shares
         "task": "codegen",
         "prompt_mode": "raw",
         "student": str(student),
-        "train_data": str(train_file(data, budget)),
+        "train_data": str(train_file(data, budget, kind)),
         "valid_data": str(data / "valid.jsonl"),
         "max_steps": budget.student_steps,
         "valid_every_steps": budget.valid_every,
@@ -466,6 +482,10 @@ def evaluate_model(
 # ---------------------------------------------------------------------------------------------
 
 
+def _needs_cache(arm: str) -> bool:
+    return ARMS[arm].get("loss") != "ce"
+
+
 def study_arms(arms: list[str] | None) -> list[str]:
     """The arms to run, the SFT baseline always first."""
     return ordered_arms("codegen", arms, list(ARMS), BASELINE)
@@ -499,9 +519,24 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     data = prepare_data(root, budget, opts)
     teacher, student = prepare_models(root, budget, opts, data)
     outputs = prepare_outputs(root, budget, teacher, data, opts.teacher_samples)
-    needs_cache = any(ARMS[a].get("loss") != "ce" for a in arms)
-    cache = prepare_cache(root, budget, teacher, data, outputs) if needs_cache else None
-    runs = {a: train_arm(root, a, budget, student, data, outputs, cache, opts.seed) for a in arms}
+    # One teacher cache per kind of target the KD arms train on.
+    caches = {
+        t: prepare_cache(root, budget, teacher, data, t)
+        for t in dict.fromkeys(arm_targets(a, budget, outputs) for a in arms if _needs_cache(a))
+    }
+    runs = {
+        a: train_arm(
+            root,
+            a,
+            budget,
+            student,
+            data,
+            outputs,
+            caches.get(arm_targets(a, budget, outputs)),
+            opts.seed,
+        )
+        for a in arms
+    }
     hide = [str(Path(p).resolve()) for p in (opts.humaneval_plus, opts.mbpp) if p]
     # The teacher is scored as it taught: the GGUF that wrote the targets and the cache (for an
     # embedded teacher its shipped Q4_K_M file, which the converted directory only dequantises;
@@ -530,7 +565,7 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
             "teacher": str(teacher),
             "student": str(student),
             "outputs": str(outputs),
-            "cache": str(cache) if cache else None,
+            "caches": {t: str(c) for t, c in caches.items()},
         },
         "runs": {a: str(r) for a, r in runs.items()},
         "evals": {n: str(e) for n, e in evals.items()},
