@@ -11,6 +11,7 @@ from codistill.reproduce_codegen import (
     BASELINE,
     CODEGEN_BUDGETS,
     arm_targets,
+    gguf_key,
     study_arms,
     train_file,
 )
@@ -166,6 +167,20 @@ def test_reference_arms_train_on_every_prompt_and_teacher_arms_on_the_tested_one
     assert arm_targets("kd", cpu, outputs) == f"teacher-verified:{outputs}"
 
 
+def test_a_checked_gguf_is_known_by_its_sha256_not_its_mtime(tmp_path):
+    import os
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    unstamped = gguf_key(gguf)
+    os.utime(gguf, ns=(1, 1))
+    assert gguf_key(gguf) != unstamped  # without a stamp, a rewritten file is a new model
+    gguf.with_suffix(".gguf.sha256").write_text("ab12\n")
+    stamped = gguf_key(gguf)
+    os.utime(gguf, ns=(2, 2))  # a cache restored elsewhere: same bytes, new mtime
+    assert gguf_key(gguf) == stamped == ["sha256", "ab12"]
+
+
 def test_the_baseline_always_runs_first():
     assert study_arms(["kd"]) == [BASELINE, "kd"]
     assert study_arms(None)[0] == BASELINE and set(study_arms(None)) == set(ARMS)
@@ -182,6 +197,7 @@ def test_the_teacher_is_scored_from_the_gguf_it_taught_from(tmp_path, monkeypatc
     monkeypatch.setattr(study, "export_bf16", lambda root, name, model: tmp_path / f"{name}.gguf")
     (tmp_path / "data").mkdir()
     taught = tmp_path / "teacher-q4.gguf"
+    taught.write_bytes(b"GGUF")
     budget = CODEGEN_BUDGETS["cpu"]
     for name, gguf in (("teacher", taught), ("student_init", None)):
         model = tmp_path / name

@@ -346,6 +346,16 @@ def model_key(model: Path) -> list:
     return [str(model.resolve()), [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]]
 
 
+def gguf_key(gguf: Path) -> list:
+    """A cheap identity of a GGUF file: the sha256 that ``model_gguf`` checked and stamped
+    beside it when there is one (an embedded model's file, whose mtime changes whenever the
+    cache is rebuilt), else its path, size and mtime."""
+    stamp = gguf.with_suffix(".gguf.sha256")
+    if stamp.is_file():
+        return ["sha256", stamp.read_text().strip()]
+    return [str(gguf.resolve()), gguf.stat().st_size, gguf.stat().st_mtime_ns]
+
+
 def export_bf16(root: Path, name: str, model: Path) -> Path:
     """``model`` as a bfloat16 GGUF (llama.cpp), cached by the weights it was made from."""
     from codistill.models.export_gguf import export_gguf  # lazy: gguf writer
@@ -466,10 +476,12 @@ def evaluate_model(
         "latency_samples": 0,
         "hide": hide,  # the benchmark files the pooled test set came from
     }
+    # A model scored from a GGUF it was given (the teacher's shipped file) is that file.
+    identity = model_key(model) if gguf is None else gguf_key(gguf)
     if budget.eval_backend.startswith("llamacpp"):
         gguf = gguf or export_bf16(root, name, model)
         settings["model_backend"] = f"{budget.eval_backend}:{gguf}"
-    key = content_key("codegen-eval", model_key(model), data.name, settings)
+    key = content_key("codegen-eval", identity, data.name, settings)
 
     def build(tmp: Path) -> None:
         run_eval(load_eval_config(None, {**settings, "output_dir": str(tmp / "eval")}))
