@@ -428,7 +428,7 @@ def train_arm(
     spec = dict(ARMS[arm])
     preset = spec.pop("preset")
     kind = spec.pop("targets", "reference")
-    if kind == "verified":  # the old key of the sft/kd arms, kept so their runs are reused
+    if kind == "verified":  # references are the default: those arms' settings name no targets
         spec["targets"] = arm_targets(arm, budget, outputs)
     settings = {
         **spec,
@@ -532,21 +532,11 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     teacher, student = prepare_models(root, budget, opts, data)
     outputs = prepare_outputs(root, budget, teacher, data, opts.teacher_samples)
     # One teacher cache per kind of target the KD arms train on.
-    caches = {
-        t: prepare_cache(root, budget, teacher, data, t)
-        for t in dict.fromkeys(arm_targets(a, budget, outputs) for a in arms if _needs_cache(a))
-    }
+    targets = {a: arm_targets(a, budget, outputs) for a in arms}
+    kd_targets = dict.fromkeys(targets[a] for a in arms if _needs_cache(a))
+    caches = {t: prepare_cache(root, budget, teacher, data, t) for t in kd_targets}
     runs = {
-        a: train_arm(
-            root,
-            a,
-            budget,
-            student,
-            data,
-            outputs,
-            caches.get(arm_targets(a, budget, outputs)),
-            opts.seed,
-        )
+        a: train_arm(root, a, budget, student, data, outputs, caches.get(targets[a]), opts.seed)
         for a in arms
     }
     hide = [str(Path(p).resolve()) for p in (opts.humaneval_plus, opts.mbpp) if p]
