@@ -27,7 +27,8 @@ eval      pass@1 (greedy; base tests, and HumanEval+'s plus tests) of the teache
           student and every arm on the pooled test set, through llama.cpp on a bfloat16 GGUF
           of each model (``cpu``/``full``) or in-process (``smoke``)
 compare   every arm against ``sft`` with paired 95% intervals and McNemar, and the share of the
-          teacher-SFT gap that KD closes (``report.md``)
+          teacher-SFT gap that KD closes; the other arms on the references also against ``ce``
+          (``report.md``)
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ from codistill.teacher.cache_defaults import KEPT_MASS_DEFAULT
 DEFAULT_TEACHER = "embedded:qwen2.5-coder-1.5b-instruct"
 DEFAULT_STUDENT = "embedded:qwen2.5-coder-0.5b-instruct"
 BASELINE = "sft"
+# The arms on the references are also compared with their own CE-only baseline (same data and
+# order, only the loss differs): the classical alpha-T comparison.
+REFERENCE_BASELINE = "ce"
 # Each arm: its loss (a preset's) and its targets; "verified" = the teacher's passing solutions.
 ARMS: dict[str, dict[str, Any]] = {
     "sft": {"preset": "alpha-temperature", "loss": "ce", "targets": "verified"},
@@ -503,6 +507,13 @@ def study_arms(arms: list[str] | None) -> list[str]:
     return ordered_arms("codegen", arms, list(ARMS), BASELINE)
 
 
+def reference_arms(arms: list[str]) -> list[str]:
+    """The arms compared with ``ce`` as well: the other arms on the references, when ``ce`` runs."""
+    if REFERENCE_BASELINE not in arms:
+        return []
+    return [a for a in arms if a != REFERENCE_BASELINE and ARMS[a]["targets"] == "reference"]
+
+
 def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     """Run (or resume) the study; writes ``OUT/codegen/report.md`` and ``reproduce.json``."""
     from codistill.evaluation.compare import compare_eval_runs  # lazy: numpy
@@ -556,6 +567,14 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     evals["student_init"] = evaluate_model(root, "student_init", student, budget, data, hide)
     out = root / "codegen"
     compare_eval_runs(evals, out, baseline=BASELINE, teacher="teacher")
+    on_refs = reference_arms(arms)
+    if on_refs:
+        compare_eval_runs(
+            {a: evals[a] for a in [REFERENCE_BASELINE, *on_refs, "teacher"]},
+            out / "vs-ce",
+            baseline=REFERENCE_BASELINE,
+            teacher="teacher",
+        )
     summary = {
         "study": "codegen",
         "budget": {"name": opts.budget, **asdict(budget)},
@@ -606,6 +625,19 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         f"library functions and {data['decontaminated']['mbpp_non_test']} MBPP tasks.",
         "",
         (out / "comparison.md").read_text(),
+    ]
+    if reference_arms(summary["arms"]):
+        # Headings one level down: this is a section of the report, not a report of its own.
+        text = (out / "vs-ce" / "comparison.md").read_text().replace("\n#", "\n##")
+        lines += [
+            f"## On the references: against `{REFERENCE_BASELINE}`",
+            "",
+            "The arms trained on the references, against CE-only on the same references in the "
+            "same order (only the loss differs).",
+            "",
+            text.split("\n", 1)[1].lstrip("\n"),
+        ]
+    lines += [
         "## Training",
         "",
         "| arm | targets | records used | dropped: no tests / no passing output | wall s "
