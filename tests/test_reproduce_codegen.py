@@ -1,6 +1,7 @@
 """``codistill reproduce codegen --budget smoke`` end to end on tiny random models."""
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,8 @@ def test_the_study_compares_kd_with_sft_on_pooled_benchmarks(smoke_run):
     out, _ = smoke_run
     result = json.loads((out / "codegen" / "comparison.json").read_text())
     assert result["baseline"] == "sft"
-    assert set(result["arms"]) == {"teacher", "student_init", "sft", "kd", "rkl", "ce", "kd-ref"}
-    assert set(result["paired"]) == {"teacher", "student_init", "kd", "rkl", "ce", "kd-ref"}
+    assert set(result["arms"]) == {"teacher", "student_init", *ARMS}
+    assert set(result["paired"]) == {"teacher", "student_init", *ARMS} - {"sft"}
     summary = json.loads((out / "codegen" / "reproduce.json").read_text())
     data = Path(summary["stages"]["data"])
     test = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
@@ -100,6 +101,8 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
     digests = {a: [r["batch_digest"] for r in rows] for a, rows in runs.items()}
     assert digests["sft"] == digests["kd"] == digests["rkl"]
     assert digests["ce"] == digests["kd-ref"]  # the two arms on the references
+    assert digests["seq"] == digests["kd-seq"]  # the two on every solution of the teacher
+    assert "kl" in runs["kd-seq"][0] and "kl" not in runs["seq"][0]
     assert "kl" in runs["kd"][0] and "kl" not in runs["sft"][0]
     assert "kl" in runs["kd-ref"][0] and "kl" not in runs["ce"][0]
     assert "reverse_kl" in runs["rkl"][0] and "kl" not in runs["rkl"][0]
@@ -112,6 +115,8 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
     assert configs["sft"]["targets"] == configs["kd"]["targets"] != configs["ce"]["targets"]
     assert configs["rkl"]["targets"] == configs["kd"]["targets"]
     assert configs["ce"]["targets"] == configs["kd-ref"]["targets"] == "reference"
+    assert configs["seq"]["targets"] == configs["kd-seq"]["targets"]
+    assert configs["seq"]["targets"].startswith("teacher:")
     # Each KD arm reads the teacher along its own targets: one cache per kind.
     caches = summary["stages"]["caches"]
     assert set(caches) == {configs["kd"]["targets"], "reference"}
@@ -121,6 +126,7 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
         == caches[configs["kd"]["targets"]]
     )
     assert configs["kd-ref"]["teacher_cache"] == caches["reference"]
+    assert configs["kd-seq"]["teacher_cache"] == caches[configs["kd-seq"]["targets"]]
     # Finished arms keep their students, not their optimizer state.
     assert all(not (Path(p) / "checkpoint").exists() for p in summary["runs"].values())
     assert all((Path(p) / "final" / "config.json").exists() for p in summary["runs"].values())
@@ -168,9 +174,52 @@ def test_reference_arms_train_on_every_prompt_and_teacher_arms_on_the_tested_one
     assert train_file(tmp_path, cpu, "reference").name == "train.jsonl"
     # Unverified solutions (the smoke budget's) come from every prompt as well.
     assert train_file(tmp_path, CODEGEN_BUDGETS["smoke"], "verified").name == "train.jsonl"
-    outputs = tmp_path / "outputs"
+    # Every solution the teacher wrote, passing or not, comes from every prompt.
+    assert train_file(tmp_path, cpu, "teacher").name == "train.jsonl"
+    outputs = {"verified": tmp_path / "tested", "teacher": tmp_path / "all"}
     assert arm_targets("ce", cpu, outputs) == arm_targets("kd-ref", cpu, outputs) == "reference"
-    assert arm_targets("kd", cpu, outputs) == f"teacher-verified:{outputs}"
+    assert arm_targets("kd", cpu, outputs) == f"teacher-verified:{tmp_path / 'tested'}"
+    assert arm_targets("seq", cpu, outputs) == arm_targets("kd-seq", cpu, outputs)
+    assert arm_targets("seq", cpu, outputs) == f"teacher:{tmp_path / 'all'}"
+
+
+def test_the_teacher_writes_for_every_prompt_only_for_the_arms_on_all_its_solutions(
+    tmp_path, monkeypatch
+):
+    """Under a verifying budget the verified arms' solutions come from the prompts with tests
+    (their stage keeps the key it had before the other kind existed) and the ``seq`` arms' from
+    every prompt, each its own stage."""
+    import codistill.reproduce_codegen as study
+    import codistill.teacher.generations as generations
+    from codistill.reproduce import content_key
+
+    seen = []
+
+    def fake_generate(backend, teacher, records, out, settings, **kw):
+        seen.append(len(records))
+        out.mkdir(parents=True)
+
+    monkeypatch.setattr(generations, "generate_teacher_outputs", fake_generate)
+    monkeypatch.setattr(study, "_teacher_gguf", lambda root, teacher: tmp_path / "t.gguf")
+    data = tmp_path / "codegen-data-x"
+    data.mkdir()
+    record = {"source": "t", "prompt": "def f():\n", "entry_point": "f", "tests": ""}
+    for name, n in (("train.jsonl", 3), ("train-tested.jsonl", 1)):
+        rows = [{**record, "id": f"t/{i}"} for i in range(n)]
+        (data / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cpu, teacher = CODEGEN_BUDGETS["cpu"], tmp_path / "teacher"
+    verified = study.prepare_outputs(tmp_path, cpu, teacher, data, 1, "verified")
+    every = study.prepare_outputs(tmp_path, cpu, teacher, data, 1, "teacher")
+    assert seen == [1, 3] and verified != every
+    settings = generations.GenerateSettings(
+        task="codegen",
+        backend=f"llamacpp:{tmp_path / 't.gguf'}",
+        max_new_tokens=cpu.max_target_tokens,
+        max_source_tokens=cpu.max_source_tokens,
+        prompt_style=None,
+    )
+    old_key = content_key("codegen-outputs", str(teacher), data.name, asdict(settings))
+    assert verified.parent.name == f"codegen-outputs-{old_key}"
 
 
 def test_a_checked_gguf_is_known_by_its_sha256_not_its_mtime(tmp_path):
@@ -265,7 +314,11 @@ def test_the_teacher_can_write_several_sampled_solutions_per_prompt(tmp_path):
     assert main([*argv, "--arms", "sft", "--teacher-samples", "3"]) == 0
     summary = json.loads((out / "codegen" / "reproduce.json").read_text())
     assert summary["teacher_samples"] == 3
-    lines = (Path(summary["stages"]["outputs"]) / "generations.jsonl").read_text().splitlines()
+    lines = (
+        (Path(summary["stages"]["outputs"]["verified"]) / "generations.jsonl")
+        .read_text()
+        .splitlines()
+    )
     header, entries = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
     assert header["decoding"]["n"] == 3 and header["decoding"]["temperature"] == 0.8
     assert all(len(e["outputs"]) == 3 for e in entries)

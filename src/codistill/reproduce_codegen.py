@@ -86,7 +86,15 @@ ARMS: dict[str, dict[str, Any]] = {
     # own bodies; these two arms see about three times the examples of the verified ones.
     "ce": {"preset": "alpha-temperature", "loss": "ce", "targets": "reference"},
     "kd-ref": {"preset": "alpha-temperature", "targets": "reference"},
+    # Sequence-level KD (Kim & Rush) on the teacher's solution of every training prompt,
+    # passing or not (what paid on the assertion studies), and alpha-T along those solutions:
+    # the teacher's style on all the prompts the reference arms see.
+    "seq": {"preset": "alpha-temperature", "loss": "ce", "targets": "teacher"},
+    "kd-seq": {"preset": "alpha-temperature", "targets": "teacher"},
 }
+# What an arm's "targets" kind trains on: the references, the teacher's solutions that passed
+# their tests, or every solution the teacher wrote.
+TARGET_KINDS = ("reference", "verified", "teacher")
 
 
 @dataclass(frozen=True)
@@ -260,17 +268,21 @@ def _pooled(benchmarks: list[list], n: int | None) -> list:
 
 
 def train_file(data: Path, budget: CodegenBudget, targets: str = "verified") -> Path:
-    """What an arm trains on: for the teacher's solutions under verified targets the training
-    prompts that have tests (only they can yield a verified solution, and those arms then share
-    their prompts); for the references, or unverified solutions, every training prompt."""
+    """What an arm of ``targets`` kind trains on: for the teacher's verified solutions (under a
+    budget that verifies) the training prompts that have tests (only they can yield a verified
+    solution, and those arms then share their prompts); for the references, or every solution
+    of the teacher, every training prompt."""
     tested = targets == "verified" and budget.targets == "teacher-verified"
     return data / ("train-tested.jsonl" if tested else "train.jsonl")
 
 
-def arm_targets(arm: str, budget: CodegenBudget, outputs: Path) -> str:
-    """The ``targets`` setting of an arm: the references, or the teacher's solutions."""
-    kind = ARMS[arm].get("targets", "reference")
-    return "reference" if kind == "reference" else f"{budget.targets}:{outputs}"
+def arm_targets(arm: str, budget: CodegenBudget, outputs: dict[str, Path]) -> str:
+    """The ``targets`` setting of an arm: the references, or the teacher's solutions
+    (``outputs`` by target kind, from :func:`prepare_outputs`)."""
+    kind = ARMS[arm]["targets"]
+    if kind == "reference":
+        return "reference"
+    return f"{budget.targets if kind == 'verified' else 'teacher'}:{outputs[kind]}"
 
 
 def prepare_models(
@@ -305,10 +317,16 @@ SAMPLE_TOP_P = 0.95
 
 
 def prepare_outputs(
-    root: Path, budget: CodegenBudget, teacher: Path, data: Path, samples: int = 1
+    root: Path,
+    budget: CodegenBudget,
+    teacher: Path,
+    data: Path,
+    samples: int = 1,
+    kind: str = "verified",
 ) -> Path:
-    """The teacher's solutions of the training prompts, with sandbox verdicts: its greedy one,
-    or ``samples`` sampled ones (each distinct passing one becomes a training example)."""
+    """The teacher's solutions of the training prompts that ``kind``'s arms train on, with
+    sandbox verdicts: its greedy one, or ``samples`` sampled ones (each distinct passing one
+    becomes a training example under verified targets)."""
     # lazy: ~35 ms (backends, sandbox)
     from codistill.teacher.generations import GenerateSettings, generate_teacher_outputs
 
@@ -322,10 +340,13 @@ def prepare_outputs(
         prompt_style=None,
         **(sampling if samples > 1 else {}),
     )
-    key = content_key("codegen-outputs", str(teacher), data.name, asdict(settings))
+    source = train_file(data, budget, kind)
+    # The file is named only where it is not the verified arms' (their outputs keep their key).
+    named = [source.name] if source != train_file(data, budget) else []
+    key = content_key("codegen-outputs", str(teacher), data.name, asdict(settings), *named)
 
     def build(tmp: Path) -> None:
-        records = read_records(train_file(data, budget), "codegen")
+        records = read_records(source, "codegen")
         generate_teacher_outputs(
             backend, teacher, records, tmp / "outputs", settings, log=log, name=str(teacher)
         )
@@ -373,16 +394,16 @@ def export_bf16(root: Path, name: str, model: Path) -> Path:
 
 
 def prepare_cache(
-    root: Path, budget: CodegenBudget, teacher: Path, data: Path, targets: str
+    root: Path, budget: CodegenBudget, teacher: Path, data: Path, targets: str, kind: str
 ) -> Path:
-    """The teacher's top-k log-probs along ``targets`` (an arm's): the teacher's solutions
-    (``kd``, ``rkl``) or the references (``kd-ref``)."""
+    """The teacher's top-k log-probs along ``targets`` (an arm's, of ``kind``): the teacher's
+    solutions (``kd``, ``rkl``, ``kd-seq``) or the references (``kd-ref``)."""
     # lazy: torch
     from codistill.teacher.cache import build_cache
     from codistill.training.targets import records_for_targets
 
     reference = targets == "reference"
-    source = train_file(data, budget, "reference" if reference else "verified")
+    source = train_file(data, budget, kind)
     key = content_key(
         "codegen-cache",
         str(teacher),
@@ -423,7 +444,7 @@ def train_arm(
     budget: CodegenBudget,
     student: Path,
     data: Path,
-    outputs: Path,
+    outputs: dict[str, Path],
     cache: Path | None,
     seed: int,
 ) -> Path:
@@ -431,8 +452,8 @@ def train_arm(
 
     spec = dict(ARMS[arm])
     preset = spec.pop("preset")
-    kind = spec.pop("targets", "reference")
-    if kind == "verified":  # references are the default: those arms' settings name no targets
+    kind = spec.pop("targets")
+    if kind != "reference":  # the default: those arms' settings name no targets
         spec["targets"] = arm_targets(arm, budget, outputs)
     settings = {
         **spec,
@@ -541,11 +562,19 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     started = time.time()
     data = prepare_data(root, budget, opts)
     teacher, student = prepare_models(root, budget, opts, data)
-    outputs = prepare_outputs(root, budget, teacher, data, opts.teacher_samples)
-    # One teacher cache per kind of target the KD arms train on.
+    # The teacher's solutions for each kind of its targets an arm trains on (the baseline's
+    # verified ones always).
+    kinds = dict.fromkeys(ARMS[a]["targets"] for a in arms if ARMS[a]["targets"] != "reference")
+    outputs = {
+        kind: prepare_outputs(root, budget, teacher, data, opts.teacher_samples, kind)
+        for kind in kinds
+    }
+    # One teacher cache per target the KD arms train on.
     targets = {a: arm_targets(a, budget, outputs) for a in arms}
-    kd_targets = dict.fromkeys(targets[a] for a in arms if _needs_cache(a))
-    caches = {t: prepare_cache(root, budget, teacher, data, t) for t in kd_targets}
+    kd_targets = {targets[a]: ARMS[a]["targets"] for a in arms if _needs_cache(a)}
+    caches = {
+        t: prepare_cache(root, budget, teacher, data, t, kind) for t, kind in kd_targets.items()
+    }
     runs = {
         a: train_arm(root, a, budget, student, data, outputs, caches.get(targets[a]), opts.seed)
         for a in arms
@@ -585,7 +614,7 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
             "data": str(data),
             "teacher": str(teacher),
             "student": str(student),
-            "outputs": str(outputs),
+            "outputs": {kind: str(o) for kind, o in outputs.items()},
             "caches": {t: str(c) for t, c in caches.items()},
         },
         "runs": {a: str(r) for a, r in runs.items()},
@@ -651,7 +680,7 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         if t.get("kind") == "reference":
             targets, dropped = "references", "—"
         else:
-            targets = f"`{budget['targets']}` outputs"
+            targets = f"`{t.get('kind', budget['targets'])}` outputs"
             dropped = f"{t.get('records_without_tests', 0)} / {t.get('outputs_not_passed', 0)}"
         wall = info.get("wall_seconds", 0)
         cells = held_out_cells(Path(run), info)
