@@ -13,7 +13,7 @@ from codistill.reproduce_codegen import (
     CODEGEN_BUDGETS,
     arm_targets,
     gguf_key,
-    reference_arms,
+    paired_with_ce,
     study_arms,
     train_file,
 )
@@ -84,10 +84,11 @@ def test_the_study_compares_kd_with_sft_on_pooled_benchmarks(smoke_run):
     assert not train_ids & {"Mbpp/12", "Mbpp/13"}  # never train on MBPP's test split
     report = (out / "codegen" / "report.md").read_text()
     assert "Does distillation pay?" in report and "| kd | `teacher` outputs |" in report
-    # kd-ref is also paired with CE-only on the same references.
+    # The arms on every prompt are also paired with CE-only on the same prompts.
     vs_ce = json.loads((out / "codegen" / "vs-ce" / "comparison.json").read_text())
-    assert vs_ce["baseline"] == "ce" and set(vs_ce["paired"]) == {"kd-ref", "teacher"}
-    assert "## On the references: against `ce`" in report
+    assert vs_ce["baseline"] == "ce"
+    assert set(vs_ce["paired"]) == {"kd-ref", "seq", "kd-seq", "teacher"}
+    assert "## On every training prompt: against `ce`" in report
     assert "\n#### Against the ground truth" in report
     assert (out / "codegen" / "quality_vs_steps.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -236,10 +237,11 @@ def test_a_checked_gguf_is_known_by_its_sha256_not_its_mtime(tmp_path):
     assert gguf_key(gguf) == stamped == ["sha256", "ab12"]
 
 
-def test_only_reference_arms_are_paired_with_ce_and_only_when_it_runs():
-    assert reference_arms(["sft", "kd", "ce", "kd-ref"]) == ["kd-ref"]
-    assert reference_arms(["sft", "kd", "kd-ref"]) == []
-    assert reference_arms(["sft", "ce"]) == []
+def test_only_arms_on_every_prompt_are_paired_with_ce_and_only_when_it_runs():
+    assert paired_with_ce(["sft", "kd", "ce", "kd-ref"]) == ["kd-ref"]
+    assert paired_with_ce(["sft", "rkl", "ce", "seq", "kd-seq"]) == ["seq", "kd-seq"]
+    assert paired_with_ce(["sft", "kd", "kd-ref"]) == []
+    assert paired_with_ce(["sft", "ce"]) == []
 
 
 def test_the_baseline_always_runs_first():

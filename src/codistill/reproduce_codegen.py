@@ -27,8 +27,8 @@ eval      pass@1 (greedy; base tests, and HumanEval+'s plus tests) of the teache
           student and every arm on the pooled test set, through llama.cpp on a bfloat16 GGUF
           of each model (``cpu``/``full``) or in-process (``smoke``)
 compare   every arm against ``sft`` with paired 95% intervals and McNemar, and the share of the
-          teacher-SFT gap that KD closes; the other arms on the references also against ``ce``
-          (``report.md``)
+          teacher-SFT gap that KD closes; the other arms on every training prompt also against
+          ``ce`` (``report.md``)
 """
 
 from __future__ import annotations
@@ -66,8 +66,9 @@ from codistill.teacher.cache_defaults import KEPT_MASS_DEFAULT
 DEFAULT_TEACHER = "embedded:qwen2.5-coder-1.5b-instruct"
 DEFAULT_STUDENT = "embedded:qwen2.5-coder-0.5b-instruct"
 BASELINE = "sft"
-# The arms on the references are also compared with their own CE-only baseline (same data and
-# order, only the loss differs): the classical alpha-T comparison.
+# The arms on every training prompt are also compared with CE-only on those prompts' references
+# (same prompts in the same order): the classical alpha-T comparison for ``kd-ref``, sequence-
+# level KD against CE-only for ``seq``.
 REFERENCE_BASELINE = "ce"
 # Each arm: its loss (a preset's) and its targets; "verified" = the teacher's passing solutions.
 ARMS: dict[str, dict[str, Any]] = {
@@ -92,9 +93,6 @@ ARMS: dict[str, dict[str, Any]] = {
     "seq": {"preset": "alpha-temperature", "loss": "ce", "targets": "teacher"},
     "kd-seq": {"preset": "alpha-temperature", "targets": "teacher"},
 }
-# What an arm's "targets" kind trains on: the references, the teacher's solutions that passed
-# their tests, or every solution the teacher wrote.
-TARGET_KINDS = ("reference", "verified", "teacher")
 
 
 @dataclass(frozen=True)
@@ -528,11 +526,13 @@ def study_arms(arms: list[str] | None) -> list[str]:
     return ordered_arms("codegen", arms, list(ARMS), BASELINE)
 
 
-def reference_arms(arms: list[str]) -> list[str]:
-    """The arms compared with ``ce`` as well: the other arms on the references, when ``ce`` runs."""
+def paired_with_ce(arms: list[str]) -> list[str]:
+    """The arms compared with ``ce`` as well, when it runs: the others on every training prompt
+    (its references, or every solution of the teacher)."""
     if REFERENCE_BASELINE not in arms:
         return []
-    return [a for a in arms if a != REFERENCE_BASELINE and ARMS[a]["targets"] == "reference"]
+    every_prompt = ("reference", "teacher")
+    return [a for a in arms if a != REFERENCE_BASELINE and ARMS[a]["targets"] in every_prompt]
 
 
 def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
@@ -596,10 +596,10 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     evals["student_init"] = evaluate_model(root, "student_init", student, budget, data, hide)
     out = root / "codegen"
     compare_eval_runs(evals, out, baseline=BASELINE, teacher="teacher")
-    on_refs = reference_arms(arms)
-    if on_refs:
+    with_ce = paired_with_ce(arms)
+    if with_ce:
         compare_eval_runs(
-            {a: evals[a] for a in [REFERENCE_BASELINE, *on_refs, "teacher"]},
+            {a: evals[a] for a in [REFERENCE_BASELINE, *with_ce, "teacher"]},
             out / "vs-ce",
             baseline=REFERENCE_BASELINE,
             teacher="teacher",
@@ -655,14 +655,15 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         "",
         (out / "comparison.md").read_text(),
     ]
-    if reference_arms(summary["arms"]):
+    if paired_with_ce(summary["arms"]):
         # Headings one level down: this is a section of the report, not a report of its own.
         text = (out / "vs-ce" / "comparison.md").read_text().replace("\n#", "\n##")
         lines += [
-            f"## On the references: against `{REFERENCE_BASELINE}`",
+            f"## On every training prompt: against `{REFERENCE_BASELINE}`",
             "",
-            "The arms trained on the references, against CE-only on the same references in the "
-            "same order (only the loss differs).",
+            "The arms trained on every training prompt, against CE-only on those prompts' "
+            "references in the same order: `kd-ref` differs from it only in the loss, `seq` "
+            "only in the targets (the teacher's solutions), `kd-seq` in both.",
             "",
             text.split("\n", 1)[1].lstrip("\n"),
         ]
