@@ -400,7 +400,7 @@ def prepare_cache(
     from codistill.teacher.cache import build_cache
     from codistill.training.targets import records_for_targets
 
-    reference = targets == "reference"
+    reference = kind == "reference"
     source = train_file(data, budget, kind)
     key = content_key(
         "codegen-cache",
@@ -451,7 +451,7 @@ def train_arm(
     spec = dict(ARMS[arm])
     preset = spec.pop("preset")
     kind = spec.pop("targets")
-    if kind != "reference":  # the default: those arms' settings name no targets
+    if kind != "reference":  # references are the default: those arms' settings name none
         spec["targets"] = arm_targets(arm, budget, outputs)
     settings = {
         **spec,
