@@ -87,7 +87,7 @@ def test_the_study_compares_kd_with_sft_on_pooled_benchmarks(smoke_run):
     # The arms on every prompt are also paired with CE-only on the same prompts.
     vs_ce = json.loads((out / "codegen" / "vs-ce" / "comparison.json").read_text())
     assert vs_ce["baseline"] == "ce"
-    assert set(vs_ce["paired"]) == {"kd-ref", "seq", "kd-seq", "teacher"}
+    assert set(vs_ce["paired"]) == {"kd-ref", "seq", "kd-seq", "kd-own", "teacher"}
     assert "## On every training prompt: against `ce`" in report
     assert "\n#### Against the ground truth" in report
     assert (out / "codegen" / "quality_vs_steps.png").read_bytes()[:4] == b"\x89PNG"
@@ -104,6 +104,7 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
     assert digests["ce"] == digests["kd-ref"]  # the two arms on the references
     assert digests["seq"] == digests["kd-seq"]  # the two on every solution of the teacher
     assert "kl" in runs["kd-seq"][0] and "kl" not in runs["seq"][0]
+    assert "kl" in runs["kd-own"][0] and "ce" not in runs["kd-own"][0]
     assert "kl" in runs["kd"][0] and "kl" not in runs["sft"][0]
     assert "kl" in runs["kd-ref"][0] and "kl" not in runs["ce"][0]
     assert "reverse_kl" in runs["rkl"][0] and "kl" not in runs["rkl"][0]
@@ -118,9 +119,15 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
     assert configs["ce"]["targets"] == configs["kd-ref"]["targets"] == "reference"
     assert configs["seq"]["targets"] == configs["kd-seq"]["targets"]
     assert configs["seq"]["targets"].startswith("teacher:")
+    # kd-own trains on what the untouched student wrote for every prompt, not the teacher.
+    own = Path(configs["kd-own"]["targets"].removeprefix("teacher:"))
+    assert own.parent.name.startswith("codegen-student-outputs-")
+    assert own != Path(configs["seq"]["targets"].removeprefix("teacher:"))
+    header = json.loads((own / "generations.jsonl").read_text().splitlines()[0])
+    assert header["teacher"]["name"] == summary["stages"]["student"]
     # Each KD arm reads the teacher along its own targets: one cache per kind.
     caches = summary["stages"]["caches"]
-    assert set(caches) == {configs["kd"]["targets"], "reference"}
+    assert set(caches) == {configs["kd"]["targets"], configs["kd-own"]["targets"], "reference"}
     assert (
         configs["kd"]["teacher_cache"]
         == configs["rkl"]["teacher_cache"]
@@ -128,6 +135,7 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
     )
     assert configs["kd-ref"]["teacher_cache"] == caches["reference"]
     assert configs["kd-seq"]["teacher_cache"] == caches[configs["kd-seq"]["targets"]]
+    assert configs["kd-own"]["teacher_cache"] == caches[configs["kd-own"]["targets"]]
     # Finished arms keep their students, not their optimizer state.
     assert all(not (Path(p) / "checkpoint").exists() for p in summary["runs"].values())
     assert all((Path(p) / "final" / "config.json").exists() for p in summary["runs"].values())
@@ -182,6 +190,9 @@ def test_reference_arms_train_on_every_prompt_and_teacher_arms_on_the_tested_one
     assert arm_targets("kd", cpu, outputs) == f"teacher-verified:{tmp_path / 'tested'}"
     assert arm_targets("seq", cpu, outputs) == arm_targets("kd-seq", cpu, outputs)
     assert arm_targets("seq", cpu, outputs) == f"teacher:{tmp_path / 'all'}"
+    assert train_file(tmp_path, cpu, "student").name == "train.jsonl"
+    own = {"student": tmp_path / "own"}
+    assert arm_targets("kd-own", cpu, own) == f"teacher:{tmp_path / 'own'}"
 
 
 def test_the_teacher_writes_for_every_prompt_only_for_the_arms_on_all_its_solutions(
@@ -189,19 +200,22 @@ def test_the_teacher_writes_for_every_prompt_only_for_the_arms_on_all_its_soluti
 ):
     """Under a verifying budget the verified arms' solutions come from the prompts with tests
     (their stage keeps the key it had before the other kind existed) and the ``seq`` arms' from
-    every prompt, each its own stage."""
+    every prompt, each its own stage; ``kd-own``'s are the student's, from the GGUF its
+    evaluation reads."""
     import codistill.reproduce_codegen as study
     import codistill.teacher.generations as generations
     from codistill.reproduce import content_key
 
-    seen = []
+    seen, backends = [], []
 
     def fake_generate(backend, teacher, records, out, settings, **kw):
         seen.append(len(records))
+        backends.append((backend, teacher))
         out.mkdir(parents=True)
 
     monkeypatch.setattr(generations, "generate_teacher_outputs", fake_generate)
     monkeypatch.setattr(study, "_teacher_gguf", lambda root, teacher: tmp_path / "t.gguf")
+    monkeypatch.setattr(study, "export_bf16", lambda root, name, model: tmp_path / f"{name}.gguf")
     data = tmp_path / "codegen-data-x"
     data.mkdir()
     record = {"source": "t", "prompt": "def f():\n", "entry_point": "f", "tests": ""}
@@ -221,6 +235,11 @@ def test_the_teacher_writes_for_every_prompt_only_for_the_arms_on_all_its_soluti
     )
     old_key = content_key("codegen-outputs", str(teacher), data.name, asdict(settings))
     assert verified.parent.name == f"codegen-outputs-{old_key}"
+    student = tmp_path / "student"
+    own = study.prepare_outputs(tmp_path, cpu, student, data, 1, "student")
+    assert seen == [1, 3, 3] and own.parent.name.startswith("codegen-student-outputs-")
+    assert backends[-1] == (f"llamacpp:{tmp_path / 'student_init.gguf'}", student)
+    assert backends[0] == (f"llamacpp:{tmp_path / 't.gguf'}", teacher)
 
 
 def test_a_checked_gguf_is_known_by_its_sha256_not_its_mtime(tmp_path):
@@ -240,6 +259,7 @@ def test_a_checked_gguf_is_known_by_its_sha256_not_its_mtime(tmp_path):
 def test_only_arms_on_every_prompt_are_paired_with_ce_and_only_when_it_runs():
     assert paired_with_ce(["sft", "kd", "ce", "kd-ref"]) == ["kd-ref"]
     assert paired_with_ce(["sft", "rkl", "ce", "seq", "kd-seq"]) == ["seq", "kd-seq"]
+    assert paired_with_ce(["sft", "ce", "kd-own"]) == ["kd-own"]
     assert paired_with_ce(["sft", "kd", "kd-ref"]) == []
     assert paired_with_ce(["sft", "ce"]) == []
 

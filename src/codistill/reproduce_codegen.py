@@ -17,12 +17,14 @@ teacher   a capable code model as it ships (default Qwen2.5-Coder-1.5B-Instruct)
 student   a smaller model of the same tokenizer (default Qwen2.5-Coder-0.5B-Instruct), or
           ``layers`` of the teacher's (``smoke``)
 outputs   the teacher's greedy solution of every training prompt, run against the prompt's
-          tests in the sandbox (``codistill teacher generate``)
-cache     the teacher's top-k log-probs along its own verified solutions (``teacher cache``)
+          tests in the sandbox (``codistill teacher generate``); for ``kd-own`` the untouched
+          student's as well
+cache     the teacher's top-k log-probs along each KD arm's targets (``teacher cache``)
 arms      ``sft``: CE on the verified solutions; ``kd``: alpha-T KD (alpha 0.5, T 1) on the same
           solutions in the same order; ``rkl``: the same with reverse KL (mode-seeking) in
-          place of the forward KL; ``ce``: CE on the same prompts' references; all from the
-          same init with the same optimiser, steps, batch and learning rate
+          place of the forward KL; ``ce``: CE on the same prompts' references; ``kd-ref``,
+          ``seq``, ``kd-seq``, ``kd-own``: see ``ARMS``; all from the same init with the same
+          optimiser, steps, batch and learning rate
 eval      pass@1 (greedy; base tests, and HumanEval+'s plus tests) of the teacher, the untouched
           student and every arm on the pooled test set, through llama.cpp on a bfloat16 GGUF
           of each model (``cpu``/``full``) or in-process (``smoke``)
@@ -92,7 +94,17 @@ ARMS: dict[str, dict[str, Any]] = {
     # the teacher's style on all the prompts the reference arms see.
     "seq": {"preset": "alpha-temperature", "loss": "ce", "targets": "teacher"},
     "kd-seq": {"preset": "alpha-temperature", "targets": "teacher"},
+    # On-policy distillation from a fixed policy (one round of GKD, Agarwal et al. 2024): the
+    # untouched student's own greedy solution of every training prompt, the teacher's KL
+    # alone along it (CE would teach the student its own mistakes). Fixed targets teach the
+    # student prefixes it never writes; these are the prefixes it writes at test time, and the
+    # teacher says at each token where it would have gone instead. Fresh samples at every step
+    # (``on_policy`` in the config) need the online teacher, which costs a forward of it and a
+    # sampled continuation per micro-batch; this arm pays one generation and one cache.
+    "kd-own": {"preset": "alpha-temperature", "loss": {"kl": 1.0}, "targets": "student"},
 }
+# The kind of targets the untouched student writes (the teacher writes the others').
+STUDENT_TARGETS = "student"
 
 
 @dataclass(frozen=True)
@@ -317,18 +329,24 @@ SAMPLE_TOP_P = 0.95
 def prepare_outputs(
     root: Path,
     budget: CodegenBudget,
-    teacher: Path,
+    model: Path,
     data: Path,
     samples: int = 1,
     kind: str = "verified",
 ) -> Path:
-    """The teacher's solutions of the training prompts that ``kind``'s arms train on, with
+    """``model``'s solutions of the training prompts that ``kind``'s arms train on, with
     sandbox verdicts: its greedy one, or ``samples`` sampled ones (each distinct passing one
-    becomes a training example under verified targets)."""
+    becomes a training example under verified targets). ``model`` is the teacher, or for the
+    ``student`` kind the untouched student."""
     # lazy: ~35 ms (backends, sandbox)
     from codistill.teacher.generations import GenerateSettings, generate_teacher_outputs
 
-    backend = "transformers" if budget.tiny else f"llamacpp:{_teacher_gguf(root, teacher)}"
+    if budget.tiny:
+        backend = "transformers"
+    elif kind == STUDENT_TARGETS:  # the GGUF its evaluation reads
+        backend = f"llamacpp:{export_bf16(root, 'student_init', model)}"
+    else:
+        backend = f"llamacpp:{_teacher_gguf(root, model)}"
     sampling = {"n": samples, "temperature": SAMPLE_TEMPERATURE, "top_p": SAMPLE_TOP_P}
     settings = GenerateSettings(
         task="codegen",
@@ -341,15 +359,16 @@ def prepare_outputs(
     source = train_file(data, budget, kind)
     # The file is named only where it is not the verified arms' (their outputs keep their key).
     named = [source.name] if source != train_file(data, budget) else []
-    key = content_key("codegen-outputs", str(teacher), data.name, asdict(settings), *named)
+    key = content_key("codegen-outputs", str(model), data.name, asdict(settings), *named)
 
     def build(tmp: Path) -> None:
         records = read_records(source, "codegen")
         generate_teacher_outputs(
-            backend, teacher, records, tmp / "outputs", settings, log=log, name=str(teacher)
+            backend, model, records, tmp / "outputs", settings, log=log, name=str(model)
         )
 
-    return stage(root, "codegen-outputs", key, build) / "outputs"
+    name = "codegen-student-outputs" if kind == STUDENT_TARGETS else "codegen-outputs"
+    return stage(root, name, key, build) / "outputs"
 
 
 def _teacher_gguf(root: Path, teacher: Path) -> Path:
@@ -531,7 +550,7 @@ def paired_with_ce(arms: list[str]) -> list[str]:
     (its references, or every solution of the teacher)."""
     if REFERENCE_BASELINE not in arms:
         return []
-    every_prompt = ("reference", "teacher")
+    every_prompt = ("reference", "teacher", STUDENT_TARGETS)
     return [a for a in arms if a != REFERENCE_BASELINE and ARMS[a]["targets"] in every_prompt]
 
 
@@ -562,11 +581,13 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     started = time.time()
     data = prepare_data(root, budget, opts)
     teacher, student = prepare_models(root, budget, opts, data)
-    # The teacher's solutions for each kind of its targets an arm trains on (the baseline's
-    # verified ones always).
+    # The solutions for each kind of targets an arm trains on (the baseline's verified ones
+    # always): the teacher's, and the untouched student's greedy ones for ``kd-own``.
     kinds = dict.fromkeys(ARMS[a]["targets"] for a in arms if ARMS[a]["targets"] != "reference")
     outputs = {
-        kind: prepare_outputs(root, budget, teacher, data, opts.teacher_samples, kind)
+        kind: prepare_outputs(root, budget, student, data, 1, kind)
+        if kind == STUDENT_TARGETS
+        else prepare_outputs(root, budget, teacher, data, opts.teacher_samples, kind)
         for kind in kinds
     }
     # One teacher cache per target the KD arms train on.
@@ -636,6 +657,15 @@ def _samples_note(samples: int) -> str:
     )
 
 
+# How each arm on every training prompt differs from ``ce`` (the report says it beside them).
+VS_CE = {
+    "kd-ref": "differs from it only in the loss",
+    "seq": "only in the targets (the teacher's solutions)",
+    "kd-seq": "in both",
+    "kd-own": "in both (the untouched student's own solutions, the teacher's KL alone)",
+}
+
+
 def write_report(out: Path, summary: dict[str, Any]) -> Path:
     """``report.md``: the setup, the data, the comparison and each arm's training."""
     data = json.loads((Path(summary["stages"]["data"]) / "data.json").read_text())
@@ -658,12 +688,14 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
     if paired_with_ce(summary["arms"]):
         # Headings one level down: this is a section of the report, not a report of its own.
         text = (out / "vs-ce" / "comparison.md").read_text().replace("\n#", "\n##")
+        arms = paired_with_ce(summary["arms"])
         lines += [
             f"## On every training prompt: against `{REFERENCE_BASELINE}`",
             "",
             "The arms trained on every training prompt, against CE-only on those prompts' "
-            "references in the same order: `kd-ref` differs from it only in the loss, `seq` "
-            "only in the targets (the teacher's solutions), `kd-seq` in both.",
+            "references in the same order: "
+            + "; ".join(f"`{a}` {VS_CE[a]}" for a in arms if a in VS_CE)
+            + ".",
             "",
             text.split("\n", 1)[1].lstrip("\n"),
         ]
@@ -680,6 +712,8 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         t = info.get("targets") or {}
         if t.get("kind") == "reference":
             targets, dropped = "references", "—"
+        elif ARMS.get(arm, {}).get("targets") == STUDENT_TARGETS:
+            targets, dropped = "the untouched student's outputs", "—"
         else:
             targets = f"`{t.get('kind', budget['targets'])}` outputs"
             dropped = f"{t.get('records_without_tests', 0)} / {t.get('outputs_not_passed', 0)}"
