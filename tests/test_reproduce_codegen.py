@@ -136,6 +136,11 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
     assert configs["kd-ref"]["teacher_cache"] == caches["reference"]
     assert configs["kd-seq"]["teacher_cache"] == caches[configs["kd-seq"]["targets"]]
     assert configs["kd-own"]["teacher_cache"] == caches[configs["kd-own"]["targets"]]
+    # ... and the teacher, not the student, scored them
+    from codistill.teacher.cache import open_cache
+
+    scorer = open_cache(configs["kd-own"]["teacher_cache"]).header.teacher_path
+    assert scorer == str(Path(summary["stages"]["teacher"]).resolve())
     # Finished arms keep their students, not their optimizer state.
     assert all(not (Path(p) / "checkpoint").exists() for p in summary["runs"].values())
     assert all((Path(p) / "final" / "config.json").exists() for p in summary["runs"].values())

@@ -280,15 +280,15 @@ def _pooled(benchmarks: list[list], n: int | None) -> list:
 def train_file(data: Path, budget: CodegenBudget, targets: str = "verified") -> Path:
     """What an arm of ``targets`` kind trains on: for the teacher's verified solutions (under a
     budget that verifies) the training prompts that have tests (only they can yield a verified
-    solution, and those arms then share their prompts); for the references, or every solution
-    of the teacher, every training prompt."""
+    solution, and those arms then share their prompts); for the references, every solution of
+    the teacher, or the untouched student's, every training prompt."""
     tested = targets == "verified" and budget.targets == "teacher-verified"
     return data / ("train-tested.jsonl" if tested else "train.jsonl")
 
 
 def arm_targets(arm: str, budget: CodegenBudget, outputs: dict[str, Path]) -> str:
-    """The ``targets`` setting of an arm: the references, or the teacher's solutions
-    (``outputs`` by target kind, from :func:`prepare_outputs`)."""
+    """The ``targets`` setting of an arm: the references, or the solutions of the teacher or
+    the untouched student (``outputs`` by target kind, from :func:`prepare_outputs`)."""
     kind = ARMS[arm]["targets"]
     if kind == "reference":
         return "reference"
@@ -414,7 +414,8 @@ def prepare_cache(
     root: Path, budget: CodegenBudget, teacher: Path, data: Path, targets: str, kind: str
 ) -> Path:
     """The teacher's top-k log-probs along ``targets`` (an arm's, of ``kind``): the teacher's
-    solutions (``kd``, ``rkl``, ``kd-seq``) or the references (``kd-ref``)."""
+    solutions (``kd``, ``rkl``, ``kd-seq``), the references (``kd-ref``) or the untouched
+    student's solutions (``kd-own``)."""
     # lazy: torch
     from codistill.teacher.cache import build_cache
     from codistill.training.targets import records_for_targets
@@ -547,7 +548,7 @@ def study_arms(arms: list[str] | None) -> list[str]:
 
 def paired_with_ce(arms: list[str]) -> list[str]:
     """The arms compared with ``ce`` as well, when it runs: the others on every training prompt
-    (its references, or every solution of the teacher)."""
+    (its references, every solution of the teacher, or the untouched student's own)."""
     if REFERENCE_BASELINE not in arms:
         return []
     every_prompt = ("reference", "teacher", STUDENT_TARGETS)
@@ -659,10 +660,11 @@ def _samples_note(samples: int) -> str:
 
 # How each arm on every training prompt differs from ``ce`` (the report says it beside them).
 VS_CE = {
-    "kd-ref": "differs from it only in the loss",
-    "seq": "only in the targets (the teacher's solutions)",
-    "kd-seq": "in both",
-    "kd-own": "in both (the untouched student's own solutions, the teacher's KL alone)",
+    "kd-ref": "differs from it only in the loss (alpha-T)",
+    "seq": "differs from it only in the targets (the teacher's solutions)",
+    "kd-seq": "differs in the targets (the teacher's solutions) and the loss (alpha-T)",
+    "kd-own": "differs in the targets (the untouched student's own solutions) and the loss "
+    "(the teacher's KL alone)",
 }
 
 
@@ -713,7 +715,9 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         if t.get("kind") == "reference":
             targets, dropped = "references", "—"
         elif ARMS.get(arm, {}).get("targets") == STUDENT_TARGETS:
-            targets, dropped = "the untouched student's outputs", "—"
+            # run.json calls them teacher outputs: they are read as any model's outputs are
+            targets = "the untouched student's outputs"
+            dropped = f"— / — ({t.get('records_dropped', 0)} empty)"
         else:
             targets = f"`{t.get('kind', budget['targets'])}` outputs"
             dropped = f"{t.get('records_without_tests', 0)} / {t.get('outputs_not_passed', 0)}"
