@@ -200,6 +200,58 @@ def test_reference_arms_train_on_every_prompt_and_teacher_arms_on_the_tested_one
     assert arm_targets("kd-own", cpu, own) == f"teacher:{tmp_path / 'own'}"
 
 
+def _data_dir(tmp_path: Path) -> Path:
+    """A data stage's files: 3 training prompts, 1 of them with tests."""
+    data = tmp_path / "codegen-data-x"
+    data.mkdir()
+    record = {"source": "t", "prompt": "def f():\n", "entry_point": "f", "tests": ""}
+    for name, n in (("train.jsonl", 3), ("train-tested.jsonl", 1)):
+        rows = [{**record, "id": f"t/{i}"} for i in range(n)]
+        (data / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return data
+
+
+def test_interrupted_teacher_outputs_and_caches_resume_from_what_they_wrote(
+    tmp_path, monkeypatch, capsys
+):
+    """A stop in the middle of the teacher's outputs or cache keeps what was written: the rerun
+    hands the builder the same directory (the builders skip the records and shards present)."""
+    import codistill.reproduce_codegen as study
+    import codistill.teacher.cache as cache
+    import codistill.teacher.generations as generations
+
+    seen = []
+
+    def interrupted_once(out: Path) -> None:
+        seen.append(sorted(p.name for p in out.iterdir()) if out.exists() else None)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"part-{len(seen)}").write_text("written\n")
+        if len(seen) % 2:  # the first of each pair of calls is stopped
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(
+        generations, "generate_teacher_outputs", lambda b, t, r, out, s, **kw: interrupted_once(out)
+    )
+    monkeypatch.setattr(cache, "build_cache", lambda t, r, out, **kw: interrupted_once(out))
+    monkeypatch.setattr(study, "_teacher_gguf", lambda root, teacher: tmp_path / "t.gguf")
+    data, cpu, teacher = _data_dir(tmp_path), CODEGEN_BUDGETS["cpu"], tmp_path / "teacher"
+    for build in (
+        lambda: study.prepare_outputs(tmp_path, cpu, teacher, data, 1, "teacher"),
+        lambda: study.prepare_cache(tmp_path, cpu, teacher, data, "reference", "reference"),
+    ):
+        with pytest.raises(KeyboardInterrupt):
+            build()
+        done = build()
+        assert seen[-2:] == [None, [f"part-{len(seen) - 1}"]]
+        assert sorted(p.name for p in done.iterdir()) == [
+            f"part-{len(seen) - 1}",
+            f"part-{len(seen)}",
+        ]
+        assert (done.parent / "stage.json").is_file() and build() == done
+    printed = capsys.readouterr().out
+    assert "codegen-outputs: resuming" in printed and "codegen-cache-ref: resuming" in printed
+
+
 def test_the_teacher_writes_for_every_prompt_only_for_the_arms_on_all_its_solutions(
     tmp_path, monkeypatch
 ):
@@ -221,12 +273,7 @@ def test_the_teacher_writes_for_every_prompt_only_for_the_arms_on_all_its_soluti
     monkeypatch.setattr(generations, "generate_teacher_outputs", fake_generate)
     monkeypatch.setattr(study, "_teacher_gguf", lambda root, teacher: tmp_path / "t.gguf")
     monkeypatch.setattr(study, "export_bf16", lambda root, name, model: tmp_path / f"{name}.gguf")
-    data = tmp_path / "codegen-data-x"
-    data.mkdir()
-    record = {"source": "t", "prompt": "def f():\n", "entry_point": "f", "tests": ""}
-    for name, n in (("train.jsonl", 3), ("train-tested.jsonl", 1)):
-        rows = [{**record, "id": f"t/{i}"} for i in range(n)]
-        (data / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = _data_dir(tmp_path)
     cpu, teacher = CODEGEN_BUDGETS["cpu"], tmp_path / "teacher"
     verified = study.prepare_outputs(tmp_path, cpu, teacher, data, 1, "verified")
     every = study.prepare_outputs(tmp_path, cpu, teacher, data, 1, "teacher")

@@ -243,13 +243,16 @@ def held_out_cells(run: Path, info: dict) -> str:
 
 
 def resumable(root: Path, name: str, key: str, build: Callable[[Path], Any]) -> Path:
-    """Like :func:`stage` for training stages that resume from a checkpoint in a work dir."""
+    """Like :func:`stage` for stages whose build picks up what an interrupted one left in its
+    work dir: training from a checkpoint, teacher outputs and caches from the records and
+    shards already written (an hour of a 1.5B teacher is not redone after a stop)."""
     final = root / f"{name}-{key}"
     if final.exists():
         log(f"{name}: cached ({final.name})")
         return final
     work = root / f".work-{name}-{key}"
-    log(f"{name}: building {final.name}")
+    log(f"{name}: {'resuming' if work.exists() else 'building'} {final.name}")
+    work.mkdir(parents=True, exist_ok=True)
     _measured(name, work, build)
     work.rename(final)
     return final
@@ -377,7 +380,7 @@ def prepare_cache(root: Path, budget: Budget, teacher: Path, data: Path) -> Path
             log=log,
         )
 
-    return stage(root, "cache", key, build) / "cache"
+    return resumable(root, "cache", key, build) / "cache"
 
 
 def prepare_outputs(root: Path, budget: Budget, teacher: Path, data: Path) -> Path:
@@ -396,7 +399,7 @@ def prepare_outputs(root: Path, budget: Budget, teacher: Path, data: Path) -> Pa
         records = read_records(data / "train.jsonl")
         generate_teacher_outputs(str(teacher), teacher, records, tmp / "outputs", settings, log=log)
 
-    return stage(root, "outputs", key, build) / "outputs"
+    return resumable(root, "outputs", key, build) / "outputs"
 
 
 def budget_overrides(budget, lr: float, seed: int) -> dict[str, Any]:

@@ -368,7 +368,7 @@ def prepare_outputs(
         )
 
     name = "codegen-student-outputs" if kind == STUDENT_TARGETS else "codegen-outputs"
-    return stage(root, name, key, build) / "outputs"
+    return resumable(root, name, key, build) / "outputs"
 
 
 def _teacher_gguf(root: Path, teacher: Path) -> Path:
@@ -453,7 +453,8 @@ def prepare_cache(
             log=log,
         )
 
-    return stage(root, "codegen-cache-ref" if reference else "codegen-cache", key, build) / "cache"
+    name = "codegen-cache-ref" if reference else "codegen-cache"
+    return resumable(root, name, key, build) / "cache"
 
 
 def train_arm(
