@@ -163,6 +163,7 @@ def test_a_second_run_reuses_every_stage(smoke_run, capsys):
         (["--budget", "cpu"], "need training prompts with tests: give --mbpp FILE"),
         (["--teacher-samples", "0"], "--teacher-samples must be >= 1, got 0"),
         (["--student-lr", "0"], "--student-lr must be > 0, got 0.0"),
+        (["--student-steps", "0"], "--student-steps must be >= 1, got 0"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, capsys, extra, message):
@@ -173,8 +174,13 @@ def test_user_errors_are_one_line(tmp_path, capsys, extra, message):
 
 @pytest.mark.parametrize(
     "option",
-    [["--mbpp", "x"], ["--teacher-samples", "4"], ["--student-lr", "1e-4"]],
-    ids=["mbpp", "teacher-samples", "student-lr"],
+    [
+        ["--mbpp", "x"],
+        ["--teacher-samples", "4"],
+        ["--student-lr", "1e-4"],
+        ["--student-steps", "9"],
+    ],
+    ids=["mbpp", "teacher-samples", "student-lr", "student-steps"],
 )
 def test_codegen_options_are_refused_for_the_assertion_studies(tmp_path, capsys, option):
     argv = ["reproduce", "alpha-t", "--budget", "smoke", "--out", str(tmp_path), *option]
@@ -414,3 +420,16 @@ def test_the_arms_learning_rate_can_be_set_for_all_of_them(smoke_run, capsys):
     config = json.loads((Path(summary["runs"]["sft"]) / "run.json").read_text())["config"]
     assert config["lr"] == 0.0123
     assert "at lr 0.0123 from that init" in (out / "codegen" / "report.md").read_text()
+
+
+def test_the_arms_steps_can_be_set_for_all_of_them(smoke_run):
+    out, argv = smoke_run
+    assert main([*argv, "--arms", "sft,ce", "--student-steps", "7"]) == 0
+    summary = json.loads((out / "codegen" / "reproduce.json").read_text())
+    assert summary["budget"]["student_steps"] == 7
+    for arm in ("sft", "ce"):
+        run = Path(summary["runs"][arm])
+        config = json.loads((run / "run.json").read_text())["config"]
+        assert config["max_steps"] == 7 and config["valid_every_steps"] == 1  # each quarter
+        assert [r["step"] for r in _train_rows(run)] == list(range(1, 8))
+    assert "every arm trains 7 steps" in (out / "codegen" / "report.md").read_text()

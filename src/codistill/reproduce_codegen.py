@@ -187,6 +187,7 @@ class CodegenOptions:
     checkpoint: str = "final"  # which checkpoint of each arm is scored: CHECKPOINTS
     teacher_samples: int = 1  # 1: the teacher's greedy solution; N > 1: N samples per prompt
     student_lr: float | None = None  # every arm's learning rate; None: the budget's
+    student_steps: int | None = None  # every arm's steps (validated each quarter); None: budget's
 
 
 # ---------------------------------------------------------------------------------------------
@@ -570,6 +571,11 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
         if not opts.student_lr > 0:
             raise ValueError(f"--student-lr must be > 0, got {opts.student_lr}")
         budget = replace(budget, student_lr=opts.student_lr)
+    if opts.student_steps is not None:
+        if opts.student_steps < 1:
+            raise ValueError(f"--student-steps must be >= 1, got {opts.student_steps}")
+        steps = opts.student_steps
+        budget = replace(budget, student_steps=steps, valid_every=max(1, steps // 4))
     if budget.tiny and (opts.teacher or opts.student):
         raise ValueError("the smoke budget builds its own tiny models: drop --teacher/--student")
     if budget.targets == "teacher-verified" and not opts.mbpp:

@@ -63,6 +63,13 @@ def register(sub) -> None:
         "student heals at a higher rate than an intact one fine-tunes at)",
     )
     p.add_argument(
+        "--student-steps",
+        type=int,
+        help="codegen: every arm's optimizer steps instead of the budget's, validated every "
+        "quarter of them (a pruned student heals over more steps than a session's budget; "
+        "arms resume from their checkpoints across runs)",
+    )
+    p.add_argument(
         "--checkpoint",
         default="final",
         choices=list(CHECKPOINTS),
@@ -99,8 +106,7 @@ def _assertion_only(args) -> None:
     given = [f for f in ("student", "humaneval_plus", "mbpp") if getattr(args, f)]
     if args.teacher_samples != 1:
         given.append("teacher_samples")
-    if args.student_lr is not None:
-        given.append("student_lr")
+    given += [f for f in ("student_lr", "student_steps") if getattr(args, f) is not None]
     if given:
         flag = "--" + given[0].replace("_", "-")
         raise ConfigError(f"{flag} is an option of the codegen study, not of {args.study}")
@@ -125,5 +131,6 @@ def _codegen(args, arms) -> None:
             checkpoint=args.checkpoint,
             teacher_samples=args.teacher_samples,
             student_lr=args.student_lr,
+            student_steps=args.student_steps,
         )
     )
