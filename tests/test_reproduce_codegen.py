@@ -91,6 +91,13 @@ def test_the_study_compares_kd_with_sft_on_pooled_benchmarks(smoke_run):
     assert "## On every training prompt: against `ce`" in report
     assert "\n#### Against the ground truth" in report
     assert (out / "codegen" / "quality_vs_steps.png").read_bytes()[:4] == b"\x89PNG"
+    # Every scored model's answers: how many, how long (the median of what it wrote), how long
+    # scoring took.
+    answers = report.split("## Answers")[1].split("![")[0]
+    predictions = Path(summary["evals"]["teacher"]) / "predictions.jsonl"
+    written = sorted(len(json.loads(line)["completion"]) for line in predictions.open())
+    assert f"| teacher | 5 | {written[2]} |" in answers  # the middle one of 5
+    assert all(f"| {name} | 5 |" in answers for name in summary["evals"])
 
 
 def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):

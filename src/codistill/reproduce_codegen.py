@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import sys
 import time
 from collections import Counter
@@ -665,6 +666,27 @@ def _samples_note(samples: int) -> str:
     )
 
 
+def answer_table(evals: dict[str, str]) -> list[str]:
+    """How long each model's answers are and what scoring them cost: an arm that took up the
+    teacher's prose after its code (the ``seq`` arms) writes three times the characters of
+    ``ce`` and takes twice the evaluation time for no task more."""
+    from codistill.evaluation.compare import read_eval_run  # lazy: numpy
+
+    lines = [
+        "## Answers",
+        "",
+        "| model | answers | median answer (chars) | evaluation wall s |",
+        "|---|---|---|---|",
+    ]
+    for name, run in evals.items():
+        rows = read_eval_run(run)["rows"]
+        median = statistics.median(len(r["completion"]) for r in rows) if rows else 0
+        stage = Path(run).parent / "stage.json"
+        wall = f"{json.loads(stage.read_text())['seconds']:.0f}" if stage.is_file() else "?"
+        lines.append(f"| {name} | {len(rows)} | {median:.0f} | {wall} |")
+    return lines
+
+
 # How each arm on every training prompt differs from ``ce`` (the report says it beside them).
 VS_CE = {
     "kd-ref": "differs from it only in the loss (alpha-T)",
@@ -731,6 +753,7 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         wall = info.get("wall_seconds", 0)
         cells = held_out_cells(Path(run), info)
         lines.append(f"| {arm} | {targets} | {used} | {dropped} | {wall:.0f} | {cells} |")
+    lines += ["", *answer_table(summary["evals"])]
     write_curves(out, summary["runs"])
     lines += ["", "![quality vs steps](quality_vs_steps.png)", ""]
     rundir.write_text(out / "report.md", "\n".join(lines))
