@@ -119,6 +119,9 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
         a: json.loads((Path(p) / "run.json").read_text())["config"]
         for a, p in summary["runs"].items()
     }
+    # Arms checkpoint at every validation, so a stopped study resumes from there.
+    steps_with_checkpoints = CODEGEN_BUDGETS["smoke"].valid_every
+    assert all(c["save_every_steps"] == steps_with_checkpoints for c in configs.values())
     for key in ("student", "lr", "batch_size", "max_steps", "seed", "train_data"):
         assert len({json.dumps(c[key]) for c in configs.values()}) == 1, key
     assert configs["sft"]["targets"] == configs["kd"]["targets"] != configs["ce"]["targets"]

@@ -492,6 +492,10 @@ def train_arm(
     if spec.get("loss") != "ce":
         settings["teacher_cache"] = str(cache)
     key = content_key("codegen-arm", arm, preset, settings)
+    # A checkpoint at every validation, so that an arm stopped with the session resumes from
+    # there rather than its last epoch; when checkpoints are written changes no result, so it
+    # is not part of the key (arms trained before keep theirs).
+    settings["save_every_steps"] = budget.valid_every
 
     build = partial(train_resumably, preset, settings)
     return resumable(root, f"codegen-arm-{arm}", key, build) / "run"
