@@ -272,9 +272,9 @@ def test_the_teacher_writes_for_every_prompt_only_for_the_arms_on_all_its_soluti
     tmp_path, monkeypatch
 ):
     """Under a verifying budget the verified arms' solutions come from the prompts with tests
-    (their stage keeps the key it had before the other kind existed) and the ``seq`` arms' from
-    every prompt, each its own stage; ``kd-own``'s are the student's, from the GGUF its
-    evaluation reads."""
+    (their stage names no file in its key) and the ``seq`` arms' from every prompt, each its
+    own stage; ``kd-own``'s are the student's, from the GGUF its evaluation reads; all through
+    batched in-process llama.cpp."""
     import codistill.reproduce_codegen as study
     import codistill.teacher.generations as generations
     from codistill.reproduce import content_key
@@ -296,18 +296,19 @@ def test_the_teacher_writes_for_every_prompt_only_for_the_arms_on_all_its_soluti
     assert seen == [1, 3] and verified != every
     settings = generations.GenerateSettings(
         task="codegen",
-        backend=f"llamacpp:{tmp_path / 't.gguf'}",
+        backend=f"llamacpp-batch:{tmp_path / 't.gguf'}",
         max_new_tokens=cpu.max_target_tokens,
         max_source_tokens=cpu.max_source_tokens,
         prompt_style=None,
+        chunk=32,
     )
-    old_key = content_key("codegen-outputs", str(teacher), data.name, asdict(settings))
-    assert verified.parent.name == f"codegen-outputs-{old_key}"
+    key = content_key("codegen-outputs", str(teacher), data.name, asdict(settings))
+    assert verified.parent.name == f"codegen-outputs-{key}"
     student = tmp_path / "student"
     own = study.prepare_outputs(tmp_path, cpu, student, data, 1, "student")
     assert seen == [1, 3, 3] and own.parent.name.startswith("codegen-student-outputs-")
-    assert backends[-1] == (f"llamacpp:{tmp_path / 'student_init.gguf'}", student)
-    assert backends[0] == (f"llamacpp:{tmp_path / 't.gguf'}", teacher)
+    assert backends[-1] == (f"llamacpp-batch:{tmp_path / 'student_init.gguf'}", student)
+    assert backends[0] == (f"llamacpp-batch:{tmp_path / 't.gguf'}", teacher)
 
 
 def test_a_checked_gguf_is_known_by_its_sha256_not_its_mtime(tmp_path):

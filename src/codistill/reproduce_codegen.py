@@ -343,12 +343,14 @@ def prepare_outputs(
     # lazy: ~35 ms (backends, sandbox)
     from codistill.teacher.generations import GenerateSettings, generate_teacher_outputs
 
+    # In-process llama.cpp, eight answers per decode step, as the evaluation generates (its
+    # server answers one request at a time; benchmarks/generation_throughput.py: 1.5x).
     if budget.tiny:
         backend = "transformers"
     elif kind == STUDENT_TARGETS:  # the GGUF its evaluation reads
-        backend = f"llamacpp:{export_bf16(root, 'student_init', model)}"
+        backend = f"llamacpp-batch:{export_bf16(root, 'student_init', model)}"
     else:
-        backend = f"llamacpp:{_teacher_gguf(root, model)}"
+        backend = f"llamacpp-batch:{_teacher_gguf(root, model)}"
     sampling = {"n": samples, "temperature": SAMPLE_TEMPERATURE, "top_p": SAMPLE_TOP_P}
     settings = GenerateSettings(
         task="codegen",
@@ -356,6 +358,7 @@ def prepare_outputs(
         max_new_tokens=budget.max_target_tokens,
         max_source_tokens=budget.max_source_tokens,
         prompt_style=None,
+        chunk=32,  # prompts per batched call: slots refill within it, so fewer idle tails
         **(sampling if samples > 1 else {}),
     )
     source = train_file(data, budget, kind)

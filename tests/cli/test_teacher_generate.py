@@ -246,7 +246,8 @@ def test_in_process_chat_sampling_keeps_n_outputs_and_verdicts_per_record(qwen, 
 
 
 @pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python not installed")
-def test_llamacpp_backend_writes_the_same_greedy_outputs_as_in_process(tmp_path):
+@pytest.mark.parametrize("kind", ["llamacpp", "llamacpp-batch"])
+def test_llamacpp_backends_write_the_same_greedy_outputs_as_in_process(tmp_path, kind):
     from tests.gguf_fixtures import make_tiny_llama_with_bytelevel_tokenizer, write_llama_gguf
 
     hf = make_tiny_llama_with_bytelevel_tokenizer(tmp_path / "hf")
@@ -254,7 +255,7 @@ def test_llamacpp_backend_writes_the_same_greedy_outputs_as_in_process(tmp_path)
     write_records(tmp_path / "a.jsonl", make_records(4, "train"))
     base = ["--teacher", str(hf), "--data", str(tmp_path / "a.jsonl"), "--max-new-tokens", "6"]
     assert cli(*base, "--out", str(tmp_path / "local")) == 0
-    assert cli(*base, "--out", str(tmp_path / "served"), "--backend", f"llamacpp:{gguf}") == 0
+    assert cli(*base, "--out", str(tmp_path / "served"), "--backend", f"{kind}:{gguf}") == 0
     local_header, local = read_generations(tmp_path / "local")
     served_header, served = read_generations(tmp_path / "served")
     assert {k: e["outputs"] for k, e in served.items()} == {
@@ -263,7 +264,7 @@ def test_llamacpp_backend_writes_the_same_greedy_outputs_as_in_process(tmp_path)
     assert (
         served_header["teacher"]["weights_sha256"] == hashlib.sha256(gguf.read_bytes()).hexdigest()
     )
-    assert served_header["backend"] == "llamacpp"
+    assert served_header["backend"] == kind
 
 
 def test_pooled_functions_and_whole_programs_each_get_their_own_stops(qwen, tmp_path, capsys):

@@ -40,7 +40,9 @@ def add_parser(tsub) -> None:
     g.add_argument(
         "--backend",
         default="transformers",
-        help="transformers (in-process, default), llamacpp:FILE.gguf or openai:URL",
+        help="transformers (in-process, default), llamacpp:FILE.gguf (llama.cpp's server), "
+        "llamacpp-batch:FILE.gguf (llama.cpp in-process, several answers per decode step) "
+        "or openai:URL",
     )
     g.add_argument("--n", type=int, default=1, help="outputs per record (default 1)")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")

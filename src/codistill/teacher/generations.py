@@ -9,7 +9,7 @@ The format: ``G/generations.jsonl``, one JSON object per line. Line 1 is the hea
 
     {"codistill_generations": 1, "task": "assertion"|"codegen",
      "teacher": {"spec", "name", "weights_sha256", "url", "model"},
-     "backend": "transformers"|"llamacpp"|"openai",
+     "backend": "transformers"|"llamacpp"|"llamacpp-batch"|"openai",
      "decoding": {"n", "temperature", "top_p", "max_new_tokens", "seed"},
      "prompt": {"mode": "raw"|"chat", "style": <assertion prompt style or null>,
                 "max_source_tokens"},
@@ -72,7 +72,7 @@ FORMAT_KEY = "codistill_generations"
 FORMAT_VERSION = 1
 FILENAME = "generations.jsonl"
 TASKS = ("assertion", "codegen")
-BACKENDS = ("transformers", "llamacpp", "openai")
+BACKENDS = ("transformers", "llamacpp", "llamacpp-batch", "openai")
 # What makes two runs' outputs interchangeable. The teacher's ``spec`` and ``name`` are how the
 # user named it (a path, ``embedded``): the same weights under another name are the same teacher.
 COMPARED_FIELDS = (
@@ -154,7 +154,7 @@ def make_header(
     Args:
         task: ``assertion`` or ``codegen``.
         teacher: ``spec``, ``name``, ``weights_sha256``, ``url``, ``model`` (missing ones null).
-        backend: ``transformers``, ``llamacpp`` or ``openai``.
+        backend: ``transformers``, ``llamacpp``, ``llamacpp-batch`` or ``openai``.
         decoding: ``n``, ``temperature``, ``top_p``, ``max_new_tokens``, ``seed``.
         prompt: ``mode``, ``style``, ``max_source_tokens``, ``truncation`` (default left).
         created: ISO time; now (UTC) when None.
@@ -375,7 +375,9 @@ class GenerateSettings:
 
     Attributes:
         task: ``assertion`` or ``codegen``.
-        backend: ``transformers`` (in-process), ``llamacpp:FILE.gguf`` or ``openai:URL``.
+        backend: ``transformers`` (in-process), ``llamacpp:FILE.gguf`` (llama.cpp's server),
+            ``llamacpp-batch:FILE.gguf`` (llama.cpp in-process, several answers per decode
+            step) or ``openai:URL``.
         n, temperature, top_p, max_new_tokens, seed: decoding; greedy when ``temperature`` is 0.
         prompt_mode: ``raw`` (the task prompt as text to continue) or ``chat`` (through the
             model's chat template; code generation only).
@@ -478,7 +480,7 @@ def teacher_identity(
         from codistill.teacher.cache import teacher_weights_hash  # lazy: imports torch
 
         who["weights_sha256"] = teacher_weights_hash(teacher_dir)
-    elif kind == "llamacpp":
+    elif kind.startswith("llamacpp"):
         who["weights_sha256"] = sha256_file(target)
         who["name"] = name or Path(target).name
     else:
@@ -692,11 +694,13 @@ class _Teacher:
 
     def _start_server(self):
         kwargs: dict[str, Any] = {"concurrency": self.s.concurrency}
-        if self.s.backend_kind == "llamacpp":
-            # Room for the prompt as the server tokenizes it (it may split a little differently
+        if self.s.backend_kind.startswith("llamacpp"):
+            # Room for the prompt as llama.cpp tokenizes it (it may split a little differently
             # from the HF tokenizer that cut it) and the completion.
             kwargs["n_ctx"] = int(1.25 * self.s.max_source_tokens) + self.s.max_new_tokens + 64
             kwargs["n_threads"] = self.s.n_threads
+        if self.s.backend_kind == "llamacpp-batch":  # in-process: seeds its sampled answers
+            kwargs["seed"] = self.s.seed
         else:
             kwargs.update(model=self.s.server_model, api_key=self.api_key)
         return make_backend(self.s.backend, **kwargs)
