@@ -8,14 +8,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from codistill.data.batches import collate_causal, tokenize_records
 from codistill.losses import divergences
 from codistill.losses.objective import parse_objective
 from codistill.models.forward import head_fn, restrict_output_vocab, target_states
-from codistill.models.loading import load_model, load_tokenizer
-from codistill.models.vocab import TokenMap
+from codistill.models.loading import load_model
 from codistill.training.step import micro_batch_terms, token_term_sums
-from tests.helpers import make_records
 
 TEMPERATURE = 2.0
 
@@ -26,24 +23,6 @@ def _cfg(loss, chunk: int = 3) -> SimpleNamespace:
 
 def _objective(cfg: SimpleNamespace):
     return parse_objective(cfg.loss, temperature=cfg.temperature)
-
-
-@pytest.fixture(scope="module")
-def kd_batch(tiny_setup):
-    """Three records tokenized as a KD run does (teacher tokenizer, mapped to the student)."""
-    teacher_tok = load_tokenizer(tiny_setup["teacher"])
-    student_tok = load_tokenizer(tiny_setup["student"])
-    token_map = TokenMap.load_optional(tiny_setup["student"])
-    assert token_map is not None and not token_map.is_identity
-    examples, _ = tokenize_records(
-        make_records(3, "valid"),
-        teacher_tok,
-        max_source_tokens=64,
-        max_target_tokens=16,
-        token_map=token_map,
-    )
-    batch = collate_causal(examples, student_tok.pad_token_id, teacher_tok.pad_token_id)
-    return batch, token_map
 
 
 def _student(tiny_setup):

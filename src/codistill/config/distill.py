@@ -72,6 +72,11 @@ class DistillConfig:
         "(bfloat16 where the CPU has it)",
         choices=("float32", "bfloat16", "auto"),
     )
+    hidden_layers: list[int] | None = field(
+        None,
+        help="for the loss term 'hidden': the teacher layer each student layer was copied "
+        "from (0-based); null = the student's derivation.json (`codistill student derive`)",
+    )
     # --- data ---------------------------------------------------------------------------
     train_data: str = field(help="training JSONL (records of `task`)")
     valid_data: str | None = field(None, help="validation JSONL; null = no validation")
@@ -255,9 +260,21 @@ class DistillConfig:
             objective = parse_objective(self.loss, **self.loss_settings())
         except ValueError as exc:  # losses raise ValueError; here it is a config error
             raise ConfigError(str(exc)) from None
+        if objective.has_hidden and (self.teacher is None or self.teacher_cache is not None):
+            raise ConfigError(
+                "loss term 'hidden' needs the online teacher's hidden states: set teacher=DIR "
+                "and no teacher_cache (a cache holds only the teacher's top-k log-probs)"
+            )
         if objective.needs_teacher and self.teacher is None and self.teacher_cache is None:
             raise ConfigError(
                 f"loss {self.loss!r} needs a teacher: set teacher=DIR or teacher_cache=DIR"
+            )
+        if self.hidden_layers is not None and not all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in self.hidden_layers
+        ):
+            raise ConfigError(
+                "hidden_layers must be teacher layer indices (ints >= 0), "
+                f"got {self.hidden_layers!r}"
             )
         if self.best_metric == "valid_exact_match" and not self.valid_generate:
             raise ConfigError("best_metric=valid_exact_match needs valid_generate > 0")

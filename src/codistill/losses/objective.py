@@ -81,21 +81,22 @@ class TermSpec:
 TERMS: dict[str, TermSpec] = {}
 
 
-def register_term(name: str, *, needs_teacher: bool, unit: str = "tokens"):
+def register_term(name: str, *, needs_teacher: bool, unit: str = "tokens", trainer=False):
     """Register a loss term under ``name`` (decorator).
 
     The function takes a :class:`TokenLossInputs` and, keyword-only, any of the settings in
-    :data:`SETTINGS` it needs, and returns the summed loss of the chunk.
+    :data:`SETTINGS` it needs, and returns the summed loss of the chunk. ``trainer``: the
+    trainer computes the term itself (it needs more than a chunk of logits); register None.
 
     Raises:
-        ValueError: an unknown ``unit``, a token-level term without a function, or a
-            parameter that is not a known setting.
+        ValueError: an unknown ``unit``, a token-level term without a function (unless the
+            trainer computes it), or a parameter that is not a known setting.
     """
     if unit not in ("tokens", "sequences"):
         raise ValueError(f"unit must be 'tokens' or 'sequences', got {unit!r}")
 
     def wrap(fn: Callable[..., torch.Tensor] | None) -> Callable[..., torch.Tensor] | None:
-        if fn is None and unit == "tokens":
+        if fn is None and unit == "tokens" and not trainer:
             raise ValueError(f"term {name!r}: a token-level term needs a function")
         TERMS[name] = TermSpec(fn, needs_teacher, unit, () if fn is None else _settings_of(fn))
         return fn
@@ -184,6 +185,9 @@ def _focal(x: TokenLossInputs, *, focal_alpha: float, focal_gamma: float) -> tor
 
 # Minimum-risk semantic term: needs sampling from the student, so the trainer computes it.
 register_term("semantic", needs_teacher=False, unit="sequences")(None)
+# Layer-wise hidden-state distillation (``losses.hidden``): needs every layer's states of the
+# student and the online teacher, so the trainer computes it from their forward passes.
+register_term("hidden", needs_teacher=True, trainer=True)(None)
 
 
 # Named objectives. alpha_temperature is the alpha-T paper's alpha*T^2*KL + (1-alpha)*CE (the
@@ -228,6 +232,10 @@ class Objective:
     @property
     def has_semantic(self) -> bool:
         return "semantic" in self.terms
+
+    @property
+    def has_hidden(self) -> bool:
+        return "hidden" in self.terms
 
     def weights(self, epoch: int, total_epochs: int) -> dict[str, float]:
         return {n: s.value(epoch, total_epochs) for n, s in self.terms.items()}

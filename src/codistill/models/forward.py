@@ -87,11 +87,15 @@ def target_states(
     decoder_input_ids=None,
     encoder_decoder: bool = False,
     inputs_embeds=None,
-) -> torch.Tensor:
+    all_layers: bool = False,
+) -> torch.Tensor | list[torch.Tensor]:
     """Hidden states (decoder-only) or logits (encoder-decoder) at target positions: ``[n, d]``.
 
     ``inputs_embeds`` (decoder-only): a residual stream the layers start from instead of the
     embeddings of ``input_ids`` (which is then ignored; the embedding's scaling is skipped too).
+    ``all_layers`` (decoder-only): every entry of the model's ``hidden_states`` at the target
+    positions (the embeddings, each layer's output, the last one final-normed), the last of
+    which is what is returned otherwise.
     """
     if encoder_decoder:
         out = model(
@@ -112,4 +116,6 @@ def target_states(
         output_hidden_states=True,
         logits_to_keep=last_logit_index(target_mask.shape[1]),
     )
+    if all_layers:
+        return [h[target_mask] for h in out.hidden_states]
     return out.hidden_states[-1][target_mask]

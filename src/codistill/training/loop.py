@@ -41,6 +41,7 @@ from codistill.data.batches import (
 )
 from codistill.data.jsonl import read_records
 from codistill.data.prompts import has_chat_template
+from codistill.losses.hidden import matched_layers
 from codistill.losses.objective import TERMS, Objective, parse_objective
 from codistill.models.forward import restrict_output_vocab
 from codistill.models.loading import (
@@ -50,6 +51,7 @@ from codistill.models.loading import (
     resolve_dtype,
 )
 from codistill.models.registry import resolve_model
+from codistill.models.student import DERIVATION_FILE
 from codistill.models.vocab import TokenMap
 from codistill.teacher.cache import TeacherCache, example_key, open_cache
 from codistill.training.onpolicy import OnPolicy
@@ -284,6 +286,7 @@ class Models:
     cache: TeacherCache | None = None
     teacher_to_student: torch.Tensor | None = None  # with a cache: teacher id -> student id
     semantic: SemanticTerm | None = None
+    hidden_pairs: list[tuple[int, int]] | None = None  # the hidden term's matched layers
 
 
 @dataclass
@@ -317,6 +320,7 @@ class Run:
     total_steps: int
     teacher_to_student: torch.Tensor | None = None  # teacher id -> student id (-1: none)
     on_policy: OnPolicy | None = None
+    hidden_pairs: list[tuple[int, int]] | None = None  # (student, teacher) hidden_states entries
 
     @property
     def encoder_decoder(self) -> bool:
@@ -408,6 +412,7 @@ def build_run(cfg: DistillConfig, resume: bool) -> tuple[Run, TrainState]:
         total_steps=total_steps,
         teacher_to_student=models.teacher_to_student,
         on_policy=_on_policy(cfg, models.tokenizer, models.token_map),
+        hidden_pairs=models.hidden_pairs,
     )
     if accelerator.is_main_process:
         write_run_json(run, models, data, resume)
@@ -440,7 +445,47 @@ def load_models(cfg: DistillConfig, objective: Objective, device) -> Models:
             models.teacher_path, token_map, vocab, resolve_dtype(cfg.teacher_dtype)
         )
         models.teacher = teacher.to(device)
+        if objective.has_hidden:
+            models.hidden_pairs = hidden_pairs(cfg, student, teacher)
     return models
+
+
+def hidden_pairs(cfg: DistillConfig, student, teacher) -> list[tuple[int, int]]:
+    """The (student, teacher) ``hidden_states`` entries the hidden term matches: from
+    ``cfg.hidden_layers``, else the teacher layers the student was derived from.
+
+    Raises:
+        ConfigError: no layer map, one of the wrong length, a layer out of range, or student
+            and teacher states of different widths (naming what to set).
+    """
+    where = "hidden_layers"
+    layers = cfg.hidden_layers
+    if layers is None:
+        derivation = Path(resolve_model(cfg.student)) / DERIVATION_FILE
+        if not derivation.is_file():
+            raise ConfigError(
+                f"loss term 'hidden': {derivation} not found; the student was not derived from "
+                "the teacher by `codistill student derive`, so set hidden_layers to the teacher "
+                "layer behind each student layer"
+            )
+        layers, where = rundir.read_json(derivation).get("layers"), str(derivation)
+    if student.config.is_encoder_decoder:
+        raise ConfigError("loss term 'hidden' is for decoder-only students")
+    n_student, n_teacher = student.config.num_hidden_layers, teacher.config.num_hidden_layers
+    if not isinstance(layers, list) or len(layers) != n_student:
+        raise ConfigError(
+            f"{where}: expected {n_student} teacher layers (one per student layer), got {layers!r}"
+        )
+    if student.config.hidden_size != teacher.config.hidden_size:
+        raise ConfigError(
+            f"loss term 'hidden': the student's states have {student.config.hidden_size} "
+            f"dimensions and the teacher's {teacher.config.hidden_size}: it compares them as "
+            "they are, so they must have the same width"
+        )
+    try:
+        return matched_layers(layers, n_teacher)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def load_data(cfg: DistillConfig, objective: Objective, models: Models) -> Data:
@@ -643,6 +688,7 @@ def optimizer_step(run: Run, group: list[list[int]], weights: dict, step: int = 
                     encoder_decoder,
                     run.teacher_to_student,
                     teacher_terms if sampled[i] else None,
+                    run.hidden_pairs,
                 )
                 if run.semantic is not None and not sampled[i]:
                     model = accelerator.unwrap_model(student)

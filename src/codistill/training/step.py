@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from codistill.losses.hidden import hidden_state_loss
 from codistill.losses.objective import Objective, TokenLossInputs
 from codistill.losses.sparse import SparseTargets, sparse_teacher_targets
 from codistill.models.forward import head_fn, target_states
@@ -43,6 +44,8 @@ def token_term_sums(
         names: the terms to compute; all of the objective's token-level terms when None.
     """
     names = objective.token_terms if names is None else names
+    if not names:  # an objective of terms the trainer computes (hidden) has no chunk terms
+        return {}
     total = torch.zeros(len(names), device=student_states.device)
     n = student_states.shape[0]
     for start in range(0, n, chunk):
@@ -82,12 +85,18 @@ def micro_batch_terms(
     encoder_decoder: bool,
     teacher_to_student: torch.Tensor | None = None,
     names: list[str] | None = None,
+    hidden_pairs: list[tuple[int, int]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Token-level term sums of one micro-batch: teacher forward under no-grad, or the cached
     teacher's top-k (``batch["cache_ids"]``/``["cache_logprobs"]``, mapped to the student's
     vocabulary through ``teacher_to_student``, -1 for ids it lacks). ``names`` restricts the
-    terms (on-policy micro-batches compute the teacher terms only)."""
+    terms (on-policy micro-batches compute the teacher terms only). With the ``hidden`` term,
+    ``hidden_pairs`` are the (student, teacher) ``hidden_states`` entries it matches (see
+    :func:`codistill.losses.hidden.matched_layers`)."""
     mask = batch["target_mask"].bool()
+    hidden = objective.has_hidden and names is None
+    if hidden and (teacher is None or hidden_pairs is None or encoder_decoder):
+        raise ValueError("the hidden term needs a decoder-only online teacher and hidden_pairs")
     s_states = target_states(
         student,
         batch["input_ids"],
@@ -95,6 +104,7 @@ def micro_batch_terms(
         mask,
         batch.get("decoder_input_ids"),
         encoder_decoder,
+        all_layers=hidden,
     )
     t_states = None
     if teacher is not None and objective.needs_teacher:
@@ -106,7 +116,14 @@ def micro_batch_terms(
                 mask,
                 batch.get("teacher_decoder_input_ids", batch.get("decoder_input_ids")),
                 encoder_decoder,
+                all_layers=hidden,
             )
+    hidden_sum = None
+    if hidden:
+        hidden_sum = hidden_state_loss(
+            [s_states[i] for i, _ in hidden_pairs], [t_states[j] for _, j in hidden_pairs]
+        )
+        s_states, t_states = s_states[-1], t_states[-1]
     sparse = None
     if "cache_ids" in batch and objective.needs_teacher:
         vocab = None if teacher_to_student is None else teacher_to_student.shape[0]
@@ -119,7 +136,7 @@ def micro_batch_terms(
             complete="cache_complete" in batch,
         )
     weights = batch.get("token_weights")
-    return token_term_sums(
+    sums = token_term_sums(
         objective,
         s_states,
         batch["labels"][mask],
@@ -131,3 +148,6 @@ def micro_batch_terms(
         sparse,
         names,
     )
+    if hidden_sum is not None:
+        sums["hidden"] = hidden_sum
+    return sums
