@@ -574,6 +574,42 @@ def _needs_cache(arm: str) -> bool:
     return ARMS[arm].get("loss") != "ce" and not _online(arm)
 
 
+def derived_from(student: Path, teacher: Path) -> bool:
+    """Whether ``student`` was made from ``teacher``'s layers (``codistill student derive``):
+    a ``derivation.json`` of a teacher with as many layers, and states of the same width."""
+    from transformers import AutoConfig  # lazy: transformers
+
+    from codistill.models.student import DERIVATION_FILE
+
+    derivation = student / DERIVATION_FILE
+    if not derivation.is_file():
+        return False
+    s_cfg = AutoConfig.from_pretrained(student).get_text_config()
+    t_cfg = AutoConfig.from_pretrained(teacher).get_text_config()
+    layers = json.loads(derivation.read_text()).get("teacher_layers")
+    return layers == t_cfg.num_hidden_layers and s_cfg.hidden_size == t_cfg.hidden_size
+
+
+def _hidden_arms_if_derived(
+    arms: list[str], student: Path, teacher: Path, chosen: bool
+) -> list[str]:
+    """``arms`` with those that run the teacher online for its hidden states: by default only
+    when the student was derived from the teacher's layers, and chosen ones refused otherwise.
+
+    Raises:
+        ValueError: such an arm chosen with a student not derived from the teacher.
+    """
+    online = [a for a in arms if _online(a)]
+    if not online or derived_from(student, teacher):
+        return arms
+    if chosen:
+        raise ValueError(
+            f"arm {online[0]!r} matches each student layer with the teacher layer it was copied "
+            f"from: {student} was not derived from {teacher} (`codistill student derive`)"
+        )
+    return [a for a in arms if a not in online]
+
+
 def study_arms(arms: list[str] | None) -> list[str]:
     """The arms to run, the SFT baseline always first."""
     return ordered_arms("codegen", arms, list(ARMS), BASELINE)
@@ -620,6 +656,7 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     started = time.time()
     data = prepare_data(root, budget, opts)
     teacher, student = prepare_models(root, budget, opts, data)
+    arms = _hidden_arms_if_derived(arms, student, teacher, chosen=opts.arms is not None)
     # The solutions for each kind of targets an arm trains on (the baseline's verified ones
     # always): the teacher's, and the untouched student's greedy ones for ``kd-own``.
     kinds = dict.fromkeys(ARMS[a]["targets"] for a in arms if ARMS[a]["targets"] != "reference")

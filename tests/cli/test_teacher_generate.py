@@ -117,8 +117,9 @@ def test_user_errors_exit_2_with_one_line(tiny, tmp_path, capsys):
     assert "not a model directory" in capsys.readouterr().err
     assert cli("--teacher", str(tiny["gemma"]), *base, "--n", "2") == 2
     assert "--n 2 needs --temperature > 0" in capsys.readouterr().err
-    assert cli("--teacher", str(tiny["gemma"]), *base, "--backend", "llamacpp:/no/such.gguf") == 2
-    assert "not a file" in capsys.readouterr().err
+    for kind in ("llamacpp", "llamacpp-batch"):  # refused before anything is written
+        assert cli("--teacher", str(tiny["gemma"]), *base, "--backend", f"{kind}:/no/a.gguf") == 2
+        assert "not a file" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
 
 

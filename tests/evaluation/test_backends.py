@@ -382,6 +382,11 @@ def test_llamacpp_batch_samples_n_per_prompt_in_order_and_reproducibly(tiny_llam
         assert [c.text for c in one.generate(PROMPTS[:2], **kw)] == [c.text for c in first]
     finally:
         one.close()
+    # ... and whatever the calls: a prompt's draws follow its text, not its place in a call
+    swapped = tiny_batch.generate([PROMPTS[1], PROMPTS[0]], **kw)
+    assert [c.text for c in swapped] == [c.text for c in first[3:] + first[:3]]
+    alone = tiny_batch.generate(PROMPTS[1:2], **kw)
+    assert [c.text for c in alone] == [c.text for c in first[3:]]
 
 
 @needs_llama_cpp

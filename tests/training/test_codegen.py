@@ -395,6 +395,17 @@ def test_on_policy_step_computes_teacher_terms_on_the_samples_and_skips_ce(qwen_
     assert logged["target_tokens"] == sum(len(e.target_ids) for mb in sampled for e in mb)
 
 
+def test_on_policy_samples_carry_the_hidden_term_too(qwen_setup, tmp_path):
+    """Layer-wise distillation needs only the online teacher, which scores the samples: it is
+    computed on them like the other teacher terms, and normalised by the same tokens."""
+    over = {"loss": {"ce": 0.5, "hidden": 1.0}, "on_policy": 1.0, "max_train_examples": 4}
+    run, _ = build_run(_cfg(qwen_setup, tmp_path, "oph", **over), resume=False)
+    run = dataclasses.replace(recording(run), on_policy=_on_policy(qwen_setup))
+    run.student.train()
+    logged = optimizer_step(run, [[0, 1], [2, 3]], run.objective.weights(0, 1), step=3)
+    assert logged["on_policy_batches"] == 2 and logged["ce"] == 0 and logged["hidden"] > 0
+
+
 def test_on_policy_run_logs_its_on_policy_micro_batches(qwen_setup, tmp_path):
     cfg = _cfg(
         qwen_setup,

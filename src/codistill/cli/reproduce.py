@@ -46,7 +46,8 @@ def register(sub) -> None:
     p.add_argument(
         "--arms",
         help="comma-separated subset of the study's arms (the baseline arm always runs: "
-        "CE-only, or SFT for codegen)",
+        "CE-only, or SFT for codegen; codegen's kd-hidden runs by default only when the student "
+        "was derived from the teacher's layers)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -11,13 +11,15 @@ scans the other sequences' cells.
 
 Prompts are tokenized as llama-cpp-python's server tokenizes a completion request (the model's
 BOS if it asks for one, then the text with special tokens parsed), greedy decoding takes the
-arg-max of the logits (no repeat penalty), sampling uses temperature and top-p from a seeded
-generator, and text is cut at the first stop string. Rows of one batched decode agree with a
-single-sequence decode to rounding, so a greedy answer can differ where two tokens tie.
+arg-max of the logits (no repeat penalty), sampling uses temperature and top-p from a generator
+seeded by the backend's seed, the prompt's text and the sample's number, and text is cut at the
+first stop string. Rows of one batched decode agree with a single-sequence decode to rounding,
+so a greedy answer can differ where two tokens tie.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -208,6 +210,10 @@ class LlamaCppBatchBackend(LlamaCppContext):
                     f"context of {self.n_ctx} per sequence holds {room}"
                 )
         jobs = [(i, s) for i in range(len(prompts)) for s in range(n)]
+        # A prompt's samples are seeded by its text, not its place in this call: a caller that
+        # sends its prompts in chunks (teacher generate) gets the same draws as one call, and
+        # the prompts at one place in every chunk do not share a random stream.
+        keys = [int.from_bytes(hashlib.sha256(p.encode("utf-8")).digest()[:8]) for p in prompts]
         done: list[Completion | None] = [None] * len(jobs)
         stops = [s.encode("utf-8") for s in stop or [] if s]
         longest = max((len(s) for s in stops), default=0)
@@ -220,7 +226,8 @@ class LlamaCppBatchBackend(LlamaCppContext):
                 j = queue.pop()
                 seq = free.pop()
                 lib.llama_memory_seq_rm(mem, seq, -1, -1)
-                rng = np.random.default_rng([self.seed, *jobs[j]])
+                prompt, sample = jobs[j]
+                rng = np.random.default_rng([self.seed, keys[prompt], sample])
                 slots[seq] = _Slot(j, tokens[jobs[j][0]], rng, started=time.perf_counter())
             rows = self._decode(slots)
             for seq, row in rows.items():

@@ -253,7 +253,7 @@ def check_backend_spec(spec: str) -> None:
     path = Path(target)
     if kind == "transformers" and not path.is_dir():
         raise FileNotFoundError(f"backend {spec!r}: {target} is not a model directory")
-    if kind == "llamacpp":
+    if kind.startswith("llamacpp"):  # the server's and the in-process batch backend's
         if not path.is_file():
             raise FileNotFoundError(f"backend {spec!r}: {target} is not a file")
         if gguf_problem(path):

@@ -699,8 +699,8 @@ class _Teacher:
             # from the HF tokenizer that cut it) and the completion.
             kwargs["n_ctx"] = int(1.25 * self.s.max_source_tokens) + self.s.max_new_tokens + 64
             kwargs["n_threads"] = self.s.n_threads
-        if self.s.backend_kind == "llamacpp-batch":  # in-process: seeds its sampled answers
-            kwargs["seed"] = self.s.seed
+            if self.s.backend_kind == "llamacpp-batch":  # in-process: seeds its sampled answers
+                kwargs["seed"] = self.s.seed
         else:
             kwargs.update(model=self.s.server_model, api_key=self.api_key)
         return make_backend(self.s.backend, **kwargs)

@@ -670,7 +670,7 @@ def optimizer_step(run: Run, group: list[list[int]], weights: dict, step: int = 
     n_input = sum(len(e.prompt_ids) + len(e.target_ids) for mb in micro for e in mb)
     denominators = {"sequences": n_seq, "teacher": n_tok, "student": n_ref_tok}
     scale = {n: world / denominators[_count_of(TERMS[n])] for n in weights}
-    teacher_terms = [n for n in run.objective.token_terms if TERMS[n].needs_teacher]
+    teacher_terms = [n for n in run.objective.terms if TERMS[n].needs_teacher]
     encoder_decoder = run.encoder_decoder
     sums = {name: 0.0 for name in weights}
     for i, examples in enumerate(micro):

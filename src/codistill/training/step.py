@@ -90,11 +90,11 @@ def micro_batch_terms(
     """Token-level term sums of one micro-batch: teacher forward under no-grad, or the cached
     teacher's top-k (``batch["cache_ids"]``/``["cache_logprobs"]``, mapped to the student's
     vocabulary through ``teacher_to_student``, -1 for ids it lacks). ``names`` restricts the
-    terms (on-policy micro-batches compute the teacher terms only). With the ``hidden`` term,
-    ``hidden_pairs`` are the (student, teacher) ``hidden_states`` entries it matches (see
-    :func:`codistill.losses.hidden.matched_layers`)."""
+    terms (on-policy micro-batches compute the teacher terms only, ``hidden`` included). With
+    the ``hidden`` term, ``hidden_pairs`` are the (student, teacher) ``hidden_states`` entries
+    it matches (see :func:`codistill.losses.hidden.matched_layers`)."""
     mask = batch["target_mask"].bool()
-    hidden = objective.has_hidden and names is None
+    hidden = objective.has_hidden and (names is None or "hidden" in names)
     if hidden and (teacher is None or hidden_pairs is None or encoder_decoder):
         raise ValueError("the hidden term needs a decoder-only online teacher and hidden_pairs")
     s_states = target_states(
@@ -146,7 +146,7 @@ def micro_batch_terms(
         None if (encoder_decoder or teacher is None) else head_fn(teacher),
         cfg.loss_chunk_tokens,
         sparse,
-        names,
+        None if names is None else [n for n in names if n in objective.token_fns],
     )
     if hidden_sum is not None:
         sums["hidden"] = hidden_sum
