@@ -90,6 +90,11 @@ def test_a_student_not_derived_from_the_teacher_needs_hidden_layers(tiny_setup, 
         _run({**tiny_setup, "student": student}, tmp_path / "r")
 
 
+def test_hidden_layers_without_the_term_are_refused(tiny_setup, tmp_path):
+    with pytest.raises(ConfigError, match="hidden_layers is for the loss term 'hidden'"):
+        distill_config(tiny_setup, tmp_path / "c", loss={"ce": 1.0}, hidden_layers=[0, 3])
+
+
 def test_the_term_needs_the_online_teacher(tiny_setup, tmp_path):
     with pytest.raises(ConfigError, match="online teacher's hidden states"):
         distill_config(

@@ -269,6 +269,10 @@ class DistillConfig:
             raise ConfigError(
                 f"loss {self.loss!r} needs a teacher: set teacher=DIR or teacher_cache=DIR"
             )
+        if self.hidden_layers is not None and not objective.has_hidden:
+            raise ConfigError(
+                f"hidden_layers is for the loss term 'hidden', which loss {self.loss!r} lacks"
+            )
         if self.hidden_layers is not None and not all(
             isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in self.hidden_layers
         ):
