@@ -87,7 +87,8 @@ def test_the_study_compares_kd_with_sft_on_pooled_benchmarks(smoke_run):
     # The arms on every prompt are also paired with CE-only on the same prompts.
     vs_ce = json.loads((out / "codegen" / "vs-ce" / "comparison.json").read_text())
     assert vs_ce["baseline"] == "ce"
-    assert set(vs_ce["paired"]) == {"kd-ref", "seq", "kd-seq", "kd-own", "kd-hidden", "teacher"}
+    on_every_prompt = {"kd-ref", "seq", "kd-seq", "kd-own", "kd-hidden", "kd-online"}
+    assert set(vs_ce["paired"]) == on_every_prompt | {"teacher"}
     assert "## On every training prompt: against `ce`" in report
     assert "\n#### Against the ground truth" in report
     assert (out / "codegen" / "quality_vs_steps.png").read_bytes()[:4] == b"\x89PNG"
@@ -108,7 +109,8 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
     assert all([r["step"] for r in rows] == list(range(1, steps + 1)) for rows in runs.values())
     digests = {a: [r["batch_digest"] for r in rows] for a, rows in runs.items()}
     assert digests["sft"] == digests["kd"] == digests["rkl"]
-    assert digests["ce"] == digests["kd-ref"] == digests["kd-hidden"]  # on the references
+    on_references = ("kd-ref", "kd-hidden", "kd-online")
+    assert all(digests[a] == digests["ce"] for a in on_references)
     assert digests["seq"] == digests["kd-seq"]  # the two on every solution of the teacher
     assert "kl" in runs["kd-seq"][0] and "kl" not in runs["seq"][0]
     assert "kl" in runs["kd-own"][0] and "ce" not in runs["kd-own"][0]
@@ -116,6 +118,7 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
     assert "kl" in runs["kd-ref"][0] and "kl" not in runs["ce"][0]
     assert "reverse_kl" in runs["rkl"][0] and "kl" not in runs["rkl"][0]
     assert {"kl", "ce", "hidden"} <= set(runs["kd-hidden"][0])
+    assert {"kl", "ce"} <= set(runs["kd-online"][0]) and "hidden" not in runs["kd-online"][0]
     configs = {
         a: json.loads((Path(p) / "run.json").read_text())["config"]
         for a, p in summary["runs"].items()
@@ -147,10 +150,13 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
     assert configs["kd-ref"]["teacher_cache"] == caches["reference"]
     assert configs["kd-seq"]["teacher_cache"] == caches[configs["kd-seq"]["targets"]]
     assert configs["kd-own"]["teacher_cache"] == caches[configs["kd-own"]["targets"]]
-    # The hidden-state arm runs the teacher itself: a cache has no hidden states.
-    hidden = configs["kd-hidden"]
-    assert hidden["teacher_cache"] is None and hidden["targets"] == "reference"
-    assert Path(hidden["teacher"]) == Path(summary["stages"]["teacher"])
+    # The hidden-state arm runs the teacher itself (a cache has no hidden states), and so does
+    # its ablation.
+    for arm in ("kd-hidden", "kd-online"):
+        online = configs[arm]
+        assert online["teacher_cache"] is None and online["targets"] == "reference"
+        assert Path(online["teacher"]) == Path(summary["stages"]["teacher"])
+        assert online["loss"] == ARMS[arm].get("loss", "alpha_temperature")
     # ... and the teacher, not the student, scored them
     from codistill.teacher.cache import open_cache
 

@@ -23,8 +23,8 @@ cache     the teacher's top-k log-probs along each KD arm's targets (``teacher c
 arms      ``sft``: CE on the verified solutions; ``kd``: alpha-T KD (alpha 0.5, T 1) on the same
           solutions in the same order; ``rkl``: the same with reverse KL (mode-seeking) in
           place of the forward KL; ``ce``: CE on the same prompts' references; ``kd-ref``,
-          ``seq``, ``kd-seq``, ``kd-own``, ``kd-hidden``: see ``ARMS``; all from the same init
-          with the same optimiser, steps, batch and learning rate
+          ``seq``, ``kd-seq``, ``kd-own``, ``kd-hidden``, ``kd-online``: see ``ARMS``; all from
+          the same init with the same optimiser, steps, batch and learning rate
 eval      pass@1 (greedy; base tests, and HumanEval+'s plus tests) of the teacher, the untouched
           student and every arm on the pooled test set, through llama.cpp on a bfloat16 GGUF
           of each model (``cpu``/``full``) or in-process (``smoke``)
@@ -114,7 +114,11 @@ ARMS: dict[str, dict[str, Any]] = {
         "preset": "alpha-temperature",
         "loss": {"kl": 0.5, "ce": 0.5, "hidden": 10.0},
         "targets": "reference",
+        "teacher": "online",
     },
+    # Its ablation: the same alpha-T with the same online teacher, no hidden term (kd-ref's
+    # loss with the whole vocabulary's KL instead of the cache's top-k).
+    "kd-online": {"preset": "alpha-temperature", "targets": "reference", "teacher": "online"},
 }
 # The kind of targets the untouched student writes (the teacher writes the others').
 STUDENT_TARGETS = "student"
@@ -491,6 +495,7 @@ def train_arm(
     spec = dict(ARMS[arm])
     preset = spec.pop("preset")
     kind = spec.pop("targets")
+    spec.pop("teacher", None)  # online: set below
     if kind != "reference":  # references are the default: those arms' settings name none
         spec["targets"] = arm_targets(arm, budget, outputs)
     settings = {
@@ -565,7 +570,12 @@ def evaluate_model(
 
 
 def _online(arm: str) -> bool:
-    """Whether the arm runs the teacher online (its loss needs the teacher's hidden states)."""
+    """Whether the arm runs the teacher online rather than reading its cache."""
+    return ARMS[arm].get("teacher") == "online"
+
+
+def _hidden(arm: str) -> bool:
+    """Whether the arm's loss matches hidden states (its student must derive from the teacher)."""
     loss = ARMS[arm].get("loss")
     return isinstance(loss, dict) and "hidden" in loss
 
@@ -599,15 +609,15 @@ def _hidden_arms_if_derived(
     Raises:
         ValueError: such an arm chosen with a student not derived from the teacher.
     """
-    online = [a for a in arms if _online(a)]
-    if not online or derived_from(student, teacher):
+    hidden = [a for a in arms if _hidden(a)]
+    if not hidden or derived_from(student, teacher):
         return arms
     if chosen:
         raise ValueError(
-            f"arm {online[0]!r} matches each student layer with the teacher layer it was copied "
+            f"arm {hidden[0]!r} matches each student layer with the teacher layer it was copied "
             f"from: {student} was not derived from {teacher} (`codistill student derive`)"
         )
-    return [a for a in arms if a not in online]
+    return [a for a in arms if a not in hidden]
 
 
 def study_arms(arms: list[str] | None) -> list[str]:
@@ -765,6 +775,8 @@ VS_CE = {
     "(the teacher's KL alone)",
     "kd-hidden": "differs only in the loss (alpha-T with the online teacher, plus the distance "
     "of each layer's states from the teacher's)",
+    "kd-online": "differs only in the loss (alpha-T with the online teacher: the KL over the "
+    "whole vocabulary)",
 }
 
 
