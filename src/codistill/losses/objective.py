@@ -81,7 +81,7 @@ class TermSpec:
 TERMS: dict[str, TermSpec] = {}
 
 
-def register_term(name: str, *, needs_teacher: bool, unit: str = "tokens", trainer=False):
+def register_term(name: str, *, needs_teacher: bool, unit: str = "tokens", trainer: bool = False):
     """Register a loss term under ``name`` (decorator).
 
     The function takes a :class:`TokenLossInputs` and, keyword-only, any of the settings in
