@@ -347,19 +347,24 @@ def test_only_arms_on_every_prompt_are_paired_with_ce_and_only_when_it_runs():
 def test_the_hidden_state_arm_runs_only_for_a_student_derived_from_the_teacher(tmp_path):
     from codistill.models.student import derive_student
     from codistill.models.tiny import make_tiny_causal_lm
-    from codistill.reproduce_codegen import _hidden_arms_if_derived, derived_from
+    from codistill.reproduce_codegen import _hidden_arms_if_derived, derivation_problem
 
     teacher = make_tiny_causal_lm(tmp_path / "teacher", num_layers=4, seed=0)
     derive_student(teacher, tmp_path / "derived", 2)
     other = make_tiny_causal_lm(tmp_path / "other", num_layers=2, seed=1)  # no derivation.json
-    assert derived_from(tmp_path / "derived", teacher) and not derived_from(other, teacher)
+    assert derivation_problem(tmp_path / "derived", teacher) is None
+    assert "was not derived from" in derivation_problem(other, teacher)
     arms = ["sft", "ce", "kd-hidden"]
     assert _hidden_arms_if_derived(arms, tmp_path / "derived", teacher, chosen=True) == arms
     assert _hidden_arms_if_derived(arms, other, teacher, chosen=False) == ["sft", "ce"]
     with pytest.raises(ValueError, match=r"'kd-hidden' .* was not derived from"):
         _hidden_arms_if_derived(arms, other, teacher, chosen=True)
     bigger = make_tiny_causal_lm(tmp_path / "bigger", num_layers=6, seed=2)
-    assert not derived_from(tmp_path / "derived", bigger)  # derived from a 4-layer teacher
+    assert "derived from a 4-layer teacher, and this teacher has 6" in derivation_problem(
+        tmp_path / "derived", bigger
+    )
+    with pytest.raises(ValueError, match=r"'kd-hidden' .*derivation.json: derived from a 4-"):
+        _hidden_arms_if_derived(arms, tmp_path / "derived", bigger, chosen=True)
 
 
 def test_the_baseline_always_runs_first():

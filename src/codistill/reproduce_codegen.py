@@ -584,20 +584,28 @@ def _needs_cache(arm: str) -> bool:
     return ARMS[arm].get("loss") != "ce" and not _online(arm)
 
 
-def derived_from(student: Path, teacher: Path) -> bool:
-    """Whether ``student`` was made from ``teacher``'s layers (``codistill student derive``):
-    a ``derivation.json`` of a teacher with as many layers, and states of the same width."""
+def derivation_problem(student: Path, teacher: Path) -> str | None:
+    """Why ``student`` cannot be matched layer by layer with ``teacher`` (the rule the ``hidden``
+    term applies at load: :func:`codistill.losses.hidden.layer_map_problem`), or None when it
+    was derived from its layers (``codistill student derive``)."""
     from transformers import AutoConfig  # lazy: transformers
 
+    from codistill.losses.hidden import layer_map_problem
     from codistill.models.student import DERIVATION_FILE
 
     derivation = student / DERIVATION_FILE
     if not derivation.is_file():
-        return False
+        return f"{student} was not derived from {teacher} (`codistill student derive`)"
+    record = json.loads(derivation.read_text())
     s_cfg = AutoConfig.from_pretrained(student).get_text_config()
     t_cfg = AutoConfig.from_pretrained(teacher).get_text_config()
-    layers = json.loads(derivation.read_text()).get("teacher_layers")
-    return layers == t_cfg.num_hidden_layers and s_cfg.hidden_size == t_cfg.hidden_size
+    problem = layer_map_problem(
+        record.get("layers"),
+        (s_cfg.num_hidden_layers, s_cfg.hidden_size),
+        (t_cfg.num_hidden_layers, t_cfg.hidden_size),
+        record.get("teacher_layers"),
+    )
+    return f"{derivation}: {problem}" if problem else None
 
 
 def _hidden_arms_if_derived(
@@ -610,12 +618,13 @@ def _hidden_arms_if_derived(
         ValueError: such an arm chosen with a student not derived from the teacher.
     """
     hidden = [a for a in arms if _hidden(a)]
-    if not hidden or derived_from(student, teacher):
+    problem = derivation_problem(student, teacher) if hidden else None
+    if problem is None:
         return arms
     if chosen:
         raise ValueError(
             f"arm {hidden[0]!r} matches each student layer with the teacher layer it was copied "
-            f"from: {student} was not derived from {teacher} (`codistill student derive`)"
+            f"from: {problem}"
         )
     return [a for a in arms if a not in hidden]
 

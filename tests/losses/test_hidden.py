@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codistill.losses.hidden import hidden_state_loss, matched_layers, relative_state_error
+from codistill.losses.hidden import (
+    hidden_state_loss,
+    layer_map_problem,
+    matched_layers,
+    relative_state_error,
+)
 
 
 def test_relative_error_is_the_squared_distance_over_the_teachers_squared_norm():
@@ -79,3 +84,22 @@ def test_the_last_student_layer_is_matched_only_with_the_teachers_normed_last():
 def test_a_layer_outside_the_teacher_is_refused():
     with pytest.raises(ValueError, match=r"\[4\] out of range for a 4-layer teacher"):
         matched_layers([0, 4], 4)
+
+
+@pytest.mark.parametrize(
+    ("layers", "student", "teacher", "derived", "problem"),
+    [
+        ([0, 3], (2, 8), (4, 8), None, None),
+        ([0, 3], (2, 8), (4, 8), 4, None),
+        ([0, 3], (2, 8), (6, 8), 4, "derived from a 4-layer teacher, and this teacher has 6"),
+        ([0, 1, 3], (2, 8), (4, 8), None, "expected 2 teacher layers"),
+        ("0,3", (2, 8), (4, 8), None, "expected 2 teacher layers"),
+        ([0, 3], (2, 8), (4, 16), None, "8 dimensions and the teacher's 16"),
+        ([0, 7], (2, 8), (4, 8), None, r"teacher layers [7] out of range"),
+    ],
+)
+def test_a_layer_map_fits_a_student_and_a_teacher_or_says_why_not(
+    layers, student, teacher, derived, problem
+):
+    found = layer_map_problem(layers, student, teacher, derived)
+    assert found is None if problem is None else problem in found

@@ -90,6 +90,16 @@ def test_a_student_not_derived_from_the_teacher_needs_hidden_layers(tiny_setup, 
         _run({**tiny_setup, "student": student}, tmp_path / "r")
 
 
+def test_a_student_derived_from_another_teacher_is_refused(tiny_setup, tmp_path):
+    from codistill.models.tiny import make_tiny_causal_lm
+
+    deeper = make_tiny_causal_lm(tmp_path / "deeper", num_layers=6, seed=3)
+    derive_student(deeper, tmp_path / "from-deeper", 2)  # its layers [0, 5]: one out of range
+    setup = {**tiny_setup, "student": tmp_path / "from-deeper"}
+    with pytest.raises(ConfigError, match=r"derivation.json: derived from a 6-layer teacher"):
+        _run(setup, tmp_path / "r")
+
+
 def test_hidden_layers_without_the_term_are_refused(tiny_setup, tmp_path):
     with pytest.raises(ConfigError, match="hidden_layers is for the loss term 'hidden'"):
         distill_config(tiny_setup, tmp_path / "c", loss={"ce": 1.0}, hidden_layers=[0, 3])

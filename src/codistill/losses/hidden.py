@@ -85,3 +85,35 @@ def matched_layers(teacher_layers: list[int], n_teacher: int) -> list[tuple[int,
     if not pairs:
         raise ValueError("no student layer can be matched with a teacher layer")
     return pairs
+
+
+def layer_map_problem(
+    layers: object,
+    student_shape: tuple[int, int],
+    teacher_shape: tuple[int, int],
+    derived_from_layers: int | None = None,
+) -> str | None:
+    """Why a student cannot be matched layer by layer with a teacher through ``layers`` (the
+    teacher layer behind each student layer), or None when it can. Shapes are ``(layers,
+    width)``; ``derived_from_layers``, where the map comes from ``codistill student derive``,
+    is the layer count of the teacher it was derived from, which must be this teacher's.
+    The one rule behind the ``hidden`` term's check at load and the studies' check before any
+    training."""
+    (n_student, s_width), (n_teacher, t_width) = student_shape, teacher_shape
+    if derived_from_layers is not None and derived_from_layers != n_teacher:
+        return (
+            f"derived from a {derived_from_layers}-layer teacher, and this teacher has "
+            f"{n_teacher} layers"
+        )
+    if not isinstance(layers, list) or len(layers) != n_student:
+        return f"expected {n_student} teacher layers (one per student layer), got {layers!r}"
+    if s_width != t_width:
+        return (
+            f"the student's states have {s_width} dimensions and the teacher's {t_width}: they "
+            "are compared as they are, so they must have the same width"
+        )
+    try:
+        matched_layers(layers, n_teacher)
+    except ValueError as exc:
+        return str(exc)
+    return None

@@ -41,7 +41,7 @@ from codistill.data.batches import (
 )
 from codistill.data.jsonl import read_records
 from codistill.data.prompts import has_chat_template
-from codistill.losses.hidden import matched_layers
+from codistill.losses.hidden import layer_map_problem, matched_layers
 from codistill.losses.objective import TERMS, Objective, parse_objective
 from codistill.models.forward import restrict_output_vocab
 from codistill.models.loading import (
@@ -458,8 +458,7 @@ def hidden_pairs(cfg: DistillConfig, student, teacher) -> list[tuple[int, int]]:
         ConfigError: no layer map, one of the wrong length, a layer out of range, or student
             and teacher states of different widths (naming what to set).
     """
-    where = "hidden_layers"
-    layers = cfg.hidden_layers
+    where, layers, derived = "hidden_layers", cfg.hidden_layers, None
     if layers is None:
         derivation = Path(resolve_model(cfg.student)) / DERIVATION_FILE
         if not derivation.is_file():
@@ -468,24 +467,20 @@ def hidden_pairs(cfg: DistillConfig, student, teacher) -> list[tuple[int, int]]:
                 "the teacher by `codistill student derive`, so set hidden_layers to the teacher "
                 "layer behind each student layer"
             )
-        layers, where = rundir.read_json(derivation).get("layers"), str(derivation)
+        record = rundir.read_json(derivation)
+        layers, derived, where = record.get("layers"), record.get("teacher_layers"), str(derivation)
     if student.config.is_encoder_decoder:
         raise ConfigError("loss term 'hidden' is for decoder-only students")
-    n_student, n_teacher = student.config.num_hidden_layers, teacher.config.num_hidden_layers
-    if not isinstance(layers, list) or len(layers) != n_student:
-        raise ConfigError(
-            f"{where}: expected {n_student} teacher layers (one per student layer), got {layers!r}"
-        )
-    if student.config.hidden_size != teacher.config.hidden_size:
-        raise ConfigError(
-            f"loss term 'hidden': the student's states have {student.config.hidden_size} "
-            f"dimensions and the teacher's {teacher.config.hidden_size}: it compares them as "
-            "they are, so they must have the same width"
-        )
-    try:
-        return matched_layers(layers, n_teacher)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    s_cfg, t_cfg = student.config, teacher.config
+    problem = layer_map_problem(
+        layers,
+        (s_cfg.num_hidden_layers, s_cfg.hidden_size),
+        (t_cfg.num_hidden_layers, t_cfg.hidden_size),
+        derived,
+    )
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
+    return matched_layers(layers, t_cfg.num_hidden_layers)
 
 
 def load_data(cfg: DistillConfig, objective: Objective, models: Models) -> Data:
