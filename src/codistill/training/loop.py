@@ -455,9 +455,9 @@ def hidden_pairs(cfg: DistillConfig, student, teacher) -> list[tuple[int, int]]:
     ``cfg.hidden_layers``, else the teacher layers the student was derived from.
 
     Raises:
-        ConfigError: no layer map, one of the wrong length, a layer out of range, or student
-            and teacher states of different widths (naming what to set).
-    """
+        ConfigError: no layer map, one of the wrong length, a layer out of range, a student
+            derived from a teacher of another depth, or student and teacher states of
+            different widths (:func:`codistill.losses.hidden.layer_map_problem`)."""
     where, layers, derived = "hidden_layers", cfg.hidden_layers, None
     if layers is None:
         derivation = Path(resolve_model(cfg.student)) / DERIVATION_FILE
