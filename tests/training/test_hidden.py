@@ -94,7 +94,8 @@ def test_a_student_derived_from_another_teacher_is_refused(tiny_setup, tmp_path)
     from codistill.models.tiny import make_tiny_causal_lm
 
     deeper = make_tiny_causal_lm(tmp_path / "deeper", num_layers=6, seed=3)
-    derive_student(deeper, tmp_path / "from-deeper", 2)  # its layers [0, 5]: one out of range
+    # Layers 0 and 3 of a 6-layer teacher: in range for the 4-layer one, yet not its layers.
+    derive_student(deeper, tmp_path / "from-deeper", [0, 3])
     setup = {**tiny_setup, "student": tmp_path / "from-deeper"}
     with pytest.raises(ConfigError, match=r"derivation.json: derived from a 6-layer teacher"):
         _run(setup, tmp_path / "r")
