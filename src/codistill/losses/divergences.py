@@ -81,7 +81,15 @@ def select_token_logits(logits: Tensor, mask: Tensor, name: str) -> Tensor:
     if not logits.is_floating_point():
         raise ValueError(f"{name} must be a float tensor, got dtype {logits.dtype}")
     check_mask(mask, logits.shape[:2])
-    return logits[mask].float()
+    return masked_rows(logits, mask)
+
+
+def masked_rows(logits: Tensor, mask: Tensor) -> Tensor:
+    """``logits[mask]`` as float32 ``[n, vocab]``, row-major; a view rather than a copy when
+    every position counts (the objective's chunks of target positions), which spares a pass
+    over the rows and its backward."""
+    rows = logits.reshape(-1, logits.shape[-1]) if bool(mask.all()) else logits[mask]
+    return rows.float()
 
 
 def select_token_labels(labels: Tensor, mask: Tensor, vocab_size: int, name: str) -> Tensor:

@@ -69,7 +69,6 @@ import math
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from codistill.losses.divergences import (
@@ -79,6 +78,7 @@ from codistill.losses.divergences import (
     check_temperature,
     generalized_jsd_rows,
     kl_rows,
+    masked_rows,
     reduce_token_losses,
 )
 
@@ -202,7 +202,73 @@ def _rows(student_logits: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
             raise ValueError("mask is required when student_logits is [batch, seq, vocab]")
         mask = torch.ones(student_logits.shape[0], dtype=torch.bool, device=student_logits.device)
     check_mask(mask, student_logits.shape[:-1])
-    return student_logits[mask].float(), mask
+    return masked_rows(student_logits, mask), mask
+
+
+class _SupportAndTail(torch.autograd.Function):
+    """The student's log-probabilities on ``support ∪ {tail}``, ``[n, k + 1]``, from its logits.
+
+    Written by hand rather than as ``log_softmax`` + a masked ``logsumexp`` because over a 152k
+    vocabulary this loss's cost is its passes over the ``[n, V]`` rows, and autograd's version of
+    that makes about fifteen of them (each op and each op's backward one or two); this makes a
+    softmax and a masked sum forward and one product backward. The values are the same:
+
+    * support: ``z_s − logsumexp(z)`` (from the logits, so a probability that underflows in
+      float32 still has its exact log), ``-inf`` where the id is ``-1``;
+    * tail: ``log Σ_{v∉S} p_v``, a direct sum over the complement, never ``log(1 − Σ_S p)``,
+      which cancels when the support holds nearly all the mass. Where the sum underflows (every
+      complement probability below float32's range) the row falls back to an exact masked
+      ``logsumexp``. A row whose support is the whole vocabulary has tail ``-inf``.
+
+    Gradient: with ``p = softmax(z)``, upstream ``g_s`` (support) and ``g_t`` (tail),
+    ``P_t = Σ_{v∉S} p_v`` and ``G = Σ g_s + g_t``:
+    ``∂/∂z_v = p_v·(g_t/P_t·[v∉S] − G) + Σ_j g_{s,j}·[v = s_j]``.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, ids: Tensor, in_support: Tensor) -> Tensor:
+        present = ids >= 0
+        safe_ids = ids.clamp(min=0)
+        p = torch.softmax(z, dim=1)
+        top = z.argmax(dim=1, keepdim=True)
+        # The normaliser from the largest entry's probability (at least 1/V, so its log is exact).
+        log_z = z.gather(1, top) - p.gather(1, top).log()
+        support = torch.where(present, z.gather(1, safe_ids) - log_z, -torch.inf)
+        tail = p.masked_fill(in_support, 0).sum(dim=1, keepdim=True).log()
+        empty = present.sum(dim=1, keepdim=True) == z.shape[1]  # ids are distinct in a row
+        # Complement probabilities below ``tiny`` are lost or denormal, an absolute error of at
+        # most V·tiny in the sum; below 2^20 times that its relative error could pass 1e-6, and
+        # such rows are recomputed exactly.
+        floor = math.log(torch.finfo(z.dtype).tiny * z.shape[1] * 2**20)
+        exact_rows = ((tail < floor) & ~empty).squeeze(1).nonzero().squeeze(1)
+        z_exact = z[exact_rows]
+        if exact_rows.numel():
+            rest = z_exact.masked_fill(in_support[exact_rows], -torch.inf)
+            tail[exact_rows] = torch.logsumexp(rest, dim=1, keepdim=True) - log_z[exact_rows]
+        tail = tail.masked_fill(empty, -torch.inf)
+        ctx.save_for_backward(p, safe_ids, present, in_support, tail, exact_rows, z_exact)
+        return torch.cat([support, tail], dim=1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        p, safe_ids, present, in_support, tail, exact_rows, z_exact = ctx.saved_tensors
+        g_s = grad[:, :-1].masked_fill(~present, 0)
+        g_t = grad[:, -1:].masked_fill(torch.isinf(tail), 0)
+        total = g_s.sum(dim=1, keepdim=True) + g_t
+        # 1/P_t as exp(-tail); the clamp only guards rows that are empty (g_t = 0) or exact.
+        scale = g_t * torch.exp(-tail.clamp(min=-80.0))
+        # Every entry as if in the complement, then the support's k entries put right.
+        dz = p * (scale - total)
+        p_s = p.gather(1, safe_ids)
+        dz.scatter_add_(1, safe_ids, (g_s - p_s * scale).masked_fill(~present, 0))
+        if exact_rows.numel():
+            # The complement's own softmax, from the logits (p underflowed there); a row whose
+            # logits outside the support are all -inf gives NaN, and has no gradient to pass.
+            q = torch.softmax(z_exact.masked_fill(in_support[exact_rows], -torch.inf), dim=1)
+            q = q.masked_fill(torch.isinf(tail[exact_rows]), 0)
+            dz[exact_rows] = g_t[exact_rows] * q - total[exact_rows] * p[exact_rows]
+            dz[exact_rows] = dz[exact_rows].scatter_add(1, safe_ids[exact_rows], g_s[exact_rows])
+        return dz, None, None
 
 
 def _coarsened(
@@ -223,22 +289,15 @@ def _coarsened(
     ids = student_ids.long()
     if ids.numel() and ids.max() >= vocab:
         raise ValueError(f"student_ids must be < student vocab {vocab}, got max {int(ids.max())}")
-    present = ids >= 0
-    safe_ids = ids.clamp(min=0)
-    log_ps = F.log_softmax(logits / temperature, dim=-1)
-    neg_inf = torch.full_like(log_ps[:, :1], float("-inf"))
-    support = torch.where(present, log_ps.gather(1, safe_ids), neg_inf)
+    ordered = ids.sort(dim=1).values
+    if ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any():
+        raise ValueError("student_ids must be distinct within a row (apart from -1)")
     # Ids the student lacks scatter into a spare column, so they cannot clear a real id's flag.
-    spare_ids = torch.where(present, ids, torch.full_like(ids, vocab))
-    in_support = torch.zeros(n, vocab + 1, dtype=torch.bool, device=log_ps.device)
+    spare_ids = torch.where(ids >= 0, ids, torch.full_like(ids, vocab))
+    in_support = torch.zeros(n, vocab + 1, dtype=torch.bool, device=logits.device)
     in_support = in_support.scatter_(1, spare_ids, True)[:, :vocab]
-    # The student's tail as a logsumexp over its own complement, not log(1 − Σ support): exact
-    # even when the support holds all but 1e-9 of the mass.
-    empty = in_support.all(dim=1, keepdim=True)
-    rest = log_ps.masked_fill(in_support, float("-inf")).masked_fill(empty, 0.0)
-    # logsumexp over an all -inf row has a NaN gradient; such rows are fed zeros and reset.
-    student_tail = torch.where(empty, neg_inf, torch.logsumexp(rest, dim=1, keepdim=True))
-    student = torch.cat([support, student_tail], dim=1)
+    z = logits / temperature if temperature != 1 else logits
+    student = _SupportAndTail.apply(z, ids, in_support)
     teacher = torch.cat([teacher_logp.float(), tail_logp.float()[:, None]], dim=1).detach()
     return teacher.to(student.device), student, mask
 
