@@ -226,20 +226,25 @@ class _SupportAndTail(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor, ids: Tensor, in_support: Tensor) -> Tensor:
+    def forward(ctx, z: Tensor, ids: Tensor) -> Tensor:
+        n, vocab = z.shape
         present = ids >= 0
         safe_ids = ids.clamp(min=0)
+        # Ids the student lacks scatter into a spare column, so they cannot clear a real id's flag.
+        spare_ids = torch.where(present, ids, vocab)
+        in_support = torch.zeros(n, vocab + 1, dtype=torch.bool, device=z.device)
+        in_support = in_support.scatter_(1, spare_ids, True)[:, :vocab]
         p = torch.softmax(z, dim=1)
         top = z.argmax(dim=1, keepdim=True)
         # The normaliser from the largest entry's probability (at least 1/V, so its log is exact).
         log_z = z.gather(1, top) - p.gather(1, top).log()
         support = torch.where(present, z.gather(1, safe_ids) - log_z, -torch.inf)
         tail = p.masked_fill(in_support, 0).sum(dim=1, keepdim=True).log()
-        empty = present.sum(dim=1, keepdim=True) == z.shape[1]  # ids are distinct in a row
+        empty = present.sum(dim=1, keepdim=True) == vocab  # ids are distinct in a row
         # Complement probabilities below ``tiny`` are lost or denormal, an absolute error of at
         # most V·tiny in the sum; below 2^20 times that its relative error could pass 1e-6, and
         # such rows are recomputed exactly.
-        floor = math.log(torch.finfo(z.dtype).tiny * z.shape[1] * 2**20)
+        floor = math.log(torch.finfo(z.dtype).tiny * vocab * 2**20)
         exact_rows = ((tail < floor) & ~empty).squeeze(1).nonzero().squeeze(1)
         z_exact = z[exact_rows]
         if exact_rows.numel():
@@ -266,9 +271,9 @@ class _SupportAndTail(torch.autograd.Function):
             # logits outside the support are all -inf gives NaN, and has no gradient to pass.
             q = torch.softmax(z_exact.masked_fill(in_support[exact_rows], -torch.inf), dim=1)
             q = q.masked_fill(torch.isinf(tail[exact_rows]), 0)
-            dz[exact_rows] = g_t[exact_rows] * q - total[exact_rows] * p[exact_rows]
-            dz[exact_rows] = dz[exact_rows].scatter_add(1, safe_ids[exact_rows], g_s[exact_rows])
-        return dz, None, None
+            rows = g_t[exact_rows] * q - total[exact_rows] * p[exact_rows]
+            dz[exact_rows] = rows.scatter_add(1, safe_ids[exact_rows], g_s[exact_rows])
+        return dz, None
 
 
 def _coarsened(
@@ -292,12 +297,8 @@ def _coarsened(
     ordered = ids.sort(dim=1).values
     if ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any():
         raise ValueError("student_ids must be distinct within a row (apart from -1)")
-    # Ids the student lacks scatter into a spare column, so they cannot clear a real id's flag.
-    spare_ids = torch.where(ids >= 0, ids, torch.full_like(ids, vocab))
-    in_support = torch.zeros(n, vocab + 1, dtype=torch.bool, device=logits.device)
-    in_support = in_support.scatter_(1, spare_ids, True)[:, :vocab]
     z = logits / temperature if temperature != 1 else logits
-    student = _SupportAndTail.apply(z, ids, in_support)
+    student = _SupportAndTail.apply(z, ids)
     teacher = torch.cat([teacher_logp.float(), tail_logp.float()[:, None]], dim=1).detach()
     return teacher.to(student.device), student, mask
 
