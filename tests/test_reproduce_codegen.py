@@ -157,6 +157,10 @@ def test_sft_and_kd_see_the_same_batches_and_differ_only_in_the_loss(smoke_run):
         assert online["teacher_cache"] is None and online["targets"] == "reference"
         assert Path(online["teacher"]) == Path(summary["stages"]["teacher"])
         assert online["loss"] == ARMS[arm].get("loss", "alpha_temperature")
+    # Every arm with a teacher term learns the EOS ending a target from its label.
+    stops = {a: c["stop_target"] for a, c in configs.items()}
+    assert stops == {a: "teacher" if c["loss"] == "ce" else "label" for a, c in configs.items()}
+    assert stops["ce"] == stops["sft"] == stops["seq"] == "teacher" != stops["kd"]
     # ... and the teacher, not the student, scored them
     from codistill.teacher.cache import open_cache
 

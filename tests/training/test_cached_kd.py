@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -67,6 +68,36 @@ def test_cache_with_the_whole_vocabulary_gives_the_online_teachers_loss_and_grad
         dim=0,
     )
     assert cos > 0.99
+
+
+@pytest.mark.parametrize("stop_target", ["teacher", "label"])
+def test_a_cached_run_records_the_teachers_probability_of_the_ending_eos(
+    full_vocab_setup, tmp_path, capsys, stop_target
+):
+    cfg = distill_config(
+        full_vocab_setup,
+        tmp_path / "run",
+        loss={"kl": 1.0},
+        teacher_cache=str(full_vocab_setup["cache"]),
+        max_train_examples=8,
+        stop_target=stop_target,
+        **LIMITS,
+    )
+    run = build_run(cfg, resume=False)[0]
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["teacher_stop_probability"]
+    teacher = load_model(full_vocab_setup["teacher"])
+    want = []
+    for example in run.train:  # the student keeps the teacher's vocabulary: ids are the teacher's
+        assert example.target_ids[-1] == run.tokenizer.eos_token_id
+        ids = torch.tensor([example.prompt_ids + example.target_ids])
+        with torch.no_grad():
+            logits = teacher(input_ids=ids).logits[0, -2]  # the position predicting the EOS
+        want.append(float(torch.softmax(logits.float(), -1)[example.target_ids[-1]]))
+    # Stored log-probs are quantized (step 1/32 nats).
+    assert recorded == pytest.approx(sum(want) / len(want), rel=0.05)
+    # A random tiny teacher gives the EOS ~1/|V|: the run warns unless the label is used there.
+    warned = "not to stop" in capsys.readouterr().err
+    assert warned == (stop_target == "teacher")
 
 
 def test_dense_baseline_cache_gives_the_online_teachers_loss(full_vocab_setup, tmp_path):

@@ -1,13 +1,22 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
+from codistill.config.fields import ConfigError
 from codistill.losses.objective import parse_objective
 from codistill.models.loading import load_model
-from codistill.training.loop import build_run, distill, epoch_batches, optimizer_step
+from codistill.training.loop import (
+    _stop_id,
+    build_run,
+    distill,
+    epoch_batches,
+    optimizer_step,
+)
 from tests.helpers import distill_config
 from tests.training.recording import recording
 
@@ -147,3 +156,11 @@ def test_a_run_may_choose_another_precision_than_an_earlier_run_in_the_process(
         assert AcceleratorState._shared_state["_mixed_precision"] == "no"
     finally:
         AcceleratorState._reset_state(reset_partial_state=False)
+
+
+def test_stop_target_label_needs_the_students_eos():
+    cfg = SimpleNamespace(stop_target="label", student="runs/s")
+    assert _stop_id(cfg, SimpleNamespace(eos_token_id=7)) == 7
+    assert _stop_id(SimpleNamespace(stop_target="teacher"), SimpleNamespace(eos_token_id=7)) is None
+    with pytest.raises(ConfigError, match="runs/s.*has none"):
+        _stop_id(cfg, SimpleNamespace(eos_token_id=None))

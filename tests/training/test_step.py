@@ -113,6 +113,92 @@ def test_token_term_sums_are_the_whole_tensor_sums_for_any_chunk(chunk):
     torch.testing.assert_close(g_chunked, g_whole, rtol=1e-5, atol=1e-6)
 
 
+def _ones(n: int) -> torch.Tensor:
+    return torch.ones(1, n, dtype=torch.bool)
+
+
+def _ce_sum(s_logits, labels) -> torch.Tensor:
+    return divergences.cross_entropy(
+        s_logits[None], labels[None], _ones(len(labels)), reduction="sum"
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 1000])
+def test_token_term_sums_at_stop_positions_give_the_teacher_terms_the_labels_ce(chunk):
+    gen = torch.Generator().manual_seed(1)
+    n, vocab = 9, 13
+    s_logits = torch.randn(n, vocab, generator=gen, requires_grad=True)
+    t_logits = torch.randn(n, vocab, generator=gen) * 3
+    labels = torch.randint(0, vocab, (n,), generator=gen)
+    stop = torch.zeros(n, dtype=torch.bool)
+    stop[[2, 3, 8]] = True
+    terms = {"ce": 1.0, "kl": 1.0, "reverse_kl": 1.0, "jsd": 1.0}
+    objective = parse_objective(terms, temperature=TEMPERATURE)
+
+    got = token_term_sums(objective, s_logits, labels, None, None, t_logits, None, chunk, stop=stop)
+    away = _whole_tensor_terms(s_logits[~stop], t_logits[~stop], labels[~stop])
+    rev = divergences.reverse_kl(
+        s_logits[~stop][None], t_logits[~stop][None], _ones(6), TEMPERATURE, reduction="sum"
+    )
+    at_stop = _ce_sum(s_logits[stop], labels[stop])
+    want = {
+        "ce": _ce_sum(s_logits, labels),  # a student-only term sees every position
+        "kl": away["kl"] + at_stop,
+        "reverse_kl": rev + at_stop,
+        "jsd": away["jsd"] + at_stop,
+    }
+    for name in terms:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-5)
+    (g_got,) = torch.autograd.grad(sum(got.values()), s_logits)
+    (g_want,) = torch.autograd.grad(sum(want.values()), s_logits)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-5, atol=1e-6)
+
+
+def test_stop_positions_at_t1_are_the_kl_against_a_point_mass_on_the_label():
+    gen = torch.Generator().manual_seed(2)
+    n, vocab = 5, 11
+    s_logits = torch.randn(n, vocab, generator=gen)
+    t_logits = torch.randn(n, vocab, generator=gen)
+    labels = torch.randint(0, vocab, (n,), generator=gen)
+    objective = parse_objective({"kl": 1.0}, temperature=1.0)
+    everywhere = torch.ones(n, dtype=torch.bool)
+    got = token_term_sums(
+        objective, s_logits, labels, None, None, t_logits, None, 2, stop=everywhere
+    )
+    point_mass = torch.full((n, vocab), -1e4).scatter(1, labels[:, None], 0.0)
+    want = token_term_sums(objective, s_logits, labels, None, None, point_mass, None, 2)
+    torch.testing.assert_close(got["kl"], want["kl"], rtol=1e-5, atol=1e-5)
+
+
+def test_micro_batch_terms_with_a_stop_id_replace_only_the_teacher_terms_there(
+    tiny_setup, kd_batch
+):
+    batch, token_map = kd_batch
+    student, teacher = _student(tiny_setup), _teacher(tiny_setup, token_map)
+    mask = batch["target_mask"].bool()
+    labels = batch["labels"][mask]
+    stop_id = int(labels[-1])  # a label the targets use, as the EOS ending each one is
+    stop = labels == stop_id
+    assert 0 < int(stop.sum()) < len(labels)
+    cfg = _cfg({"ce": 1.0, "kl": 1.0}, chunk=4)
+    with torch.no_grad():
+        plain = micro_batch_terms(student, teacher, batch, _objective(cfg), cfg, False)
+        got = micro_batch_terms(
+            student, teacher, batch, _objective(cfg), cfg, False, stop_id=stop_id
+        )
+        s_logits = student(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits[mask]
+        t_logits = teacher(
+            input_ids=batch["teacher_input_ids"], attention_mask=batch["attention_mask"]
+        ).logits[mask]
+    away = _whole_tensor_terms(s_logits[~stop], t_logits[~stop], labels[~stop])
+    at_stop = _ce_sum(s_logits[stop], labels[stop])
+    torch.testing.assert_close(got["ce"], plain["ce"])
+    torch.testing.assert_close(got["kl"], away["kl"] + at_stop, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(got["kl"], plain["kl"])
+
+
 def test_micro_batch_terms_equal_the_losses_on_both_models_full_logits(tiny_setup, kd_batch):
     batch, token_map = kd_batch
     # The teacher reads its own token ids, not the student's mapped ones.
@@ -177,7 +263,10 @@ def test_micro_batch_terms_computes_only_the_named_terms(tiny_setup, kd_batch):
     torch.testing.assert_close(only_kl["kl"], both["kl"])
 
 
-def test_micro_batch_terms_from_a_complete_cache_equal_the_online_teacher(tiny_setup, kd_batch):
+@pytest.mark.parametrize("stop", [False, True])
+def test_micro_batch_terms_from_a_complete_cache_equal_the_online_teacher(
+    tiny_setup, kd_batch, stop
+):
     batch, token_map = kd_batch
     student, teacher = _student(tiny_setup), _teacher(tiny_setup, token_map)
     mask = batch["target_mask"].bool()
@@ -194,8 +283,12 @@ def test_micro_batch_terms_from_a_complete_cache_equal_the_online_teacher(tiny_s
     # No temperature in cfg: the cache is tempered with the one bound into the objective.
     cfg = SimpleNamespace(loss_chunk_tokens=4)
     with torch.no_grad():
-        online = micro_batch_terms(student, teacher, batch, objective, cfg, False)
-        from_cache = micro_batch_terms(student, None, cached, objective, cfg, False)
+        # With a stop id both paths leave the teacher out at its positions the same way.
+        stop_id = int(batch["labels"][mask][-1]) if stop else None
+        online = micro_batch_terms(student, teacher, batch, objective, cfg, False, stop_id=stop_id)
+        from_cache = micro_batch_terms(
+            student, None, cached, objective, cfg, False, stop_id=stop_id
+        )
     assert list(from_cache) == ["kl", "jsd", "gjsd"]
     for name in online:
         torch.testing.assert_close(from_cache[name], online[name], rtol=1e-4, atol=1e-5)

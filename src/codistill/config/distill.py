@@ -171,6 +171,13 @@ class DistillConfig:
     on_policy_temperature: float = field(
         1.0, help="sampling temperature of on-policy continuations", min=0, min_exclusive=True
     )
+    stop_target: str = field(
+        "teacher",
+        help="what the teacher terms match where the target's label is the student's EOS: "
+        "teacher (its distribution there) or label (the EOS's cross-entropy: a teacher given "
+        "a raw prompt was never asked to stop there, and its KL teaches the student not to)",
+        choices=("teacher", "label"),
+    )
     # --- optimisation -------------------------------------------------------------------
     epochs: int = field(3, help="passes over the training data", min=1)
     max_steps: int | None = field(None, help="stop after N optimizer steps (budget)", min=1)

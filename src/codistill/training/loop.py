@@ -297,6 +297,7 @@ class Data:
     valid: list[Example] | None
     stats: TokenizeStats  # of the training data
     targets: dict | None  # the teacher outputs used under ``targets=teacher...``, else None
+    stop_probability: float | None = None  # see :func:`teacher_stop_probability`
 
 
 @dataclass
@@ -321,6 +322,7 @@ class Run:
     teacher_to_student: torch.Tensor | None = None  # teacher id -> student id (-1: none)
     on_policy: OnPolicy | None = None
     hidden_pairs: list[tuple[int, int]] | None = None  # (student, teacher) hidden_states entries
+    stop_id: int | None = None  # the EOS whose teacher terms are its CE (stop_target: label)
 
     @property
     def encoder_decoder(self) -> bool:
@@ -413,6 +415,7 @@ def build_run(cfg: DistillConfig, resume: bool) -> tuple[Run, TrainState]:
         teacher_to_student=models.teacher_to_student,
         on_policy=_on_policy(cfg, models.tokenizer, models.token_map),
         hidden_pairs=models.hidden_pairs,
+        stop_id=_stop_id(cfg, models.tokenizer),
     )
     if accelerator.is_main_process:
         write_run_json(run, models, data, resume)
@@ -495,9 +498,33 @@ def load_data(cfg: DistillConfig, objective: Objective, models: Models) -> Data:
     valid = None
     if cfg.valid_data:  # always the references: validation measures the task
         valid, _, _ = _examples(cfg, cfg.valid_data, cfg.max_valid_examples, tok, tmap, objective)
+    stop = None
     if models.cache is not None:
         _attach_cache(train, models.cache, cfg, models.token_map)
-    return Data(train, valid, stats, targets)
+        stop = teacher_stop_probability(train)
+        if stop is not None and stop < 0.1 and cfg.stop_target == "teacher":
+            print(
+                f"codistill distill: warning: the cached teacher gives the EOS ending the "
+                f"targets a mean probability of {stop:.2g} there: its KL teaches the student "
+                "not to stop (stop_target: label learns the EOS from the label instead)",
+                file=sys.stderr,
+            )
+    return Data(train, valid, stats, targets, stop)
+
+
+def teacher_stop_probability(examples: list[Example]) -> float | None:
+    """The cached teacher's mean probability of each target's last token (the EOS the data
+    appends) at its position, over the examples with top-k rows (an id outside the top-k counts
+    as 0, so a lower bound); None when none has them. A teacher given a raw prompt was never
+    asked to stop there, and near 0 its KL teaches the student not to stop."""
+    found = []
+    for example in examples:
+        if example.cache_ids is None or not example.target_ids:
+            continue
+        ids = example.teacher_target_ids or example.target_ids
+        row = example.cache_ids[-1] == ids[-1]
+        found.append(float(example.cache_logprobs[-1][row].exp().sum()))
+    return sum(found) / len(found) if found else None
 
 
 def write_run_json(run: Run, models: Models, data: Data, resume: bool) -> None:
@@ -523,9 +550,22 @@ def write_run_json(run: Run, models: Models, data: Data, resume: bool) -> None:
             "style": cfg.prompt_style if cfg.task == "assertion" else None,
         },
         targets=data.targets or {"kind": "reference"},
+        teacher_stop_probability=data.stop_probability,
         processes=_processes(cfg, accelerator),
     )
     rundir.write_json(run.run_dir / "run.json", info)
+
+
+def _stop_id(cfg: DistillConfig, tokenizer) -> int | None:
+    """The student's EOS under ``stop_target: label`` (see :func:`micro_batch_terms`)."""
+    if cfg.stop_target != "label":
+        return None
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(
+            f"stop_target: label needs the student's EOS, and the tokenizer of {cfg.student} "
+            "has none (set its eos_token, or stop_target: teacher)"
+        )
+    return tokenizer.eos_token_id
 
 
 def _on_policy(cfg: DistillConfig, tokenizer, token_map: TokenMap | None) -> OnPolicy | None:
@@ -684,6 +724,7 @@ def optimizer_step(run: Run, group: list[list[int]], weights: dict, step: int = 
                     run.teacher_to_student,
                     teacher_terms if sampled[i] else None,
                     run.hidden_pairs,
+                    run.stop_id,
                 )
                 if run.semantic is not None and not sampled[i]:
                     model = accelerator.unwrap_model(student)

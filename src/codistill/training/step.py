@@ -10,13 +10,15 @@ and teacher logits is alive at a time, in the forward and in the backward pass.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from codistill.losses import divergences
 from codistill.losses.hidden import hidden_state_loss
-from codistill.losses.objective import Objective, TokenLossInputs
+from codistill.losses.objective import TERMS, Objective, TokenLossInputs
 from codistill.losses.sparse import SparseTargets, sparse_teacher_targets
 from codistill.models.forward import head_fn, target_states
 
@@ -32,6 +34,7 @@ def token_term_sums(
     chunk: int,
     sparse: SparseTargets | None = None,
     names: list[str] | None = None,
+    stop: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Sum of each token-level term over ``n`` target positions, computed chunk by chunk.
 
@@ -42,6 +45,8 @@ def token_term_sums(
         teacher_states: ``[n, d]`` teacher hidden states or logits (no grad), or None.
         sparse: a teacher cache's top-k targets for the ``n`` positions (instead of a teacher).
         names: the terms to compute; all of the objective's token-level terms when None.
+        stop: ``[n]`` True at the positions whose teacher terms are the label's cross-entropy
+            instead (``stop_target: label``, see :func:`micro_batch_terms`), or None.
     """
     names = objective.token_terms if names is None else names
     if not names:  # an objective of terms the trainer computes (hidden) has no chunk terms
@@ -66,7 +71,24 @@ def token_term_sums(
                 token_weights=None if token_weights is None else token_weights[sl][None],
                 sparse=None if sparse is None else SparseTargets(*(t[sl] for t in sparse)),
             )
-            return torch.stack([objective.token_fns[name](x) for name in names])
+            if stop is None or not stop[sl].any():
+                return torch.stack([objective.token_fns[name](x) for name in names])
+            here = stop[sl][None]
+            # The teacher terms skip these positions and take the label's cross-entropy
+            # (T = 1) there instead: for the KL that is its value against a point mass on the
+            # label, and it is finite for every term (a reverse KL against a point mass is not).
+            away = replace(x, mask=~here)
+            if x.sparse is not None:  # its rows are the masked positions'
+                away = replace(away, sparse=SparseTargets(*(t[~here[0]] for t in x.sparse)))
+            label_ce = divergences.cross_entropy(x.student_logits, x.labels, here, reduction="sum")
+            return torch.stack(
+                [
+                    objective.token_fns[name](away) + label_ce
+                    if TERMS[name].needs_teacher
+                    else objective.token_fns[name](x)
+                    for name in names
+                ]
+            )
 
         piece = student_states[sl]
         if piece.requires_grad:
@@ -86,13 +108,17 @@ def micro_batch_terms(
     teacher_to_student: torch.Tensor | None = None,
     names: list[str] | None = None,
     hidden_pairs: list[tuple[int, int]] | None = None,
+    stop_id: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Token-level term sums of one micro-batch: teacher forward under no-grad, or the cached
     teacher's top-k (``batch["cache_ids"]``/``["cache_logprobs"]``, mapped to the student's
     vocabulary through ``teacher_to_student``, -1 for ids it lacks). ``names`` restricts the
     terms (on-policy micro-batches compute the teacher terms only, ``hidden`` included). With
     the ``hidden`` term, ``hidden_pairs`` are the (student, teacher) ``hidden_states`` entries
-    it matches (see :func:`codistill.losses.hidden.matched_layers`)."""
+    it matches (see :func:`codistill.losses.hidden.matched_layers`). With ``stop_id`` (the
+    student's EOS, under ``stop_target: label``) the teacher terms at positions labelled with it
+    are that label's cross-entropy: where the data ends a target, not where a teacher given a
+    raw prompt would stop."""
     mask = batch["target_mask"].bool()
     hidden = objective.has_hidden and (names is None or "hidden" in names)
     if hidden and (teacher is None or hidden_pairs is None or encoder_decoder):
@@ -136,10 +162,11 @@ def micro_batch_terms(
             complete="cache_complete" in batch,
         )
     weights = batch.get("token_weights")
+    labels = batch["labels"][mask]
     sums = token_term_sums(
         objective,
         s_states,
-        batch["labels"][mask],
+        labels,
         None if weights is None else weights[mask],
         None if encoder_decoder else head_fn(student),
         t_states,
@@ -147,6 +174,7 @@ def micro_batch_terms(
         cfg.loss_chunk_tokens,
         sparse,
         None if names is None else [n for n in names if n in objective.token_fns],
+        None if stop_id is None else labels == stop_id,
     )
     if hidden_sum is not None:
         sums["hidden"] = hidden_sum
