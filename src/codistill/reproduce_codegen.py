@@ -511,17 +511,18 @@ def train_arm(
         "freeze_embeddings": not budget.tiny,  # 136M tied embeddings of Qwen 0.5B stay put
         "log_every": 1,
     }
+    has_teacher = spec.get("loss") != "ce"
     if _online(arm):
         settings["teacher"] = str(teacher)
         settings["teacher_dtype"] = "auto"  # bfloat16 where the CPU has it: ~1.7x
-    elif spec.get("loss") != "ce":
+    elif has_teacher:
         settings["teacher_cache"] = str(cache)
-    if spec.get("loss") != "ce":
+    if has_teacher:
         # The teacher reads the raw prompt (as the student does), and where a target ends it
         # predicts what follows in a file (another def, a fence), not the appended EOS: Qwen
         # 0.5B-Instruct put 2e-8 on it there, across 556 kd-own targets. Its KL at that
         # position taught the students not to stop (test completions reaching the 256-token
-        # cap: ce 37 of 421, kd-online 102, kd-own 129), so the EOS is learnt from the label.
+        # cap: ce 37 of 421, kd-online 102, kd-own 128), so the EOS is learnt from the label.
         settings["stop_target"] = "label"
     key = content_key("codegen-arm", arm, preset, settings)
     # A checkpoint at every validation, so that an arm stopped with the session resumes from
