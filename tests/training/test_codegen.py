@@ -29,6 +29,7 @@ from codistill.teacher.generations import (
     make_entry,
     make_header,
 )
+from codistill.training import loop as loop_module
 from codistill.training.loop import build_run, distill, optimizer_step
 from codistill.training.onpolicy import OnPolicy
 from codistill.training.targets import teacher_target_records
@@ -393,6 +394,35 @@ def test_on_policy_step_computes_teacher_terms_on_the_samples_and_skips_ce(qwen_
         for m, mb in enumerate([[0, 1], [2, 3]])
     ]
     assert logged["target_tokens"] == sum(len(e.target_ids) for mb in sampled for e in mb)
+
+
+def test_on_policy_micro_batches_take_no_label_ce_at_their_sampled_eos(
+    qwen_setup, tmp_path, monkeypatch
+):
+    """Under ``stop_target: label`` the data's EOS gets the label's CE in the teacher terms;
+    an EOS the student sampled is its own choice, so its micro-batches leave it out."""
+    over = {
+        "loss": {"ce": 0.5, "kl": 0.5},
+        "on_policy": 0.5,
+        "stop_target": "label",
+        "max_train_examples": 4,
+    }
+    run, _ = build_run(_cfg(qwen_setup, tmp_path, "ops", **over), resume=False)
+    assert run.stop_id == load_tokenizer(qwen_setup["student"]).eos_token_id
+    policy = _on_policy(qwen_setup, rate=0.5)
+    step = next(s for s in range(50) if policy.chosen(s, 0) != policy.chosen(s, 1))
+    run = dataclasses.replace(recording(run), on_policy=policy)
+    seen = []
+    terms = loop_module.micro_batch_terms
+
+    def spy(*args, **kwargs):
+        seen.append((args[-1], kwargs["stop_ce"]))
+        return terms(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "micro_batch_terms", spy)
+    run.student.train()
+    optimizer_step(run, [[0, 1], [2, 3]], run.objective.weights(0, 1), step=step)
+    assert seen == [(run.stop_id, not policy.chosen(step, m)) for m in (0, 1)]
 
 
 def test_on_policy_samples_carry_the_hidden_term_too(qwen_setup, tmp_path):

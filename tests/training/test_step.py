@@ -123,8 +123,10 @@ def _ce_sum(s_logits, labels) -> torch.Tensor:
     )
 
 
+@pytest.mark.parametrize("stop_ce", [True, False])
 @pytest.mark.parametrize("chunk", [1, 4, 1000])
-def test_token_term_sums_at_stop_positions_give_the_teacher_terms_the_labels_ce(chunk):
+def test_token_term_sums_at_stop_positions_give_the_teacher_terms_the_labels_ce(chunk, stop_ce):
+    """With ``stop_ce=False`` (an EOS the student sampled) the teacher terms skip them."""
     gen = torch.Generator().manual_seed(1)
     n, vocab = 9, 13
     s_logits = torch.randn(n, vocab, generator=gen, requires_grad=True)
@@ -135,12 +137,14 @@ def test_token_term_sums_at_stop_positions_give_the_teacher_terms_the_labels_ce(
     terms = {"ce": 1.0, "kl": 1.0, "reverse_kl": 1.0, "jsd": 1.0}
     objective = parse_objective(terms, temperature=TEMPERATURE)
 
-    got = token_term_sums(objective, s_logits, labels, None, None, t_logits, None, chunk, stop=stop)
+    got = token_term_sums(
+        objective, s_logits, labels, None, None, t_logits, None, chunk, stop=stop, stop_ce=stop_ce
+    )
     away = _whole_tensor_terms(s_logits[~stop], t_logits[~stop], labels[~stop])
     rev = divergences.reverse_kl(
         s_logits[~stop][None], t_logits[~stop][None], _ones(6), TEMPERATURE, reduction="sum"
     )
-    at_stop = _ce_sum(s_logits[stop], labels[stop])
+    at_stop = _ce_sum(s_logits[stop], labels[stop]) if stop_ce else 0.0
     want = {
         "ce": _ce_sum(s_logits, labels),  # a student-only term sees every position
         "kl": away["kl"] + at_stop,

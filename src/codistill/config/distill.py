@@ -175,7 +175,9 @@ class DistillConfig:
         "teacher",
         help="what the teacher terms match where the target's label is the student's EOS: "
         "teacher (its distribution there) or label (the EOS's cross-entropy: a teacher given "
-        "a raw prompt was never asked to stop there, and its KL teaches the student not to)",
+        "a raw prompt was never asked to stop there, and its KL teaches the student not to; "
+        "in on-policy micro-batches the EOS is the student's own choice, and takes no teacher "
+        "term)",
         choices=("teacher", "label"),
     )
     # --- optimisation -------------------------------------------------------------------

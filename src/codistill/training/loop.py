@@ -725,6 +725,7 @@ def optimizer_step(run: Run, group: list[list[int]], weights: dict, step: int = 
                     teacher_terms if sampled[i] else None,
                     run.hidden_pairs,
                     run.stop_id,
+                    stop_ce=not sampled[i],  # a sampled EOS is the student's, not the data's
                 )
                 if run.semantic is not None and not sampled[i]:
                     model = accelerator.unwrap_model(student)

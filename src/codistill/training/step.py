@@ -35,6 +35,7 @@ def token_term_sums(
     sparse: SparseTargets | None = None,
     names: list[str] | None = None,
     stop: torch.Tensor | None = None,
+    stop_ce: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Sum of each token-level term over ``n`` target positions, computed chunk by chunk.
 
@@ -47,6 +48,7 @@ def token_term_sums(
         names: the terms to compute; all of the objective's token-level terms when None.
         stop: ``[n]`` True at the positions whose teacher terms are the label's cross-entropy
             instead (``stop_target: label``, see :func:`micro_batch_terms`), or None.
+        stop_ce: False: the teacher terms skip the ``stop`` positions and take nothing there.
     """
     names = objective.token_terms if names is None else names
     if not names:  # an objective of terms the trainer computes (hidden) has no chunk terms
@@ -80,7 +82,11 @@ def token_term_sums(
             away = replace(x, mask=~here)
             if x.sparse is not None:  # its rows are the masked positions'
                 away = replace(away, sparse=SparseTargets(*(t[~here[0]] for t in x.sparse)))
-            label_ce = divergences.cross_entropy(x.student_logits, x.labels, here, reduction="sum")
+            label_ce = (
+                divergences.cross_entropy(x.student_logits, x.labels, here, reduction="sum")
+                if stop_ce
+                else 0.0
+            )
             return torch.stack(
                 [
                     objective.token_fns[name](away) + label_ce
@@ -109,6 +115,7 @@ def micro_batch_terms(
     names: list[str] | None = None,
     hidden_pairs: list[tuple[int, int]] | None = None,
     stop_id: int | None = None,
+    stop_ce: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Token-level term sums of one micro-batch: teacher forward under no-grad, or the cached
     teacher's top-k (``batch["cache_ids"]``/``["cache_logprobs"]``, mapped to the student's
@@ -118,7 +125,9 @@ def micro_batch_terms(
     it matches (see :func:`codistill.losses.hidden.matched_layers`). With ``stop_id`` (the
     student's EOS, under ``stop_target: label``) the teacher terms at positions labelled with it
     are that label's cross-entropy: where the data ends a target, not where a teacher given a
-    raw prompt would stop."""
+    raw prompt would stop. ``stop_ce=False`` (a continuation the student sampled, whose EOS is
+    its own choice, not the data's) leaves those positions without teacher terms instead: the
+    label's CE there would reinforce whatever the student sampled."""
     mask = batch["target_mask"].bool()
     hidden = objective.has_hidden and (names is None or "hidden" in names)
     if hidden and (teacher is None or hidden_pairs is None or encoder_decoder):
@@ -175,6 +184,7 @@ def micro_batch_terms(
         sparse,
         None if names is None else [n for n in names if n in objective.token_fns],
         None if stop_id is None else labels == stop_id,
+        stop_ce,
     )
     if hidden_sum is not None:
         sums["hidden"] = hidden_sum
