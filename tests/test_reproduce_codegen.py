@@ -1,16 +1,19 @@
 """``codistill reproduce codegen --budget smoke`` end to end on tiny random models."""
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from codistill.cli.main import main
+from codistill.data.schema import CodegenRecord
 from codistill.reproduce_codegen import (
     ARMS,
     BASELINE,
     CODEGEN_BUDGETS,
+    answer_shape,
     arm_targets,
     gguf_key,
     paired_with_ce,
@@ -98,6 +101,8 @@ def test_the_study_compares_kd_with_sft_on_pooled_benchmarks(smoke_run):
     predictions = Path(summary["evals"]["teacher"]) / "predictions.jsonl"
     written = sorted(len(json.loads(line)["completion"]) for line in predictions.open())
     assert f"| teacher | 5 | {written[2]} |" in answers  # the middle one of 5
+    # ... and how many of its answers do not parse: all 5 smoke items are Python.
+    assert re.search(r"\| teacher \| 5 \| \d+ \| \d of 5 \| \d \| ", answers), answers
     assert all(f"| {name} | 5 |" in answers for name in summary["evals"])
 
 
@@ -482,3 +487,34 @@ def test_the_arms_steps_can_be_set_for_all_of_them(smoke_run):
         assert config["max_steps"] == 7 and config["valid_every_steps"] == 1  # each quarter
         assert [r["step"] for r in _train_rows(run)] == list(range(1, 8))
     assert "every arm trains 7 steps" in (out / "codegen" / "report.md").read_text()
+
+
+def _record(source: str, prompt: str, language: str = "python") -> CodegenRecord:
+    return CodegenRecord(
+        id=f"{source}/1", source=source, prompt=prompt, entry_point="f", tests="", language=language
+    )
+
+
+def test_answer_shape_parses_the_program_the_completion_stands_for():
+    body = _record("humaneval", 'def f(x):\n    """Twice x."""\n')
+    assert answer_shape(body, "    return 2 * x\n") == {"parses": True, "repeats": False}
+    # A HumanEval completion is a body: alone it would not parse, after its prompt it does; an
+    # unclosed bracket does not parse either way.
+    assert answer_shape(body, "    return (2 * x\n")["parses"] is False
+    # MBPP answers are whole programs: the description prompt is not part of them.
+    mbpp = _record("mbpp", "Write a function f that doubles x.\n")
+    assert answer_shape(mbpp, "def f(x):\n    return 2 * x\n")["parses"] is True
+    assert answer_shape(mbpp, "def f(x)\n    return 2 * x\n")["parses"] is False
+    assert answer_shape(mbpp, "ok\x00")["parses"] is False  # a null byte: ValueError, not a crash
+    # Other languages are not parsed here.
+    c = _record("humaneval-c", "int f(int x) {\n", language="c")
+    assert answer_shape(c, "  return 2 * x;\n}\n")["parses"] is None
+
+
+def test_answer_shape_counts_a_long_line_repeated_five_times_as_a_runaway():
+    rec = _record("mbpp", "Write f.\n")
+    loop = "def f(x):\n" + "    x = x + 1  # again\n" * 5
+    assert answer_shape(rec, loop)["repeats"] is True
+    assert answer_shape(rec, "def f(x):\n" + "    x = x + 1  # again\n" * 4)["repeats"] is False
+    # Short lines recur legitimately (8 characters or fewer).
+    assert answer_shape(rec, "def f(x):\n" + "    pass\n" * 9)["repeats"] is False

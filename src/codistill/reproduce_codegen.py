@@ -35,6 +35,7 @@ compare   every arm against ``sft`` with paired 95% intervals and McNemar, and t
 
 from __future__ import annotations
 
+import ast
 import json
 import random
 import statistics
@@ -49,6 +50,8 @@ from typing import Any
 from codistill import rundir
 from codistill.config.evaluate import load_eval_config
 from codistill.data.jsonl import read_records, write_records
+from codistill.data.prompts import codegen_program
+from codistill.data.schema import CodegenRecord
 from codistill.models.registry import MODELS, model_dir, model_gguf, resolve_model
 from codistill.reproduce import (
     budget_overrides,
@@ -762,24 +765,57 @@ def _samples_note(samples: int) -> str:
     )
 
 
-def answer_table(evals: dict[str, str]) -> list[str]:
-    """How long each model's answers are and what scoring them cost: an arm that took up the
-    teacher's prose after its code (the ``seq`` arms) writes three times the characters of
-    ``ce`` and takes twice the evaluation time for no task more."""
+# A completion "repeats" when one stripped line of more than 8 characters occurs this often: the
+# runaway loop a student falls into when it never learned to stop (short lines such as
+# ``return x`` recur legitimately).
+REPEATED_LINE_TIMES = 5
+
+
+def answer_shape(record: CodegenRecord, completion: str) -> dict[str, bool | None]:
+    """How an answer looks, for the report: ``parses`` (the program the completion stands for,
+    :func:`codistill.data.prompts.codegen_program`, is valid Python; None for other languages)
+    and ``repeats`` (a line of more than 8 characters occurs :data:`REPEATED_LINE_TIMES` times
+    or more)."""
+    parses = None
+    if record.language == "python":
+        try:
+            ast.parse(codegen_program(record, completion))
+            parses = True
+        except (SyntaxError, ValueError):  # ValueError: a null byte in the source
+            parses = False
+    lines = Counter(line.strip() for line in completion.splitlines())
+    repeats = any(n >= REPEATED_LINE_TIMES for line, n in lines.items() if len(line) > 8)
+    return {"parses": parses, "repeats": repeats}
+
+
+def answer_table(evals: dict[str, str], tests: dict[str, CodegenRecord] | None = None) -> list[str]:
+    """How long each model's answers are, how many do not parse or loop (``tests``: the test
+    records by id, for their prompts and languages), and what scoring them cost: an arm that
+    took up the teacher's prose after its code (the ``seq`` arms) writes three times the
+    characters of ``ce`` and takes twice the evaluation time for no task more."""
     from codistill.evaluation.compare import read_eval_run  # lazy: numpy
 
     lines = [
         "## Answers",
         "",
-        "| model | answers | median answer (chars) | evaluation wall s |",
-        "|---|---|---|---|",
+        "| model | answers | median answer (chars) | do not parse | repeat a line "
+        f"{REPEATED_LINE_TIMES}+ times | evaluation wall s |",
+        "|---|---|---|---|---|---|",
     ]
     for name, run in evals.items():
         rows = read_eval_run(run)["rows"]
         median = statistics.median(len(r["completion"]) for r in rows) if rows else 0
+        shapes = [
+            answer_shape(rec, r["completion"])
+            for r in rows
+            if (rec := (tests or {}).get(r["task_id"])) is not None
+        ]
+        checked = [s["parses"] for s in shapes if s["parses"] is not None]
+        unparsed = f"{checked.count(False)} of {len(checked)}" if checked else "—"
+        repeats = sum(s["repeats"] for s in shapes) if shapes else "—"
         stage = Path(run).parent / "stage.json"
         wall = f"{json.loads(stage.read_text())['seconds']:.0f}" if stage.is_file() else "?"
-        lines.append(f"| {name} | {len(rows)} | {median:.0f} | {wall} |")
+        lines.append(f"| {name} | {len(rows)} | {median:.0f} | {unparsed} | {repeats} | {wall} |")
     return lines
 
 
@@ -853,7 +889,8 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         wall = info.get("wall_seconds", 0)
         cells = held_out_cells(Path(run), info)
         lines.append(f"| {arm} | {targets} | {used} | {dropped} | {wall:.0f} | {cells} |")
-    lines += ["", *answer_table(summary["evals"])]
+    tests = read_records(Path(summary["stages"]["data"]) / "test.jsonl", "codegen")
+    lines += ["", *answer_table(summary["evals"], {r.id: r for r in tests})]
     write_curves(out, summary["runs"])
     lines += ["", "![quality vs steps](quality_vs_steps.png)", ""]
     rundir.write_text(out / "report.md", "\n".join(lines))
