@@ -788,7 +788,7 @@ def answer_shape(record: CodegenRecord, completion: str) -> dict[str, bool | Non
     return {"parses": parses, "repeats": repeats}
 
 
-def answer_table(evals: dict[str, str], tests: dict[str, CodegenRecord] | None = None) -> list[str]:
+def answer_table(evals: dict[str, str], tests: dict[str, CodegenRecord]) -> list[str]:
     """How long each model's answers are, how many do not parse or loop (``tests``: the test
     records by id, for their prompts and languages), and what scoring them cost: an arm that
     took up the teacher's prose after its code (the ``seq`` arms) writes three times the
@@ -805,14 +805,10 @@ def answer_table(evals: dict[str, str], tests: dict[str, CodegenRecord] | None =
     for name, run in evals.items():
         rows = read_eval_run(run)["rows"]
         median = statistics.median(len(r["completion"]) for r in rows) if rows else 0
-        shapes = [
-            answer_shape(rec, r["completion"])
-            for r in rows
-            if (rec := (tests or {}).get(r["task_id"])) is not None
-        ]
+        shapes = [answer_shape(tests[r["task_id"]], r["completion"]) for r in rows]
         checked = [s["parses"] for s in shapes if s["parses"] is not None]
         unparsed = f"{checked.count(False)} of {len(checked)}" if checked else "—"
-        repeats = sum(s["repeats"] for s in shapes) if shapes else "—"
+        repeats = sum(s["repeats"] for s in shapes)
         stage = Path(run).parent / "stage.json"
         wall = f"{json.loads(stage.read_text())['seconds']:.0f}" if stage.is_file() else "?"
         lines.append(f"| {name} | {len(rows)} | {median:.0f} | {unparsed} | {repeats} | {wall} |")
