@@ -35,7 +35,6 @@ compare   every arm against ``sft`` with paired 95% intervals and McNemar, and t
 
 from __future__ import annotations
 
-import ast
 import json
 import random
 import statistics
@@ -50,7 +49,7 @@ from typing import Any
 from codistill import rundir
 from codistill.config.evaluate import load_eval_config
 from codistill.data.jsonl import read_records, write_records
-from codistill.data.prompts import codegen_program
+from codistill.data.prompts import codegen_program, python_parses
 from codistill.data.schema import CodegenRecord
 from codistill.models.registry import MODELS, model_dir, model_gguf, resolve_model
 from codistill.reproduce import (
@@ -778,11 +777,7 @@ def answer_shape(record: CodegenRecord, completion: str) -> dict[str, bool | Non
     or more)."""
     parses = None
     if record.language == "python":
-        try:
-            ast.parse(codegen_program(record, completion))
-            parses = True
-        except (SyntaxError, ValueError):  # ValueError: a null byte in the source
-            parses = False
+        parses = python_parses(codegen_program(record, completion))
     lines = Counter(line.strip() for line in completion.splitlines())
     repeats = any(n >= REPEATED_LINE_TIMES for line, n in lines.items() if len(line) > 8)
     return {"parses": parses, "repeats": repeats}

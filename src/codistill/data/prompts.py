@@ -197,19 +197,20 @@ def _close_prompt(prompt: str) -> str:
     """What makes ``prompt`` a complete program before a whole new definition follows it:
     nothing when it already is one (a HumanEval docstring is a body), else a ``pass`` body for
     a signature that ends it without one."""
-    if _parses(prompt):
+    if python_parses(prompt):
         return ""
     for indent in sorted(_prompt_indents(prompt) | {4}):
         body = " " * indent + "pass\n"
-        if _parses(prompt + body):
+        if python_parses(prompt + body):
             return body
     return ""
 
 
-def _parses(code: str) -> bool:
+def python_parses(code: str) -> bool:
+    """Whether ``code`` is a valid Python module (a null byte is a ValueError, not a parse)."""
     try:
         ast.parse(code)
-    except SyntaxError:
+    except (SyntaxError, ValueError):
         return False
     return True
 

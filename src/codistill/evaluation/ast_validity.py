@@ -29,7 +29,6 @@ final evaluation rather than per-step validation.
 
 from __future__ import annotations
 
-import ast
 import re
 import shutil
 import subprocess
@@ -41,6 +40,8 @@ from pathlib import Path
 
 import tree_sitter_java
 from tree_sitter import Language, Node, Parser
+
+from codistill.data.prompts import python_parses
 
 LANGUAGES = ("java", "python")
 
@@ -111,7 +112,7 @@ def javac_available() -> bool:
 
 def _python_valid(code: str) -> bool:
     for text in dict.fromkeys([code, textwrap.dedent(code)]):
-        if _parses(text) or _parses(_with_block_body(text)):
+        if python_parses(text) or python_parses(_with_block_body(text)):
             return True
     return False
 
@@ -125,14 +126,6 @@ def _with_block_body(code: str) -> str:
     last = [line for line in code.rstrip().split("\n") if line.strip()][-1]
     indent = last[: len(last) - len(last.lstrip())]
     return code.rstrip() + "\n" + indent + "    pass\n"
-
-
-def _parses(code: str) -> bool:
-    try:
-        ast.parse(code)
-    except (SyntaxError, ValueError):  # ValueError: null bytes in the source
-        return False
-    return True
 
 
 # --- Java --------------------------------------------------------------------------------
