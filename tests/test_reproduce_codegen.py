@@ -10,16 +10,14 @@ import pytest
 from codistill.cli.main import main
 from codistill.data.schema import CodegenRecord
 from codistill.reproduce_codegen import (
-    ARMS,
-    BASELINE,
     CODEGEN_BUDGETS,
-    answer_shape,
     arm_targets,
     gguf_key,
-    paired_with_ce,
     study_arms,
     train_file,
 )
+from codistill.reproduce_codegen.arms import ARMS, BASELINE, paired_with_ce
+from codistill.reproduce_codegen.report import answer_shape
 
 # MBPP's sanitized layout; task ids place each task in MBPP's own split (1-10 prompt, 11-510
 # test, 511-600 validation, 601-974 train).

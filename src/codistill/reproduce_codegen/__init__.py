@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import random
-import statistics
 import sys
 import time
 from collections import Counter
@@ -49,81 +48,35 @@ from typing import Any
 from codistill import rundir
 from codistill.config.evaluate import load_eval_config
 from codistill.data.jsonl import read_records, write_records
-from codistill.data.prompts import codegen_program, python_parses
-from codistill.data.schema import CodegenRecord
 from codistill.models.registry import MODELS, model_dir, model_gguf, resolve_model
 from codistill.reproduce import (
     budget_overrides,
     check_checkpoint,
-    checkpoint_note,
     content_key,
-    held_out_cells,
     log,
     ordered_arms,
     resumable,
     scored_checkpoint,
     stage,
     train_resumably,
-    write_curves,
 )
+from codistill.reproduce_codegen.arms import (
+    ARMS,
+    BASELINE,
+    REFERENCE_BASELINE,
+    SAMPLE_TEMPERATURE,
+    SAMPLE_TOP_P,
+    STUDENT_TARGETS,
+    matches_hidden,
+    needs_cache,
+    online_teacher,
+    paired_with_ce,
+)
+from codistill.reproduce_codegen.report import write_report
 from codistill.teacher.cache_defaults import KEPT_MASS_DEFAULT
 
 DEFAULT_TEACHER = "embedded:qwen2.5-coder-1.5b-instruct"
 DEFAULT_STUDENT = "embedded:qwen2.5-coder-0.5b-instruct"
-BASELINE = "sft"
-# The arms on every training prompt are also compared with CE-only on those prompts' references
-# (same prompts in the same order): the classical alpha-T comparison for ``kd-ref``, sequence-
-# level KD against CE-only for ``seq``.
-REFERENCE_BASELINE = "ce"
-# Each arm: its loss (a preset's) and its targets; "verified" = the teacher's passing solutions.
-ARMS: dict[str, dict[str, Any]] = {
-    "sft": {"preset": "alpha-temperature", "loss": "ce", "targets": "verified"},
-    "kd": {"preset": "alpha-temperature", "targets": "verified"},
-    # Reverse KL is mode-seeking: it does not push the student to cover a teacher's side modes
-    # (the cpu study's kd arm took up the teacher's "# Your code here" openings three times as
-    # often as the teacher wrote them).
-    "rkl": {
-        "preset": "alpha-temperature",
-        "loss": {"ce": 0.5, "reverse_kl": 0.5},
-        "targets": "verified",
-    },
-    # CE-only and KD on the reference solutions of every training prompt: the standard
-    # library's functions have no tests, so no verified teacher solution, but they have their
-    # own bodies; these two arms see about three times the examples of the verified ones.
-    "ce": {"preset": "alpha-temperature", "loss": "ce", "targets": "reference"},
-    "kd-ref": {"preset": "alpha-temperature", "targets": "reference"},
-    # Sequence-level KD (Kim & Rush) on the teacher's solution of every training prompt,
-    # passing or not (what paid on the assertion studies), and alpha-T along those solutions:
-    # the teacher's style on all the prompts the reference arms see.
-    "seq": {"preset": "alpha-temperature", "loss": "ce", "targets": "teacher"},
-    "kd-seq": {"preset": "alpha-temperature", "targets": "teacher"},
-    # On-policy distillation from a fixed policy (one round of GKD, Agarwal et al. 2024): the
-    # untouched student's own greedy solution of every training prompt, the teacher's KL
-    # alone along it (CE would teach the student its own mistakes). Fixed targets teach the
-    # student prefixes it never writes; these are the prefixes it writes at test time, and the
-    # teacher says at each token where it would have gone instead. Fresh samples at every step
-    # (``on_policy`` in the config) need the online teacher, which costs a forward of it and a
-    # sampled continuation per micro-batch; this arm pays one generation and one cache.
-    "kd-own": {"preset": "alpha-temperature", "loss": {"kl": 1.0}, "targets": "student"},
-    # Layer-wise distillation for a student derived from the teacher's layers (``losses.hidden``):
-    # alpha-T on the references plus, at every student layer, the distance of its residual
-    # stream from the teacher's after the layer it was copied from. A teacher cache holds no
-    # hidden states, so this arm runs the teacher online (bfloat16 where the CPU has it), with
-    # the KL over the whole vocabulary rather than the cache's top-k. Its weight puts the term
-    # at about the size of the other two at the init (as Minitron balances them): 0.09, the
-    # mean over the 20 layers of Qwen 0.5B minus layers 9-12, against 0.4 (KL) + 1.6 (CE).
-    "kd-hidden": {
-        "preset": "alpha-temperature",
-        "loss": {"kl": 0.5, "ce": 0.5, "hidden": 10.0},
-        "targets": "reference",
-        "teacher": "online",
-    },
-    # Its ablation: the same alpha-T with the same online teacher, no hidden term (kd-ref's
-    # loss with the whole vocabulary's KL instead of the cache's top-k).
-    "kd-online": {"preset": "alpha-temperature", "targets": "reference", "teacher": "online"},
-}
-# The kind of targets the untouched student writes (the teacher writes the others').
-STUDENT_TARGETS = "student"
 
 
 @dataclass(frozen=True)
@@ -340,12 +293,6 @@ def prepare_models(
     return models / "teacher", models / "student"
 
 
-# Sampling when the teacher writes several solutions per prompt: the temperature and nucleus
-# that Codex and HumanEval's pass@k papers sample at, diverse yet mostly on-task.
-SAMPLE_TEMPERATURE = 0.8
-SAMPLE_TOP_P = 0.95
-
-
 def prepare_outputs(
     root: Path,
     budget: CodegenBudget,
@@ -514,7 +461,7 @@ def train_arm(
         "log_every": 1,
     }
     has_teacher = spec.get("loss") != "ce"
-    if _online(arm):
+    if online_teacher(arm):
         settings["teacher"] = str(teacher)
         settings["teacher_dtype"] = "auto"  # bfloat16 where the CPU has it: ~1.7x
     elif has_teacher:
@@ -579,21 +526,6 @@ def evaluate_model(
 # ---------------------------------------------------------------------------------------------
 
 
-def _online(arm: str) -> bool:
-    """Whether the arm runs the teacher online rather than reading its cache."""
-    return ARMS[arm].get("teacher") == "online"
-
-
-def _hidden(arm: str) -> bool:
-    """Whether the arm's loss matches hidden states (its student must derive from the teacher)."""
-    loss = ARMS[arm].get("loss")
-    return isinstance(loss, dict) and "hidden" in loss
-
-
-def _needs_cache(arm: str) -> bool:
-    return ARMS[arm].get("loss") != "ce" and not _online(arm)
-
-
 def derivation_problem(student: Path, teacher: Path) -> str | None:
     """Why ``student`` cannot be matched layer by layer with ``teacher`` (the rule the ``hidden``
     term applies at load: :func:`codistill.losses.hidden.layer_map_problem`), or None when it
@@ -627,7 +559,7 @@ def _hidden_arms_if_derived(
     Raises:
         ValueError: such an arm chosen with a student not derived from the teacher.
     """
-    hidden = [a for a in arms if _hidden(a)]
+    hidden = [a for a in arms if matches_hidden(a)]
     problem = derivation_problem(student, teacher) if hidden else None
     if problem is None:
         return arms
@@ -642,15 +574,6 @@ def _hidden_arms_if_derived(
 def study_arms(arms: list[str] | None) -> list[str]:
     """The arms to run, the SFT baseline always first."""
     return ordered_arms("codegen", arms, list(ARMS), BASELINE)
-
-
-def paired_with_ce(arms: list[str]) -> list[str]:
-    """The arms compared with ``ce`` as well, when it runs: the others on every training prompt
-    (its references, every solution of the teacher, or the untouched student's own)."""
-    if REFERENCE_BASELINE not in arms:
-        return []
-    every_prompt = ("reference", "teacher", STUDENT_TARGETS)
-    return [a for a in arms if a != REFERENCE_BASELINE and ARMS[a]["targets"] in every_prompt]
 
 
 def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
@@ -697,7 +620,7 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     }
     # One teacher cache per target the KD arms train on.
     targets = {a: arm_targets(a, budget, outputs) for a in arms}
-    kd_targets = {targets[a]: ARMS[a]["targets"] for a in arms if _needs_cache(a)}
+    kd_targets = {targets[a]: ARMS[a]["targets"] for a in arms if needs_cache(a)}
     caches = {
         t: prepare_cache(root, budget, teacher, data, t, kind) for t, kind in kd_targets.items()
     }
@@ -753,136 +676,3 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     write_report(out, summary)
     log(f"done in {summary['wall_seconds'] / 60:.1f} min; report in {out / 'report.md'}")
     return summary
-
-
-def _samples_note(samples: int) -> str:
-    if samples == 1:
-        return "The teacher wrote one greedy solution per training prompt."
-    return (
-        f"The teacher wrote {samples} solutions per training prompt, sampled at temperature "
-        f"{SAMPLE_TEMPERATURE}, top-p {SAMPLE_TOP_P}; each distinct one kept is a training example."
-    )
-
-
-# A completion "repeats" when one stripped line of more than 8 characters occurs this often: the
-# runaway loop a student falls into when it never learned to stop (short lines such as
-# ``return x`` recur legitimately).
-REPEATED_LINE_TIMES = 5
-
-
-def answer_shape(record: CodegenRecord, completion: str) -> dict[str, bool | None]:
-    """How an answer looks, for the report: ``parses`` (the program the completion stands for,
-    :func:`codistill.data.prompts.codegen_program`, is valid Python; None for other languages)
-    and ``repeats`` (a line of more than 8 characters occurs :data:`REPEATED_LINE_TIMES` times
-    or more)."""
-    parses = None
-    if record.language == "python":
-        parses = python_parses(codegen_program(record, completion))
-    lines = Counter(line.strip() for line in completion.splitlines())
-    repeats = any(n >= REPEATED_LINE_TIMES for line, n in lines.items() if len(line) > 8)
-    return {"parses": parses, "repeats": repeats}
-
-
-def answer_table(evals: dict[str, str], tests: dict[str, CodegenRecord]) -> list[str]:
-    """How long each model's answers are, how many do not parse or loop (``tests``: the test
-    records by id, for their prompts and languages), and what scoring them cost: an arm that
-    took up the teacher's prose after its code (the ``seq`` arms) writes three times the
-    characters of ``ce`` and takes twice the evaluation time for no task more."""
-    from codistill.evaluation.compare import read_eval_run  # lazy: numpy
-
-    lines = [
-        "## Answers",
-        "",
-        "| model | answers | median answer (chars) | do not parse | repeat a line "
-        f"{REPEATED_LINE_TIMES}+ times | evaluation wall s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, run in evals.items():
-        rows = read_eval_run(run)["rows"]
-        median = statistics.median(len(r["completion"]) for r in rows) if rows else 0
-        shapes = [answer_shape(tests[r["task_id"]], r["completion"]) for r in rows]
-        checked = [s["parses"] for s in shapes if s["parses"] is not None]
-        unparsed = f"{checked.count(False)} of {len(checked)}" if checked else "—"
-        repeats = sum(s["repeats"] for s in shapes)
-        stage = Path(run).parent / "stage.json"
-        wall = f"{json.loads(stage.read_text())['seconds']:.0f}" if stage.is_file() else "?"
-        lines.append(f"| {name} | {len(rows)} | {median:.0f} | {unparsed} | {repeats} | {wall} |")
-    return lines
-
-
-# How each arm on every training prompt differs from ``ce`` (the report says it beside them).
-VS_CE = {
-    "kd-ref": "differs from it only in the loss (alpha-T)",
-    "seq": "differs from it only in the targets (the teacher's solutions)",
-    "kd-seq": "differs in the targets (the teacher's solutions) and the loss (alpha-T)",
-    "kd-own": "differs in the targets (the untouched student's own solutions) and the loss "
-    "(the teacher's KL alone)",
-    "kd-hidden": "differs only in the loss (alpha-T with the online teacher, plus the distance "
-    "of each layer's states from the teacher's)",
-    "kd-online": "differs only in the loss (alpha-T with the online teacher: the KL over the "
-    "whole vocabulary)",
-}
-
-
-def write_report(out: Path, summary: dict[str, Any]) -> Path:
-    """``report.md``: the setup, the data, the comparison and each arm's training."""
-    data = json.loads((Path(summary["stages"]["data"]) / "data.json").read_text())
-    budget = summary["budget"]
-    lines = [
-        f"# codistill reproduce codegen (budget `{budget['name']}`)",
-        "",
-        f"Teacher `{summary['stages']['teacher']}`, student init `{summary['stages']['student']}`"
-        f"; every arm trains {budget['student_steps']} steps of batch {budget['batch_size']} at "
-        f"lr {budget['student_lr']} from that init. "
-        + checkpoint_note(summary.get("checkpoint", "final")),
-        _samples_note(summary.get("teacher_samples", 1)),
-        f"Training prompts: {data['train']} ({data['train_with_tests']} with tests); test: "
-        + ", ".join(f"{k} {v}" for k, v in data["test"].items())
-        + f"; decontamination removed {data['decontaminated']['stdlib_functions']} standard "
-        f"library functions and {data['decontaminated']['mbpp_non_test']} MBPP tasks.",
-        "",
-        (out / "comparison.md").read_text(),
-    ]
-    if paired_with_ce(summary["arms"]):
-        # Headings one level down: this is a section of the report, not a report of its own.
-        text = (out / "vs-ce" / "comparison.md").read_text().replace("\n#", "\n##")
-        arms = paired_with_ce(summary["arms"])
-        lines += [
-            f"## On every training prompt: against `{REFERENCE_BASELINE}`",
-            "",
-            "The arms trained on every training prompt, against CE-only on those prompts' "
-            "references in the same order: "
-            + "; ".join(f"`{a}` {VS_CE[a]}" for a in arms if a in VS_CE)
-            + ".",
-            "",
-            text.split("\n", 1)[1].lstrip("\n"),
-        ]
-    lines += [
-        "## Training",
-        "",
-        "| arm | targets | records used | dropped: no tests / no passing output | wall s "
-        "| final held-out CE | best held-out CE (step) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for arm, run in summary["runs"].items():
-        info = json.loads((Path(run) / "run.json").read_text())
-        used = (info.get("tokenization") or {}).get("examples", "?")
-        t = info.get("targets") or {}
-        if t.get("kind") == "reference":
-            targets, dropped = "references", "—"
-        elif ARMS.get(arm, {}).get("targets") == STUDENT_TARGETS:
-            # run.json calls them teacher outputs: they are read as any model's outputs are
-            targets = "the untouched student's outputs"
-            dropped = f"— / — ({t.get('records_dropped', 0)} empty)"
-        else:
-            targets = f"`{t.get('kind', budget['targets'])}` outputs"
-            dropped = f"{t.get('records_without_tests', 0)} / {t.get('outputs_not_passed', 0)}"
-        wall = info.get("wall_seconds", 0)
-        cells = held_out_cells(Path(run), info)
-        lines.append(f"| {arm} | {targets} | {used} | {dropped} | {wall:.0f} | {cells} |")
-    tests = read_records(Path(summary["stages"]["data"]) / "test.jsonl", "codegen")
-    lines += ["", *answer_table(summary["evals"], {r.id: r for r in tests})]
-    write_curves(out, summary["runs"])
-    lines += ["", "![quality vs steps](quality_vs_steps.png)", ""]
-    rundir.write_text(out / "report.md", "\n".join(lines))
-    return out / "report.md"
