@@ -86,6 +86,37 @@ def test_student_derive_drops_the_least_turning_block_on_code_records(tiny_setup
     assert sorted(choice["layers"] + dropped) == [0, 1, 2, 3]
 
 
+def test_student_derive_scores_code_records_on_whole_solutions(tiny_setup, tmp_path, monkeypatch):
+    """A code solution is read to 256 tokens (the codegen study's), an assertion to 64."""
+    import codistill.models.layer_choice as layer_choice
+
+    seen = {}
+
+    def fake_choose(model_dir, records, keep, **kw):
+        seen[records[0].task] = (kw["max_source_tokens"], kw["max_target_tokens"])
+        return layer_choice.LayerChoice(layers=[0, 1], full_loss=1.0, loss=1.0)
+
+    monkeypatch.setattr(layer_choice, "choose_layers", fake_choose)
+    code = tmp_path / "code.jsonl"
+    write_records(
+        code,
+        [
+            CodegenRecord(
+                id="valid/0",
+                source="stdlib",
+                prompt="def add(a, b):\n",
+                entry_point="add",
+                tests="",
+                canonical_solution="    return a + b\n",
+                split="valid",
+            )
+        ],
+    )
+    for i, valid in enumerate((code, tiny_setup["valid"])):
+        assert _derive(tiny_setup, tmp_path / f"s{i}", "2", "--choose-layers-on", str(valid)) == 0
+    assert seen == {"codegen": (384, 256), "assertion": (256, 64)}
+
+
 def test_student_derive_rejects_a_non_numeric_layers_value(tiny_setup, tmp_path, capsys):
     assert _derive(tiny_setup, tmp_path / "student", "x") == 2
     err = capsys.readouterr().err

@@ -188,6 +188,12 @@ def _choice_records(args, layers) -> list:
     return records[: args.choice_records]
 
 
+# Prompt and target tokens the layer choice reads, per task: as the studies train on them (an
+# assertion is cut at 64 tokens; a code solution runs to 256 in the codegen study's cpu budget),
+# so the loss that chooses is the one the student will train on, not a solution's first lines.
+CHOICE_TOKENS = {"assertion": (256, 64), "codegen": (384, 256)}
+
+
 def _choose_layers(teacher, records: list, keep: int, score: str) -> tuple[list[int], dict]:
     from codistill.models.layer_choice import choose_layers  # lazy: torch, transformers
 
@@ -202,8 +208,8 @@ def _choose_layers(teacher, records: list, keep: int, score: str) -> tuple[list[
         teacher,
         records,
         keep,
-        max_source_tokens=256,
-        max_target_tokens=64,
+        max_source_tokens=CHOICE_TOKENS[records[0].task][0],
+        max_target_tokens=CHOICE_TOKENS[records[0].task][1],
         on_removal=progress,
         score=score,
     )
