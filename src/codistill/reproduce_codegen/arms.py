@@ -1,8 +1,8 @@
 """The arms of ``codistill reproduce codegen``: what each trains on and with which loss.
 
 Read by the study (:mod:`codistill.reproduce_codegen`), which trains them, and by its report
-(:mod:`codistill.reproduce_codegen.report`), which says how they differ; a user adds an arm by
-adding an entry to :data:`ARMS`.
+(:mod:`codistill.reproduce_codegen.report`), which says how they differ. An arm is one entry of
+:data:`ARMS`.
 """
 
 from __future__ import annotations
