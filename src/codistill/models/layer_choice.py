@@ -255,7 +255,10 @@ def block_layer_choice(model, batches: Sequence[dict[str, torch.Tensor]], keep: 
     On Qwen2.5-Coder-0.5B-Instruct (24 -> 16 layers, 16 held-out standard-library functions) the
     kept stack's target CE was 2.61 against 1.59 for all 24, where keeping the layers of highest
     block influence (ShortGPT) gave 4.60 (3.38 with the first and last layer forced in) and
-    evenly spaced layers 5.02.
+    evenly spaced layers 5.02. For 24 -> 20 on the codegen study's 32 held-out functions (384
+    prompt and 256 target tokens) the block (layers 10-13) cost 1.923 against 1.648 for all 24,
+    in 2 minutes; :func:`greedy_layer_choice` took 28 minutes to reach 1.971 (it removes layer 8
+    first, the cheapest single layer, then 13, 12, 11), no better than dropping 9-12 (1.972).
     """
     num_layers = len(_decoder_layers(model))
     if not 1 <= keep <= num_layers:
