@@ -86,14 +86,16 @@ def test_student_derive_drops_the_least_turning_block_on_code_records(tiny_setup
     assert sorted(choice["layers"] + dropped) == [0, 1, 2, 3]
 
 
-def test_student_derive_scores_code_records_on_whole_solutions(tiny_setup, tmp_path, monkeypatch):
-    """A code solution is read to 256 tokens (the codegen study's), an assertion to 64."""
+def test_student_derive_reads_each_task_as_distill_cuts_it(tiny_setup, tmp_path, monkeypatch):
+    """The layer choice reads a code solution to codegen's default target length (384 tokens),
+    not an assertion's (64)."""
     import codistill.models.layer_choice as layer_choice
+    from codistill.config.distill import TASK_DEFAULTS
 
     seen = {}
 
     def fake_choose(model_dir, records, keep, **kw):
-        seen[records[0].task] = (kw["max_source_tokens"], kw["max_target_tokens"])
+        seen[records[0].task] = {k: kw[k] for k in ("max_source_tokens", "max_target_tokens")}
         return layer_choice.LayerChoice(layers=[0, 1], full_loss=1.0, loss=1.0)
 
     monkeypatch.setattr(layer_choice, "choose_layers", fake_choose)
@@ -114,7 +116,8 @@ def test_student_derive_scores_code_records_on_whole_solutions(tiny_setup, tmp_p
     )
     for i, valid in enumerate((code, tiny_setup["valid"])):
         assert _derive(tiny_setup, tmp_path / f"s{i}", "2", "--choose-layers-on", str(valid)) == 0
-    assert seen == {"codegen": (384, 256), "assertion": (256, 64)}
+    assert seen == TASK_DEFAULTS
+    assert seen["codegen"]["max_target_tokens"] > seen["assertion"]["max_target_tokens"]
 
 
 def test_student_derive_rejects_a_non_numeric_layers_value(tiny_setup, tmp_path, capsys):

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from codistill.config.distill import TASK_DEFAULTS
 from codistill.config.fields import ConfigError
 from codistill.data.jsonl import read_records
 from codistill.data.prompts import assertion_prompt, has_chat_template, record_texts
@@ -46,8 +47,9 @@ def register(sub) -> None:
         "--layer-score",
         choices=("loss", "angular"),  # codistill.models.layer_choice.LAYER_SCORES (torch-free here)
         help="with --choose-layers-on: loss (default): remove one at a time the layer whose "
-        "removal raises the target cross entropy least (minutes for Gemma 3 270M, half an hour "
-        "for a 0.5B on CPU); angular: drop the contiguous block that turns the residual stream "
+        "removal raises the target cross entropy least (minutes for Gemma 3 270M on assertions; "
+        "half an hour or more for a 0.5B on CPU, longer on code records); angular: drop the "
+        "contiguous block that turns the residual stream "
         "least (one forward pass)",
     )
     d.add_argument(
@@ -188,12 +190,6 @@ def _choice_records(args, layers) -> list:
     return records[: args.choice_records]
 
 
-# Prompt and target tokens the layer choice reads, per task: as the studies train on them (an
-# assertion is cut at 64 tokens; a code solution runs to 256 in the codegen study's cpu budget),
-# so the loss that chooses is the one the student will train on, not a solution's first lines.
-CHOICE_TOKENS = {"assertion": (256, 64), "codegen": (384, 256)}
-
-
 def _choose_layers(teacher, records: list, keep: int, score: str) -> tuple[list[int], dict]:
     from codistill.models.layer_choice import choose_layers  # lazy: torch, transformers
 
@@ -208,8 +204,10 @@ def _choose_layers(teacher, records: list, keep: int, score: str) -> tuple[list[
         teacher,
         records,
         keep,
-        max_source_tokens=CHOICE_TOKENS[records[0].task][0],
-        max_target_tokens=CHOICE_TOKENS[records[0].task][1],
+        # Each task's records cut as `codistill distill` cuts them by default (a code solution
+        # to 384 tokens, an assertion to 64), so the loss that chooses covers what the student
+        # will train on, not a solution's first lines.
+        **TASK_DEFAULTS[records[0].task],
         on_removal=progress,
         score=score,
     )

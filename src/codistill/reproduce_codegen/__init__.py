@@ -23,7 +23,7 @@ cache     the teacher's top-k log-probs along each KD arm's targets (``teacher c
 arms      ``sft``: CE on the verified solutions; ``kd``: alpha-T KD (alpha 0.5, T 1) on the same
           solutions in the same order; ``rkl``: the same with reverse KL (mode-seeking) in
           place of the forward KL; ``ce``: CE on the same prompts' references; ``kd-ref``,
-          ``seq``, ``kd-seq``, ``kd-own``, ``kd-hidden``, ``kd-online``: see ``ARMS``; all from
+          ``seq``, ``kd-seq``, ``kd-own``, ``kd-hidden``, ``kd-online``: see ``arms.ARMS``; all from
           the same init with the same optimiser, steps, batch and learning rate
 eval      pass@1 (greedy; base tests, and HumanEval+'s plus tests) of the teacher, the untouched
           student and every arm on the pooled test set, through llama.cpp on a bfloat16 GGUF

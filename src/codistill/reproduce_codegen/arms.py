@@ -1,4 +1,5 @@
-"""The arms of ``codistill reproduce codegen``: what each trains on and with which loss.
+"""The arms of ``codistill reproduce codegen``: what each trains on and with which loss, and how
+the teacher samples when it writes several solutions per prompt.
 
 Read by the study (:mod:`codistill.reproduce_codegen`), which trains them, and by its report
 (:mod:`codistill.reproduce_codegen.report`), which says how they differ. An arm is one entry of

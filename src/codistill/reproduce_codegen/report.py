@@ -112,10 +112,10 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         "",
         (out / "comparison.md").read_text(),
     ]
-    if paired_with_ce(summary["arms"]):
+    arms = paired_with_ce(summary["arms"])
+    if arms:
         # Headings one level down: this is a section of the report, not a report of its own.
         text = (out / "vs-ce" / "comparison.md").read_text().replace("\n#", "\n##")
-        arms = paired_with_ce(summary["arms"])
         lines += [
             f"## On every training prompt: against `{REFERENCE_BASELINE}`",
             "",
