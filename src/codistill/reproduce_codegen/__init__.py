@@ -16,9 +16,9 @@ teacher   a capable code model as it ships (default Qwen2.5-Coder-1.5B-Instruct)
           tiny random model
 student   a smaller model of the same tokenizer (default Qwen2.5-Coder-0.5B-Instruct), or
           ``layers`` of the teacher's (``smoke``)
-outputs   the teacher's greedy solution of every training prompt, run against the prompt's
-          tests in the sandbox (``codistill teacher generate``); for ``kd-own`` the untouched
-          student's as well
+outputs   the teacher's greedy solution of every training prompt (with ``--teacher-samples N``,
+          N sampled ones), run against the prompt's tests in the sandbox (``codistill teacher
+          generate``); for ``kd-own`` the untouched student's greedy ones as well
 cache     the teacher's top-k log-probs along each KD arm's targets (``teacher cache``)
 arms      ``sft``: CE on the verified solutions; ``kd``: alpha-T KD (alpha 0.5, T 1) on the same
           solutions in the same order; ``rkl``: the same with reverse KL (mode-seeking) in
