@@ -92,6 +92,12 @@ def test_the_study_compares_kd_with_sft_on_pooled_benchmarks(smoke_run):
     assert set(vs_ce["paired"]) == on_every_prompt | {"teacher"}
     assert "## On every training prompt: against `ce`" in report
     assert "\n#### Against the ground truth" in report
+    # ... and every arm with the student it started from: did training help at all?
+    vs_init = json.loads((out / "codegen" / "vs-init" / "comparison.json").read_text())
+    assert vs_init["baseline"] == "student_init"
+    assert set(vs_init["paired"]) == set(ARMS)
+    section = report.split("## Against the untouched student")[1].split("\n## ")[0]
+    assert all(f"| {arm} |" in section for arm in ARMS), section
     assert (out / "codegen" / "quality_vs_steps.png").read_bytes()[:4] == b"\x89PNG"
     # Every scored model's answers: how many, how long (the median of what it wrote), how long
     # scoring took.

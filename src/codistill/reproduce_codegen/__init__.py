@@ -647,6 +647,13 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     evals["student_init"] = evaluate_model(root, "student_init", student, budget, data, hide)
     out = root / "codegen"
     compare_eval_runs(evals, out, baseline=BASELINE, teacher="teacher")
+    # Did training help at all? Each arm against the student it started from, paired: on narrow
+    # targets a student can lose more to training than either loss gives back.
+    compare_eval_runs(
+        {"student_init": evals["student_init"], **{a: evals[a] for a in runs}},
+        out / "vs-init",
+        baseline="student_init",
+    )
     with_ce = paired_with_ce(arms)
     if with_ce:
         compare_eval_runs(

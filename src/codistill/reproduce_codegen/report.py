@@ -93,6 +93,13 @@ VS_CE = {
 }
 
 
+def _section(comparison: Path) -> str:
+    """A ``comparison.md`` as a section of the report: its title dropped, its headings one level
+    down (it is part of the report, not a report of its own)."""
+    text = comparison.read_text().replace("\n#", "\n##")
+    return text.split("\n", 1)[1].lstrip("\n")
+
+
 def write_report(out: Path, summary: dict[str, Any]) -> Path:
     """``report.md``: the setup, the data, the comparison and each arm's training."""
     data = json.loads((Path(summary["stages"]["data"]) / "data.json").read_text())
@@ -112,10 +119,16 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         "",
         (out / "comparison.md").read_text(),
     ]
+    lines += [
+        "## Against the untouched student",
+        "",
+        "Each arm against the student it started from: whether training helped at all, and on "
+        "which benchmark.",
+        "",
+        _section(out / "vs-init" / "comparison.md"),
+    ]
     arms = paired_with_ce(summary["arms"])
     if arms:
-        # Headings one level down: this is a section of the report, not a report of its own.
-        text = (out / "vs-ce" / "comparison.md").read_text().replace("\n#", "\n##")
         lines += [
             f"## On every training prompt: against `{REFERENCE_BASELINE}`",
             "",
@@ -124,7 +137,7 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
             + "; ".join(f"`{a}` {VS_CE[a]}" for a in arms if a in VS_CE)
             + ".",
             "",
-            text.split("\n", 1)[1].lstrip("\n"),
+            _section(out / "vs-ce" / "comparison.md"),
         ]
     lines += [
         "## Training",
