@@ -2,7 +2,7 @@
 
 import json
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -11,8 +11,11 @@ from codistill.cli.main import main
 from codistill.data.schema import CodegenRecord
 from codistill.reproduce_codegen import (
     CODEGEN_BUDGETS,
+    CodegenOptions,
     arm_targets,
+    evaluate_model,
     gguf_key,
+    prepare_data,
     study_arms,
     train_file,
 )
@@ -213,13 +216,61 @@ def test_user_errors_are_one_line(tmp_path, capsys, extra, message):
         ["--teacher-samples", "4"],
         ["--student-lr", "1e-4"],
         ["--student-steps", "9"],
+        ["--train-prompts", "humaneval"],
     ],
-    ids=["mbpp", "teacher-samples", "student-lr", "student-steps"],
+    ids=["mbpp", "teacher-samples", "student-lr", "student-steps", "train-prompts"],
 )
 def test_codegen_options_are_refused_for_the_assertion_studies(tmp_path, capsys, option):
     argv = ["reproduce", "alpha-t", "--budget", "smoke", "--out", str(tmp_path), *option]
     assert main(argv) == 2
     assert f"{option[0]} is an option of the codegen study" in capsys.readouterr().err
+
+
+def test_training_tasks_can_be_written_as_humaneval_writes_its_prompts(tmp_path):
+    mbpp = tmp_path / "mbpp.json"
+    mbpp.write_text(json.dumps(MBPP))
+    budget = replace(CODEGEN_BUDGETS["smoke"], train=None)
+
+    def tested(style: str) -> tuple[Path, dict]:
+        opts = CodegenOptions(budget="smoke", mbpp=str(mbpp), train_prompts=style)
+        data = prepare_data(tmp_path / "out", budget, opts)
+        rows = [json.loads(x) for x in (data / "train-tested.jsonl").read_text().splitlines()]
+        return data, {r["id"]: r for r in rows}
+
+    plain_dir, plain = tested("mbpp")
+    dressed_dir, dressed = tested("humaneval")
+    assert plain_dir != dressed_dir  # cached under its own key
+    # The same non-test tasks (ids 2, 602, 603), with their tests, in HumanEval's dress.
+    assert sorted(dressed) == sorted(plain) == ["Mbpp/2", "Mbpp/602", "Mbpp/603"]
+    assert {r["tests"] for r in dressed.values()} == {r["tests"] for r in plain.values()}
+    assert plain["Mbpp/2"]["prompt"].startswith('"""')
+    assert dressed["Mbpp/2"]["prompt"].startswith("def rev(s):\n")
+    assert dressed["Mbpp/2"]["source"] == "humaneval-style-mbpp"
+    # The test set is the benchmarks' own, whichever way the training tasks are written.
+    test = "test.jsonl"
+    assert (plain_dir / test).read_text() == (dressed_dir / test).read_text()
+    with pytest.raises(ValueError, match="--train-prompts must be one of mbpp, humaneval"):
+        from codistill.reproduce_codegen import reproduce_codegen
+
+        reproduce_codegen(replace(CodegenOptions(budget="smoke"), train_prompts="plain"))
+
+
+def test_evaluations_are_keyed_by_the_test_set_not_the_data_stage(tmp_path, monkeypatch):
+    import codistill.evaluation.runner as runner
+
+    scored = []
+    monkeypatch.setattr(runner, "run_eval", lambda config: scored.append(config.data))
+    model = tmp_path / "model"
+    model.mkdir()
+    smoke = CODEGEN_BUDGETS["smoke"]
+    dirs = []
+    for name, test in (("data-a", "same\n"), ("data-b", "same\n"), ("data-c", "other\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "test.jsonl").write_text(test)
+        dirs.append(evaluate_model(tmp_path / "out", "teacher", model, smoke, tmp_path / name, []))
+    # Two studies whose training data differ share the evaluation of one model on one test set.
+    assert dirs[0] == dirs[1] != dirs[2]
+    assert len(scored) == 2
 
 
 def test_reference_arms_train_on_every_prompt_and_teacher_arms_on_the_tested_ones(tmp_path):
@@ -395,6 +446,7 @@ def test_the_teacher_is_scored_from_the_gguf_it_taught_from(tmp_path, monkeypatc
     monkeypatch.setattr(runner, "run_eval", lambda cfg: seen.append(cfg.model_backend))
     monkeypatch.setattr(study, "export_bf16", lambda root, name, model: tmp_path / f"{name}.gguf")
     (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "test.jsonl").write_text("")
     taught = tmp_path / "teacher-q4.gguf"
     taught.write_bytes(b"GGUF")
     budget = CODEGEN_BUDGETS["cpu"]

@@ -16,6 +16,7 @@ from codistill.data.benchmarks import (
     load_humaneval,
     load_humaneval_plus,
     load_mbpp,
+    mbpp_as_humaneval,
     mbpp_prompt,
     mbpp_split,
 )
@@ -249,6 +250,65 @@ def test_mbpp_record_holds_prompt_entry_point_and_self_contained_tests(tmp_path)
     )
     assert record.tests.splitlines() == ["import math", *record.extra["test_list"]]
     assert _run(record.canonical_solution + record.tests).returncode == 0
+
+
+def test_mbpp_as_humaneval_writes_a_signature_and_a_doctest_answered_by_a_body(tmp_path):
+    path = tmp_path / "mbpp.json"
+    code = "import math\ndef add(a, b):\n\t# the sum\n\treturn a + b\n"
+    path.write_text(json.dumps([_mbpp_item(7, code=code)]), encoding="utf-8")
+    (mbpp,) = load_mbpp(path)
+    record = mbpp_as_humaneval(mbpp)
+    assert record.source == "humaneval-style-mbpp"  # answered by a body, not a program
+    assert (record.id, record.entry_point, record.tests) == (mbpp.id, "add", mbpp.tests)
+    assert record.prompt == (
+        "import math\n\n\ndef add(a, b):\n"
+        '    """ Write a function to add two numbers.\n'
+        "    >>> add(1, 2)\n    3\n"
+        '    """\n'
+    )
+    # The tab-indented body is rewritten at the docstring's 4 spaces, so the program runs.
+    assert record.canonical_solution == "    return a + b\n"
+    assert _run(record.prompt + record.canonical_solution + record.tests).returncode == 0
+
+
+def test_mbpp_as_humaneval_keeps_helpers_after_the_prompt(tmp_path):
+    path = tmp_path / "mbpp.json"
+    tests = ["assert not add(1, -1)", "assert add(1, 2) == 3"]
+    path.write_text(json.dumps([_mbpp_item(7, test_list=tests)]), encoding="utf-8")
+    (mbpp,) = load_mbpp(path)
+    record = mbpp_as_humaneval(mbpp)
+    # Only the entry point's signature is given; the reference, helper included, follows it.
+    assert record.prompt.startswith("def add(a, b):\n")
+    assert "    >>> add(1, -1)\n    False\n" in record.prompt
+    assert record.canonical_solution == "\n" + mbpp.canonical_solution
+    assert _run(record.prompt + record.canonical_solution + record.tests).returncode == 0
+    with pytest.raises(ValueError, match="Mbpp/7: not an MBPP record"):
+        mbpp_as_humaneval(record)
+
+
+def test_every_sanitized_mbpp_task_in_humaneval_dress_passes_its_tests():
+    file = _shared(MBPP)
+    programs = [
+        r.prompt + r.canonical_solution + "\n" + r.tests
+        for r in map(mbpp_as_humaneval, load_mbpp(file))
+    ]
+    # One interpreter for all: each program in its own namespace, failures named.
+    runner = (
+        "import json, sys\nbad = []\n"
+        "for i, p in enumerate(json.load(sys.stdin)):\n"
+        "    try:\n        exec(compile(p, f'task{i}', 'exec'), {'__name__': '__main__'})\n"
+        "    except BaseException as e:\n        bad.append((i, repr(e)[:80]))\n"
+        "print(json.dumps(bad))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", runner],
+        input=json.dumps(programs),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    assert json.loads(done.stdout.splitlines()[-1]) == []
 
 
 def test_mbpp_split_follows_the_task_id_ranges_of_the_original_split():

@@ -44,6 +44,14 @@ def register(sub) -> None:
         help="codegen: MBPP file; its test split joins the test set, its other tasks training",
     )
     p.add_argument(
+        "--train-prompts",
+        default="mbpp",
+        choices=["mbpp", "humaneval"],
+        help="codegen: how MBPP's training tasks are written: as MBPP writes them (a "
+        "description and one test, answered by a program; default) or as HumanEval does "
+        "(signature and docstring with the test as an example, answered by a body)",
+    )
+    p.add_argument(
         "--arms",
         help="comma-separated subset of the study's arms (the baseline arm always runs: "
         "CE-only, or SFT for codegen; codegen's kd-hidden runs by default only when the student "
@@ -107,6 +115,8 @@ def _assertion_only(args) -> None:
     given = [f for f in ("student", "humaneval_plus", "mbpp") if getattr(args, f)]
     if args.teacher_samples != 1:
         given.append("teacher_samples")
+    if args.train_prompts != "mbpp":
+        given.append("train_prompts")
     given += [f for f in ("student_lr", "student_steps") if getattr(args, f) is not None]
     if given:
         flag = "--" + given[0].replace("_", "-")
@@ -127,6 +137,7 @@ def _codegen(args, arms) -> None:
             student=args.student,
             humaneval_plus=args.humaneval_plus,
             mbpp=args.mbpp,
+            train_prompts=args.train_prompts,
             arms=arms,
             seed=args.seed,
             checkpoint=args.checkpoint,

@@ -24,8 +24,10 @@ import importlib.resources
 import json
 import math
 import os
+import textwrap
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -200,6 +202,94 @@ def mbpp_prompt(description: str, first_test: str) -> str:
     \"\"\"
     """
     return f'"""\n{description.strip()}\n{first_test.strip()}\n"""\n'
+
+
+# The source of an MBPP task rendered as a HumanEval prompt (`mbpp_as_humaneval`). It does not
+# start with "mbpp": such a record is answered by a continuation of its prompt, not a program.
+HUMANEVAL_STYLE_MBPP = "humaneval-style-mbpp"
+
+
+def mbpp_as_humaneval(record: CodegenRecord) -> CodegenRecord:
+    """An MBPP task written the way HumanEval writes its prompts: the reference's imports, the
+    entry point's signature, and a docstring holding the description and the first test as a
+    doctest example, to be continued by the function's body.
+
+    Students tuned only on MBPP's description prompts (answered by a whole program) have lost
+    ground on HumanEval's signature-and-docstring prompts (answered by a body); the same tasks
+    in HumanEval's dress give training prompts of HumanEval's shape (MultiPL-E writes MBPP
+    this way too). Tests, entry point and id stay; the canonical
+    solution becomes the body of the reference's entry point, or the reference's other code
+    after it when the reference has more than one function.
+
+    Sanitized MBPP's ``add`` task becomes ``def add(a, b):`` with the docstring ``Write a
+    function to add two numbers.`` then ``>>> add(1, 2)`` and ``3``, and its body.
+
+    Raises:
+        ValueError: ``record`` is not an MBPP record of `load_mbpp` (no description, or a
+            reference that does not define its entry point at top level).
+    """
+    code = record.canonical_solution or ""
+    description = record.extra.get("description")
+    tests = record.extra.get("test_list") or []
+    if not record.source.lower().startswith("mbpp") or not description or not tests:
+        raise ValueError(f"{record.id}: not an MBPP record of load_mbpp (source {record.source!r})")
+    tree = _parse_quietly(code)
+    lines = code.splitlines(keepends=True)
+    imports = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    funcs = [
+        n
+        for n in tree.body
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == record.entry_point
+    ]
+    if not funcs:
+        raise ValueError(f"{record.id}: the reference does not define {record.entry_point}()")
+    func = funcs[0]
+    head = "".join("".join(lines[n.lineno - 1 : n.end_lineno]) for n in imports)
+    # The def line(s) up to the body: the source between the def and its first statement,
+    # less comment lines.
+    first = func.body[0]
+    header = lines[func.lineno - 1 : first.lineno - 1]
+    signature = "".join(x for x in header if x.strip() and not x.lstrip().startswith("#"))
+    signature = signature.rstrip()
+    example = _doctest_example(tests[0], record.entry_point)
+    docstring = textwrap.indent(f'""" {description.strip()}\n{example}\n"""\n', "    ")
+    others = [n for n in tree.body if n is not func and n not in imports]
+    if signature and not others:
+        prompt = (head + "\n\n" if head else "") + signature + "\n" + docstring
+        body = "".join(lines[first.lineno - 1 : func.end_lineno])
+        if lines[first.lineno - 1][: first.col_offset] != "    ":
+            # MBPP has tab, 1- and 2-space bodies: rewritten at HumanEval's 4 spaces.
+            body = textwrap.indent("\n".join(ast.unparse(st) for st in func.body), "    ") + "\n"
+    else:  # a one-line def, or helpers beside it: the whole reference follows the prompt
+        params = ast.unparse(func.args)
+        prompt = f"def {record.entry_point}({params}):\n" + docstring
+        body = "\n" + code
+    return replace(record, source=HUMANEVAL_STYLE_MBPP, prompt=prompt, canonical_solution=body)
+
+
+def _doctest_example(test: str, entry_point: str) -> str:
+    """``assert f(x) == y`` as a doctest example (``>>> f(x)`` then ``y``); ``assert f(x)`` and
+    ``assert not f(x)`` show ``True``/``False``; any other assert shows its condition as
+    ``True``."""
+    try:
+        node = _parse_quietly(test.strip()).body[0]
+    except (SyntaxError, IndexError):
+        return test.strip()
+    if not isinstance(node, ast.Assert):
+        return test.strip()
+    cond = node.test
+    if (
+        isinstance(cond, ast.Compare)
+        and len(cond.ops) == 1
+        and isinstance(cond.ops[0], ast.Eq)
+        and isinstance(cond.left, ast.Call)
+        and isinstance(cond.left.func, ast.Name)
+        and cond.left.func.id == entry_point
+    ):
+        return f">>> {ast.unparse(cond.left)}\n{ast.unparse(cond.comparators[0])}"
+    if isinstance(cond, ast.UnaryOp) and isinstance(cond.op, ast.Not):
+        return f">>> {ast.unparse(cond.operand)}\nFalse"
+    return f">>> {ast.unparse(cond)}\nTrue"
 
 
 def _parse_quietly(source: str) -> ast.Module:
@@ -386,7 +476,11 @@ def load_mbpp(path: str | os.PathLike[str], split: str | None = None) -> list[Co
             "entry_point": _entry_point(code, test_list, where),
             "tests": "\n".join([*imports, *test_list]) + "\n",
             "canonical_solution": code,
-            "extra": {"test_imports": imports, "test_list": test_list},
+            "extra": {
+                "test_imports": imports,
+                "test_list": test_list,
+                "description": description.strip(),
+            },
         }
         record = _build(where, lambda f=fields: CodegenRecord(**f))
         if split is None or mbpp_split(task_id) == split:

