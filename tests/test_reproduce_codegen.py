@@ -88,6 +88,7 @@ def test_the_study_compares_kd_with_sft_on_pooled_benchmarks(smoke_run):
     assert not train_ids & {"Mbpp/12", "Mbpp/13"}  # never train on MBPP's test split
     report = (out / "codegen" / "report.md").read_text()
     assert "Does distillation pay?" in report and "| kd | `teacher` outputs |" in report
+    assert "MBPP's training tasks are written as MBPP writes them" in report
     # The arms on every prompt are also paired with CE-only on the same prompts.
     vs_ce = json.loads((out / "codegen" / "vs-ce" / "comparison.json").read_text())
     assert vs_ce["baseline"] == "ce"
@@ -543,6 +544,18 @@ def test_the_arms_steps_can_be_set_for_all_of_them(smoke_run):
         assert config["max_steps"] == 7 and config["valid_every_steps"] == 1  # each quarter
         assert [r["step"] for r in _train_rows(run)] == list(range(1, 8))
     assert "every arm trains 7 steps" in (out / "codegen" / "report.md").read_text()
+
+
+def test_training_prompts_in_humaneval_dress_end_to_end(smoke_run, capsys):
+    out, argv = smoke_run
+    assert main([*argv, "--arms", "sft", "--train-prompts", "humaneval"]) == 0
+    printed = capsys.readouterr().out
+    assert "codegen-data: building" in printed and "codegen-arm-sft: building" in printed
+    summary = json.loads((out / "codegen" / "reproduce.json").read_text())
+    assert summary["train_prompts"] == "humaneval"
+    tested = Path(summary["stages"]["data"]) / "train-tested.jsonl"
+    assert all(json.loads(x)["prompt"].startswith("def ") for x in tested.read_text().splitlines())
+    assert "written as HumanEval writes its prompts" in (out / "codegen" / "report.md").read_text()
 
 
 def _record(source: str, prompt: str, language: str = "python") -> CodegenRecord:

@@ -33,6 +33,15 @@ def _samples_note(samples: int) -> str:
     )
 
 
+def _prompts_note(style: str) -> str:
+    if style == "mbpp":
+        return "MBPP's training tasks are written as MBPP writes them (a description and a test)."
+    return (
+        "MBPP's training tasks are written as HumanEval writes its prompts (signature, docstring "
+        "with the first test as an example), answered by a body."
+    )
+
+
 # A completion "repeats" when one stripped line of more than 8 characters occurs this often: the
 # runaway loop a student falls into when it never learned to stop (short lines such as
 # ``return x`` recur legitimately).
@@ -112,6 +121,7 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         f"lr {budget['student_lr']} from that init. "
         + checkpoint_note(summary.get("checkpoint", "final")),
         _samples_note(summary.get("teacher_samples", 1)),
+        _prompts_note(summary.get("train_prompts", "mbpp")),
         f"Training prompts: {data['train']} ({data['train_with_tests']} with tests); test: "
         + ", ".join(f"{k} {v}" for k, v in data["test"].items())
         + f"; decontamination removed {data['decontaminated']['stdlib_functions']} standard "
