@@ -16,6 +16,7 @@ from codistill.reproduce_codegen import (
     evaluate_model,
     gguf_key,
     prepare_data,
+    reproduce_codegen,
     study_arms,
     train_file,
 )
@@ -251,9 +252,7 @@ def test_training_tasks_can_be_written_as_humaneval_writes_its_prompts(tmp_path)
     test = "test.jsonl"
     assert (plain_dir / test).read_text() == (dressed_dir / test).read_text()
     with pytest.raises(ValueError, match="--train-prompts must be one of mbpp, humaneval"):
-        from codistill.reproduce_codegen import reproduce_codegen
-
-        reproduce_codegen(replace(CodegenOptions(budget="smoke"), train_prompts="plain"))
+        reproduce_codegen(CodegenOptions(budget="smoke", train_prompts="plain"))
 
 
 def test_evaluations_are_keyed_by_the_test_set_not_the_data_stage(tmp_path, monkeypatch):
