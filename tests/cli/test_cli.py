@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from transformers import AutoConfig
 
 from codistill.cli.main import main
 from codistill.data.jsonl import write_records
 from codistill.data.schema import CodegenRecord
+from codistill.models.tiny import CODE_CORPUS
 
 
 def _derive(setup, out, layers, *extra):
@@ -147,6 +149,36 @@ def test_student_derive_overwrite_replaces_an_existing_out(tiny_setup, tmp_path)
     (out / "keep.txt").write_text("x")
     assert _derive(tiny_setup, out, "2", "--overwrite") == 0
     assert (out / "token_map.json").is_file() and not (out / "keep.txt").exists()
+
+
+def test_student_derive_heals_its_cuts_on_text_files(tiny_setup, tmp_path):
+    code = tmp_path / "code.py"
+    code.write_text("\n".join(CODE_CORPUS * 6))
+    out = tmp_path / "student"
+    heal = ["--heal-on", str(code), "--heal-tokens", "640", "--heal-epochs", "2"]
+    assert _derive(tiny_setup, out, "0,3", *heal, "--heal-lr", "0.003") == 0
+    healing = json.loads((out / "derivation.json").read_text())["healing"]
+    assert [c["student_layer"] for c in healing["cuts"]] == [1]  # layers 1-2 absorbed by 3
+    assert healing["settings"]["lr"] == 0.003 and healing["steps"] > 0
+    assert healing["held_out_error_after"][0] < healing["held_out_error_before"][0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--heal-tokens", "0"], "--heal-tokens must be >= 1"),
+        (["--heal-tokens", "100"], "--heal-tokens must be at least one window"),
+        (["--heal-epochs", "0"], "--heal-epochs must be >= 1"),
+        (["--heal-lr", "0"], "--heal-lr must be > 0"),
+        (["--heal-on", "nowhere.py"], "--heal-on nowhere.py: no such file"),
+    ],
+)
+def test_student_derive_checks_its_healing_options_before_loading_anything(
+    tiny_setup, tmp_path, capsys, extra, message
+):
+    assert _derive(tiny_setup, tmp_path / "student", "0,3", *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "student").exists()
 
 
 def test_distill_reports_an_out_of_range_override(tiny_setup, tmp_path, capsys):

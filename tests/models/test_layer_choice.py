@@ -8,11 +8,11 @@ import torch
 
 from codistill.data.batches import collate_causal, tokenize_records
 from codistill.models.layer_choice import (
-    _decoder_layers,
     _layer_inputs,
     block_distances,
     block_layer_choice,
     choose_layers,
+    decoder_layers,
     greedy_layer_choice,
     only_layers,
     target_cross_entropy,
@@ -170,7 +170,7 @@ def test_the_block_that_leaves_the_stream_unchanged_is_dropped(fresh_teacher):
     model, batches = fresh_teacher
     with torch.no_grad():  # layers 1 and 2 add nothing to the residual stream
         for i in (1, 2):
-            layer = _decoder_layers(model)[i]
+            layer = decoder_layers(model)[i]
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()  # (Gemma's post-branch norms keep a zero zero)
     distances = block_distances(model, batches, 2)

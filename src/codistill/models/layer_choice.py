@@ -57,11 +57,12 @@ class LayerChoice:
         return out
 
 
-def _decoder_layers(model) -> nn.ModuleList:
+def decoder_layers(model, purpose: str = "layer choice by loss") -> nn.ModuleList:
+    """``model.model.layers``; a ValueError naming ``purpose`` for a model without them."""
     layers = getattr(getattr(model, "model", None), "layers", None)
     if not isinstance(layers, nn.ModuleList):
         raise ValueError(
-            f"{type(model).__name__}: layer choice by loss needs a decoder-only model with its "
+            f"{type(model).__name__}: {purpose} needs a decoder-only model with its "
             "layers at model.model.layers (Gemma 3, Llama, Qwen2, Mistral)"
         )
     return layers
@@ -74,7 +75,7 @@ def only_layers(model, indices: Sequence[int]) -> Iterator[None]:
     The per-layer config entries (``layer_types``: Gemma 3's sliding/full attention pattern)
     are subset with the layers, so each kept layer keeps its own attention kind.
     """
-    layers = _decoder_layers(model)
+    layers = decoder_layers(model)
     # transformers 5 records hidden states through hooks it installs on the layers present at
     # the first forward that asks for them; one token through the full stack installs them on
     # every layer, so a subset run first still reports its hidden states.
@@ -164,7 +165,7 @@ def greedy_layer_choice(
         keep: how many layers remain, in ``[1, num_layers]``.
         on_removal: called with each removal's record (for progress output).
     """
-    num_layers = len(_decoder_layers(model))
+    num_layers = len(decoder_layers(model))
     if not 1 <= keep <= num_layers:
         raise ValueError(f"keep must be in [1, {num_layers}], got {keep}")
     model.eval()
@@ -205,7 +206,7 @@ def block_distances(model, batches: Iterable[dict[str, torch.Tensor]], drop: int
     Hooks read each layer's own input and output: the model's ``hidden_states`` end with the
     final norm applied, which would distort blocks that end at the last layer.
     """
-    layers = _decoder_layers(model)
+    layers = decoder_layers(model)
     n = len(layers)
     if not 1 <= drop < n:
         raise ValueError(f"drop must be in [1, {n - 1}], got {drop}")
@@ -262,7 +263,7 @@ def block_layer_choice(model, batches: Sequence[dict[str, torch.Tensor]], keep: 
     in 2 minutes; :func:`greedy_layer_choice` took 28 minutes to reach 1.971 (it removes layer 8
     first, the cheapest single layer, then 13, 12, 11), no better than dropping 9-12 (1.972).
     """
-    num_layers = len(_decoder_layers(model))
+    num_layers = len(decoder_layers(model))
     if not 1 <= keep <= num_layers:
         raise ValueError(f"keep must be in [1, {num_layers}], got {keep}")
     model.eval()

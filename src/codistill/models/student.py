@@ -18,7 +18,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,6 +247,7 @@ def derive_student(
     *,
     overwrite: bool = False,
     notes: dict[str, Any] | None = None,
+    heal: Callable[[PreTrainedModel, PreTrainedModel, list[int]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Derives a student from a teacher checkpoint and saves it.
 
@@ -266,6 +267,10 @@ def derive_student(
         overwrite: Replace an existing ``out_dir`` instead of refusing.
         notes: Extra entries for the summary, e.g. how the layers were chosen
             (:func:`codistill.models.layer_choice.greedy_layer_choice`).
+        heal: Called as ``heal(teacher, student, layers)`` before the student is saved, to
+            train it in place (:func:`codistill.training.heal.heal_cuts`: the student layer
+            after each removed block learns to stand for the block); what it returns is saved
+            in the summary as ``healing``. None keeps the teacher's weights as copied.
 
     Returns:
         A summary: architecture, layer counts and chosen layers, vocabulary sizes, parameter
@@ -294,6 +299,7 @@ def derive_student(
         teacher.generation_config.to_dict()
     )
     _map_special_ids(student.generation_config, token_map, "generation_config")
+    healing = None if heal is None else heal(teacher, student, chosen[-1])
     student = student.to(dtype).eval()
 
     summary = {
@@ -311,6 +317,8 @@ def derive_student(
         "student_parameters": count_parameters(student),
         "dtype": str(dtype).removeprefix("torch."),
     }
+    if healing is not None:
+        summary["healing"] = healing
     summary.update(notes or {})
     summary["seconds"] = round(time.perf_counter() - start, 3)
     _save_atomically(student, tokenizer, token_map, summary, out_dir)
