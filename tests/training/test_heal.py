@@ -149,6 +149,14 @@ def test_derive_with_healing_saves_the_healed_student_and_says_so(teacher_dir, t
     )
 
 
+def test_healing_needs_a_held_out_window(teacher_dir, windows, tmp_path):
+    layers = [0, 1, 3, 4, 5]
+    derive_student(teacher_dir, tmp_path / "s", layers)
+    teacher, student = load_model(teacher_dir), load_model(tmp_path / "s")
+    with pytest.raises(ValueError, match="at least two windows"):
+        heal_cuts(teacher, student, layers, windows[:1], HealSettings())
+
+
 def test_healing_a_seq2seq_model_is_refused(tmp_path):
     from codistill.models.tiny import make_tiny_seq2seq_lm
 

@@ -231,10 +231,12 @@ def heal_cuts(
     if not cuts:
         summary["note"] = "no removed layers: nothing to heal"
         return summary
-    n_held = max(1, round(len(windows) * settings.held_out)) if len(windows) > 1 else 0
+    if len(windows) < 2:
+        raise ValueError(
+            f"healing needs at least two windows (one is held out), got {len(windows)}"
+        )
+    n_held = min(len(windows) - 1, max(1, round(len(windows) * settings.held_out)))
     held, train = windows[:n_held], windows[n_held:]
-    if len(train) == 0:
-        raise ValueError("healing needs at least two windows (one is held out)")
     teacher.eval()
     held_examples = _record(teacher, held, cuts, settings.batch_size)
     train_examples = _record(teacher, train, cuts, settings.batch_size)
@@ -249,10 +251,10 @@ def heal_cuts(
     student.eval()  # no dropout: the error is that of the student as it will run
     before = held_error()
     params = [p for c in cuts for p in _decoder_layers(student)[c.student_layer].parameters()]
-    frozen = {id(p) for p in params}
+    trained = {id(p) for p in params}
     requires = {p: p.requires_grad for p in student.parameters()}
     for p in student.parameters():
-        p.requires_grad_(id(p) in frozen)
+        p.requires_grad_(id(p) in trained)
     steps = settings.epochs * len(train_examples)
     warmup = max(1, steps // 20)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
@@ -269,15 +271,15 @@ def heal_cuts(
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
+        after = held_error()
     finally:
         for p, flag in requires.items():
             p.requires_grad_(flag)
         student.train(was_training)
-    student.eval()
     summary.update(
         {
             "held_out_error_before": before,
-            "held_out_error_after": held_error(),
+            "held_out_error_after": after,
             "windows": {"train": len(train), "held_out": n_held, "length": windows.shape[1]},
             "tokens": int(train.numel()) * settings.epochs,
             "steps": steps,
@@ -285,5 +287,4 @@ def heal_cuts(
             "seconds": round(time.perf_counter() - start, 1),
         }
     )
-    student.train(was_training)
     return summary
